@@ -1,0 +1,309 @@
+"""Artifact store: content-addressed files, one serializer per type, verified reads.
+
+Layout under the root (works on any shared filesystem): `ab/abcdef....<ext>` where the
+name is the xxh3-128 hash of the serialized bytes. Invariants:
+
+* a file is written to a temporary name in the same folder and renamed into place, so a
+  reader (or a crash) never sees half a file;
+* the content hash is computed once, from the bytes being written;
+* a read re-hashes the bytes and raises `ArtifactError` on a missing or corrupt file,
+  so a damaged artifact is never silently used;
+* a type with no serializer is an error, never a silent pickle: pickling happens only
+  when the step asks for it with `hints={"serializer": "pickle"}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import io
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ArtifactError
+from orchestrator.hashing import hash_bytes, hash_file
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ArtifactRef:
+    """A stored artifact: its content hash, how it was serialized, its type and size."""
+
+    hash: str
+    serializer: str
+    type: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hash": self.hash,
+            "serializer": self.serializer,
+            "type": self.type,
+            "size": self.size,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ArtifactRef:
+        return cls(d["hash"], d["serializer"], d["type"], int(d["size"]))
+
+
+def _type_path(value: Any) -> str:
+    t = type(value)
+    return f"{t.__module__}:{t.__qualname__}"
+
+
+def _import_type(path: str) -> Any:
+    mod, _, qual = path.partition(":")
+    obj: Any = importlib.import_module(mod)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# -- serializers: (name, ext, dumps(value) -> bytes, loads(bytes, type_path) -> value) --
+
+
+def _df_dumps(value: Any) -> memoryview:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(value, preserve_index=True)
+    # dictionary encoding pays off for repeated values (strings, categories), not floats
+    dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", use_dictionary=dictionary)
+    return memoryview(sink.getvalue())  # no copy: hashed and written from Arrow's buffer
+
+
+def _df_loads(data: bytes, _type: str) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.read_table(pa.BufferReader(data)).to_pandas()
+
+
+def _series_dumps(value: Any) -> memoryview:
+    name = value.name if value.name is not None else "__series__"
+    return _df_dumps(value.to_frame(name=str(name)))
+
+
+def _series_loads(data: bytes, type_: str) -> Any:
+    s = _df_loads(data, type_).iloc[:, 0]
+    return s.rename(None) if s.name == "__series__" else s
+
+
+def _npy_dumps(value: Any) -> bytes:
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, value, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npy_loads(data: bytes, _type: str) -> Any:
+    import numpy as np
+
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _joblib_dumps(value: Any) -> bytes:
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump(value, buf)
+    return buf.getvalue()
+
+
+def _joblib_loads(data: bytes, _type: str) -> Any:
+    import joblib
+
+    return joblib.load(io.BytesIO(data))
+
+
+def _pydantic_dumps(value: Any) -> bytes:
+    return value.model_dump_json().encode()
+
+
+def _pydantic_loads(data: bytes, type_: str) -> Any:
+    return _import_type(type_).model_validate_json(data)
+
+
+def _json_dumps(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
+
+
+def _json_loads(data: bytes, _type: str) -> Any:
+    return json.loads(data)
+
+
+SERIALIZERS: dict[str, tuple[str, Any, Any]] = {
+    "parquet": (".parquet", _df_dumps, _df_loads),
+    "series": (".parquet", _series_dumps, _series_loads),
+    "npy": (".npy", _npy_dumps, _npy_loads),
+    "joblib": (".joblib", _joblib_dumps, _joblib_loads),
+    "pydantic": (".json", _pydantic_dumps, _pydantic_loads),
+    "json": (".json", _json_dumps, _json_loads),
+    "pickle": (".pkl", lambda v: pickle.dumps(v, protocol=5), lambda d, _t: pickle.loads(d)),
+}
+
+_JSON_SCALARS = (type(None), bool, int, float, str)
+
+
+def _is_jsonable(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, _JSON_SCALARS):
+        return True
+    if depth > 50:
+        return False
+    if isinstance(value, list | tuple):
+        return all(_is_jsonable(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_jsonable(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def choose_serializer(value: Any, requested: str | None = None) -> str:
+    """The serializer for a value: by its type, or the one the step asked for."""
+    if requested:
+        if requested not in SERIALIZERS:
+            raise ArtifactError(
+                f"unknown serializer '{requested}'; known: {', '.join(SERIALIZERS)}"
+            )
+        return requested
+    mod = type(value).__module__.split(".")[0]
+    if mod == "pandas":
+        import pandas as pd
+
+        if isinstance(value, pd.DataFrame):
+            return "parquet"
+        if isinstance(value, pd.Series):
+            return "series"
+    if mod == "numpy":
+        import numpy as np
+
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            return "npy"
+    if hasattr(value, "model_dump_json") and hasattr(type(value), "model_validate_json"):
+        return "pydantic"
+    if _is_jsonable(value):
+        return "json"
+    if _is_estimator(value):
+        return "joblib"
+    raise ArtifactError(
+        f"no serializer for a value of type {_type_path(value)}; return a DataFrame, numpy array, "
+        "scikit-learn estimator, pydantic model or JSON-able value, or ask for pickling with "
+        "@step(hints={'serializer': 'pickle'})"
+    )
+
+
+def _is_estimator(value: Any) -> bool:
+    try:
+        from sklearn.base import BaseEstimator
+    except ImportError:  # pragma: no cover - sklearn is a dependency
+        return False
+    return isinstance(value, BaseEstimator)
+
+
+class ArtifactStore:
+    """Content-addressed files under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._dirs: set[str] = set()
+
+    def path(self, ref: ArtifactRef) -> Path:
+        return self.root / ref.hash[:2] / (ref.hash + SERIALIZERS[ref.serializer][0])
+
+    def put(self, value: Any, serializer: str | None = None) -> ArtifactRef:
+        name = choose_serializer(value, serializer)
+        try:
+            data = SERIALIZERS[name][1](value)
+        except ArtifactError:
+            raise
+        except Exception as exc:
+            raise ArtifactError(
+                f"cannot serialize {_type_path(value)} with {name}: {exc}"
+            ) from None
+        ref = ArtifactRef(hash_bytes(data), name, _type_path(value), len(data))
+        self._write(self.path(ref), data)
+        return ref
+
+    def _write(self, path: Path, data: bytes | memoryview) -> None:
+        folder = path.parent
+        key = folder.name
+        if key not in self._dirs:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(key)
+        try:
+            if path.stat().st_size == len(data) and hash_file(path) == path.name.split(".")[0]:
+                return  # the same content is already stored, intact
+        except FileNotFoundError:
+            pass
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def adopt(self, src: Path, ref: ArtifactRef) -> None:
+        """Move a file written elsewhere (a container's scratch folder) into the store,
+        after checking it holds exactly the content its reference names."""
+        try:
+            ok = hash_file(src) == ref.hash and src.stat().st_size == ref.size
+        except FileNotFoundError:
+            raise ArtifactError(f"artifact {ref.hash[:12]} was not written: {src}") from None
+        if not ok:
+            raise ArtifactError(
+                f"artifact {ref.hash[:12]} written at {src} does not match its hash"
+            )
+        dest = self.path(ref)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if self.verify(ref) is None:
+            return  # already stored, intact
+        tmp = dest.parent / f".tmp-adopt-{os.getpid()}-{ref.hash}"
+        shutil.copyfile(src, tmp)  # the scratch folder may be on another filesystem
+        os.replace(tmp, dest)
+
+    def read_bytes(self, ref: ArtifactRef) -> bytes:
+        path = self.path(ref)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactError(f"artifact {ref.hash[:12]} is missing: {path}") from None
+        if hash_bytes(data) != ref.hash:
+            raise ArtifactError(
+                f"artifact {ref.hash[:12]} is corrupt (content hash differs): {path}"
+            )
+        return data
+
+    def get(self, ref: ArtifactRef) -> Any:
+        data = self.read_bytes(ref)
+        try:
+            return SERIALIZERS[ref.serializer][2](data, ref.type)
+        except Exception as exc:
+            raise ArtifactError(
+                f"cannot load artifact {ref.hash[:12]} ({ref.type}): {exc}"
+            ) from None
+
+    def verify(self, ref: ArtifactRef) -> str | None:
+        """None when the file is present and intact, else the reason it is not."""
+        path = self.path(ref)
+        try:
+            if ref.size < (1 << 20):
+                ok = hash_bytes(path.read_bytes()) == ref.hash
+            else:
+                ok = hash_file(path) == ref.hash
+        except FileNotFoundError:
+            return f"artifact {ref.hash[:12]} is missing: {path}"
+        return None if ok else f"artifact {ref.hash[:12]} is corrupt (content hash differs): {path}"
+
+    def all_files(self) -> list[Path]:
+        if not self.root.exists():
+            return []
+        return [p for p in self.root.glob("??/*") if p.is_file()]

@@ -1,0 +1,148 @@
+"""Cache keys for nodes and the explanation of a miss.
+
+A node's key hashes its step's code fingerprint, its canonical parameters (a `FileInput`
+parameter contributes its file's content hash), its input artifacts' content hashes and
+the step's version salt. `explain_miss` compares the components of a key with the
+closest earlier entry of the same step and says what differs, naming the function,
+constant, parameter or input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.graph import has_hash_content
+from orchestrator.hashing import cache_key, canonical, code_fingerprint, digest, dumps, hash_file
+from orchestrator.step import Node, Output, Step
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeyParts:
+    key: str
+    code: dict[str, str]
+    params: dict[str, Any]
+    inputs: dict[str, str]
+    salt: str
+
+
+class KeyMaker:
+    """Computes node keys; code fingerprints are memoised per step for the maker's life."""
+
+    def __init__(self) -> None:
+        self._code: dict[int, tuple[dict[str, str], str]] = {}
+
+    def code(self, step: Step[Any]) -> tuple[dict[str, str], str]:
+        got = self._code.get(id(step.fn))
+        if got is None:
+            parts = code_fingerprint(step.fn)
+            got = (parts, digest(parts))
+            self._code[id(step.fn)] = got
+        return got
+
+    def params(self, node: Node) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        args = node.step.arguments
+        for name, arg in args.items():
+            value = node.bindings.get(name, arg.default)
+            if isinstance(value, Output):
+                continue
+            if has_hash_content(arg.annotation):
+                path = Path(value)
+                try:
+                    out[name] = {"path": str(path), "content": hash_file(path)}
+                except OSError as exc:
+                    raise OrchestratorError(
+                        f"step '{node.name}' parameter '{name}': cannot read {path}: "
+                        f"{exc.strerror or exc}"
+                    ) from None
+            elif name in node.bindings:
+                out[name] = canonical(value)
+            else:
+                out[name] = _default(value)
+        return out
+
+    def make(self, node: Node, inputs: dict[str, str]) -> KeyParts:
+        code, code_digest = self.code(node.step)
+        params = self.params(node)
+        ordered = dict(sorted(inputs.items()))
+        salt = node.step.version
+        key = cache_key(code_digest, dumps(params), [f"{k}={v}" for k, v in ordered.items()], salt)
+        return KeyParts(key, code, params, ordered, salt)
+
+
+def _default(value: Any) -> Any:
+    try:
+        return canonical(value)
+    except OrchestratorError:
+        return repr(value)
+
+
+def _short(value: Any) -> str:
+    text = dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def diff(parts: KeyParts, entry: dict[str, Any]) -> dict[str, Any]:
+    old_code: dict[str, str] = entry["code"]
+    changed = sorted(k for k in parts.code.keys() & old_code.keys() if parts.code[k] != old_code[k])
+    added = sorted(parts.code.keys() - old_code.keys())
+    removed = sorted(old_code.keys() - parts.code.keys())
+    old_params: dict[str, Any] = entry["params"]
+    params = {
+        k: [old_params.get(k), parts.params.get(k)]
+        for k in sorted(parts.params.keys() | old_params.keys())
+        if old_params.get(k) != parts.params.get(k)
+    }
+    old_inputs: dict[str, str] = entry["inputs"]
+    inputs = sorted(
+        k
+        for k in parts.inputs.keys() | old_inputs.keys()
+        if parts.inputs.get(k) != old_inputs.get(k)
+    )
+    return {
+        "code_changed": changed,
+        "code_added": added,
+        "code_removed": removed,
+        "params": params,
+        "inputs": inputs,
+    }
+
+
+def _size(d: dict[str, Any]) -> int:
+    return sum(len(v) for v in d.values())
+
+
+def explain_miss(parts: KeyParts, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Why `parts` missed the cache, against the closest of this step's earlier entries."""
+    if not history:
+        return {"cache": "miss", "summary": "no cache entry for this step yet"}
+    best, best_diff = None, None
+    for entry in reversed(history[-50:]):
+        d = diff(parts, entry)
+        if best_diff is None or _size(d) < _size(best_diff):
+            best, best_diff = entry, d
+    assert best is not None and best_diff is not None
+    lines = []
+    for k in best_diff["code_changed"]:
+        lines.append(f"code changed: {k}")
+    for k in best_diff["code_added"]:
+        lines.append(f"code added: {k}")
+    for k in best_diff["code_removed"]:
+        lines.append(f"code removed: {k}")
+    for k, (old, new) in best_diff["params"].items():
+        lines.append(f"parameter '{k}' changed: {_short(old)} -> {_short(new)}")
+    for k in best_diff["inputs"]:
+        lines.append(f"input '{k}' changed (new content hash)")
+    if not lines:
+        lines.append("version salt or cache format changed")
+    return {
+        "cache": "miss",
+        "summary": "; ".join(lines),
+        "details": lines,
+        "compared_with_run": best.get("run_id"),
+        "compared_with_key": best["cache_key"],
+        "diff": best_diff,
+    }

@@ -1,0 +1,479 @@
+"""`orch`: the command line, and the composition root.
+
+Only here are concrete parts chosen and configuration read: `ORCH_HOME` (default
+`./.orchestrator`) holds the SQLite file and the artifact folder; `ORCH_DB_URL` points the
+metadata store elsewhere; `ORCH_LOG_FORMAT=json` switches logs to JSON lines. Every
+`OrchestratorError` ends as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator.errors import NotFound, OrchestratorError, ParamError, did_you_mean
+from orchestrator.graph import parse_cli_value
+from orchestrator.state import STEP_KINDS
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Typed-step ML pipelines with a content-hash cache and a SQL metadata store.",
+)
+cache_app = typer.Typer(no_args_is_help=True, help="Manage the cache and artifact store.")
+app.add_typer(cache_app, name="cache")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+DaskOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dask-address", help="Dask scheduler tcp://host:port (default: a LocalCluster)."
+    ),
+]
+ImageOpt = Annotated[
+    str | None,
+    typer.Option("--image", help="Docker image for steps that name none (default: ORCH_IMAGE)."),
+]
+
+
+def _backend_options(dask_address: str | None, image: str | None) -> dict[str, Any]:
+    return {
+        "dask_address": dask_address or os.environ.get("ORCH_DASK_ADDRESS"),
+        "image": image or os.environ.get("ORCH_IMAGE"),
+    }
+
+
+class Env:
+    """The configured store, artifact store and engine (built on first use)."""
+
+    def __init__(self) -> None:
+        self.home = Path(os.environ.get("ORCH_HOME", ".orchestrator"))
+        self.db_url = os.environ.get("ORCH_DB_URL") or f"sqlite:///{self.home / 'orchestrator.db'}"
+        self._store: Any = None
+        self._artifacts: Any = None
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from orchestrator.store.metadata import MetadataStore
+
+            self.home.mkdir(parents=True, exist_ok=True)
+            self._store = MetadataStore(self.db_url)
+        return self._store
+
+    @property
+    def artifacts(self) -> Any:
+        if self._artifacts is None:
+            from orchestrator.artifacts import ArtifactStore
+
+            self._artifacts = ArtifactStore(
+                Path(os.environ.get("ORCH_ARTIFACTS", self.home / "artifacts"))
+            )
+        return self._artifacts
+
+    def registry(self) -> Any:
+        from orchestrator.store.registry import StoreRegistry
+
+        return StoreRegistry(self.store, self.artifacts)
+
+    def registry_factory(self) -> Any:
+        """A factory safe to call in a forked child (which opens its own connection pool)."""
+        parent, url, root = os.getpid(), self.db_url, self.artifacts.root
+
+        def make() -> Any:
+            from orchestrator.artifacts import ArtifactStore
+            from orchestrator.store.metadata import MetadataStore
+            from orchestrator.store.registry import StoreRegistry
+
+            if os.getpid() == parent:
+                return self.registry()
+            return StoreRegistry(MetadataStore(url), ArtifactStore(root))
+
+        return make
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ParamError(f"--param expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = parse_cli_value(raw)
+    return out
+
+
+@app.command()
+def run(
+    target: Annotated[
+        str, typer.Argument(help="A built-in pipeline name or path/to/file.py:function.")
+    ],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE or STEP.KEY=VALUE.")
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option("--executor", "-e", help="thread, process, sequential, dask or docker."),
+    ] = "thread",
+    dask_address: DaskOpt = None,
+    image: ImageOpt = None,
+    as_json: JsonOpt = False,
+    trigger: Annotated[str | None, typer.Option("--trigger", hidden=True)] = None,
+) -> None:
+    """Validate, plan and run a pipeline; cached steps are reused."""
+    from orchestrator.loader import load_target, normalize_target
+    from orchestrator.render import run_pipeline
+
+    pipe = load_target(target)
+    graph = pipe.build(_parse_params(param or []))
+    result = run_pipeline(
+        ENV,
+        graph,
+        target=normalize_target(target),
+        executor=executor,
+        as_json=as_json,
+        options=_backend_options(dask_address, image),
+        trigger=json.loads(trigger) if trigger else None,
+    )
+    raise typer.Exit(0 if result.status == "succeeded" else 1)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to resume (an id prefix is enough).")],
+    executor: Annotated[str | None, typer.Option("--executor", "-e")] = None,
+    dask_address: DaskOpt = None,
+    image: ImageOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a failed or interrupted run again, reusing every step it finished."""
+    from orchestrator.loader import load_target
+    from orchestrator.render import run_pipeline
+
+    old = ENV.store.get_run(run_id)
+    pipe = load_target(old["target"])
+    overrides = {k: v for k, v in old["params"].items()}
+    graph = pipe.build(overrides)
+    result = run_pipeline(
+        ENV,
+        graph,
+        target=old["target"],
+        executor=executor or old["executor"],
+        as_json=as_json,
+        resumed_from=old["id"],
+        options=_backend_options(dask_address, image),
+    )
+    raise typer.Exit(0 if result.status == "succeeded" else 1)
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    pipeline: Annotated[str | None, typer.Option("--pipeline")] = None,
+    status: Annotated[str | None, typer.Option("--status")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recent runs, newest first."""
+    from orchestrator.render import print_runs
+
+    print_runs(ENV.store.list_runs(limit, pipeline, status), as_json)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument()],
+    as_json: JsonOpt = False,
+    logs: Annotated[bool, typer.Option("--logs/--no-logs")] = True,
+) -> None:
+    """A run: its steps, params, artifacts, errors and logs."""
+    from orchestrator.render import print_show
+
+    run_row = ENV.store.get_run(run_id)
+    print_show(run_row, ENV.store.step_runs(run_row["id"]), as_json, logs)
+
+
+@app.command()
+def explain(
+    run_id: Annotated[str, typer.Argument()],
+    step: Annotated[str, typer.Argument()],
+    as_json: JsonOpt = False,
+) -> None:
+    """Why a step of a run ran, or was cached."""
+    from orchestrator.render import print_explain
+
+    run_row = ENV.store.get_run(run_id)
+    print_explain(run_row, ENV.store.step_runs(run_row["id"]), step, as_json)
+
+
+@app.command()
+def graph(
+    target: Annotated[str, typer.Argument()],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, mermaid or dot.")] = "text",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p")] = None,
+) -> None:
+    """Show a pipeline's graph without running it."""
+    from orchestrator.loader import load_target
+    from orchestrator.render import print_graph
+
+    g = load_target(target).build(_parse_params(param or []))
+    print_graph(g, fmt)
+
+
+@app.command()
+def models(name: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+    """Registered model versions, their stages and metrics."""
+    from orchestrator.render import print_models
+
+    print_models(ENV.registry().versions(name), as_json)
+
+
+@cache_app.command("gc")
+def cache_gc(
+    keep_runs: Annotated[
+        int | None,
+        typer.Option("--keep-runs", help="Keep the N newest runs' artifacts (default: all runs)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+) -> None:
+    """Delete artifacts that no kept run or registered model references."""
+    keep = ENV.store.referenced_artifacts(keep_runs)
+    files = ENV.artifacts.all_files()
+    doomed = [p for p in files if p.name.split(".")[0] not in keep]
+    freed = sum(p.stat().st_size for p in doomed)
+    if not dry_run:
+        for p in doomed:
+            p.unlink(missing_ok=True)
+        ENV.store.prune_cache(keep)
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"{verb} {len(doomed)} of {len(files)} artifact files ({freed / 1e6:.1f} MB)")
+
+
+@app.command()
+def schedules(
+    files: Annotated[list[Path], typer.Argument(help="Pipeline files defining Schedule objects.")],
+    pause: Annotated[str | None, typer.Option("--pause", help="Pause this schedule.")] = None,
+    resume_: Annotated[str | None, typer.Option("--resume", help="Resume this schedule.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the schedules defined in FILES with their next fire times; pause or resume one."""
+    import datetime as dt
+
+    from orchestrator.daemon import load_schedules
+    from orchestrator.render import print_schedules
+
+    bound = load_schedules(files)
+    names = {b.schedule.name for b in bound}
+    for name, paused in ((pause, True), (resume_, False)):
+        if name is not None:
+            if name not in names:
+                raise NotFound(f"no schedule '{name}'{did_you_mean(name, names)}")
+            ENV.store.set_schedule_state(name, paused=paused)
+    states = {b.schedule.name: ENV.store.schedule_state(b.schedule.name) for b in bound}
+    print_schedules(bound, states, dt.datetime.now(dt.UTC), as_json)
+
+
+@app.command()
+def daemon(
+    files: Annotated[list[Path], typer.Argument(help="Pipeline files defining Schedule objects.")],
+    once: Annotated[bool, typer.Option("--once", help="Evaluate what is due, then exit.")] = False,
+    now: Annotated[
+        str | None, typer.Option("--now", help="With --once: the time to evaluate at (ISO 8601).")
+    ] = None,
+) -> None:
+    """Run schedules: start each due tick's run exactly once (SIGTERM stops gracefully)."""
+    import datetime as dt
+
+    from orchestrator.daemon import (
+        handle_events,
+        handle_sensors,
+        load_definitions,
+        owner_id,
+        run_forever,
+        tick,
+    )
+    from orchestrator.logs import get_logger
+    from orchestrator.schedules import Schedule
+    from orchestrator.triggers import EventTrigger, FileSensor
+
+    bound = load_definitions(files)
+    log = get_logger(component="daemon")
+
+    def emit(event: dict[str, Any]) -> None:
+        action = event.pop("action")
+        log.info(
+            action, **{("event_name" if k == "event" else k): str(v) for k, v in event.items()}
+        )
+
+    if once:
+        at = dt.datetime.fromisoformat(now) if now else dt.datetime.now(dt.UTC)
+        if at.tzinfo is None:
+            raise ParamError(f"--now {now!r} needs a time zone, e.g. {now}Z")
+        timed = [b for b in bound if isinstance(b.schedule, Schedule)]
+        triggers = [b for b in bound if isinstance(b.schedule, EventTrigger)]
+        sensors = [b for b in bound if isinstance(b.schedule, FileSensor)]
+        for event in [
+            *tick(ENV.store, timed, at, owner_id()),
+            *handle_events(ENV.store, triggers, at, owner_id()),
+            *handle_sensors(ENV.store, sensors, dt.datetime.now(dt.UTC), owner_id()),
+        ]:
+            emit(event)
+        return
+    log.info("daemon started", schedules=len(bound))
+    run_forever(ENV.store, bound, emit)
+    log.info("daemon stopped")
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="A registered model name.")],
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", help="Seconds between production checks.")
+    ] = 1.0,
+    request_log: Annotated[
+        Path | None, typer.Option("--request-log", help="Append answered requests as JSON lines.")
+    ] = None,
+) -> None:
+    """Serve predictions of a model's production version over HTTP; swaps on promotion."""
+    from orchestrator.serving import serve as run_server
+
+    run_server(
+        ENV.registry(),
+        model,
+        host=host,
+        port=port,
+        poll_interval=poll_interval,
+        request_log=request_log,
+    )
+
+
+event_app = typer.Typer(no_args_is_help=True, help="Events that start pipelines.")
+app.add_typer(event_app, name="event")
+
+
+@event_app.command("emit")
+def event_emit(
+    name: Annotated[str, typer.Argument(help="The event's name.")],
+    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="KEY=VALUE.")] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Idempotency key: a repeat is dropped.")
+    ] = None,
+    check: Annotated[
+        list[Path] | None,
+        typer.Option("--check", help="Pipeline files: fail unless a trigger listens for NAME."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record an event durably; the daemon starts the pipelines whose triggers listen for it."""
+    if check:
+        from orchestrator.daemon import load_definitions
+        from orchestrator.triggers import EventTrigger
+
+        known = sorted(
+            {
+                b.schedule.event
+                for b in load_definitions(check)
+                if isinstance(b.schedule, EventTrigger)
+            }
+        )
+        if name not in known:
+            raise NotFound(
+                f"no trigger listens for event '{name}'{did_you_mean(name, known)}; "
+                f"known events: {', '.join(known) or 'none'}"
+            )
+    event_id, new = ENV.store.emit_event(name, _parse_params(data or []), "cli", key)
+    if as_json:
+        typer.echo(json.dumps({"event_id": event_id, "name": name, "duplicate": not new}))
+    elif new:
+        typer.echo(f"event {event_id} '{name}' recorded")
+    else:
+        typer.echo(f"event '{name}' with key {key!r} was already recorded as event {event_id}")
+
+
+@event_app.command("serve")
+def event_serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8787,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Bearer token (default: ORCH_EVENT_TOKEN).")
+    ] = None,
+) -> None:
+    """Accept events over HTTP: POST /events/NAME with `Authorization: Bearer TOKEN`."""
+    from orchestrator.events_http import serve_events
+
+    serve_events(ENV.store, token or os.environ.get("ORCH_EVENT_TOKEN", ""), host, port)
+
+
+@app.command()
+def events(
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50, as_json: JsonOpt = False
+) -> None:
+    """Recent events: what each started or why it was dropped."""
+    from orchestrator.render import print_events
+
+    print_events(ENV.store.list_events(limit), as_json)
+
+
+image_app = typer.Typer(no_args_is_help=True, help="Docker images for the docker executor.")
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    tag: Annotated[str, typer.Option("--tag", "-t", help="Name of the image to build.")],
+    base: Annotated[str, typer.Option("--base", help="A base image with Python 3 and venv.")] = (
+        "orchestrator-base:py311"
+    ),
+    code: Annotated[
+        Path | None, typer.Option("--code", help="Your project folder, copied to /app.")
+    ] = None,
+    requirements: Annotated[
+        Path | None, typer.Option("--requirements", "-r", help="Extra requirements to install.")
+    ] = None,
+) -> None:
+    """Build an image with orchestrator, its dependencies and (optionally) your code."""
+    from orchestrator.image import build_image
+
+    image_id = build_image(tag, base, code, requirements, log=lambda m: typer.echo(m, err=True))
+    typer.echo(f"built {tag} ({image_id[:19]})")
+
+
+@app.command()
+def kinds() -> None:
+    """List step kinds."""
+    typer.echo(" ".join(STEP_KINDS))
+
+
+ENV = Env()
+
+
+def main() -> None:
+    from orchestrator.logs import configure
+
+    configure(os.environ.get("ORCH_LOG_FORMAT", "console"))
+    try:
+        app()
+    except OrchestratorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: resume with `orch resume RUN` (see `orch runs`)", err=True)
+        sys.exit(130)
+    finally:
+        if ENV._store is not None:
+            ENV._store.close()
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)

@@ -1,0 +1,296 @@
+"""The Docker executor: each step attempt in its own container on a real Docker engine.
+
+Inside the container the step runs through our worker entry point
+(`python -m orchestrator.remote`), which reads its inputs from the artifact store,
+mounted read-only at the same path as on the host, and writes its outputs to a scratch
+folder; the executor then verifies each output's hash and moves it into the store. No
+pickles cross the socket and nothing depends on the host's virtualenv.
+
+Per step, from `@step(hints={...})`: `image` (else the executor's default image; a step
+with neither runs on the local thread pool), `env`, `cpus`, `memory` (e.g. "256m"),
+`network` (off unless True), `user` (default `65534:65534`, nobody), `keep_failed`
+(keep a failed container for inspection). A step that talks to the metadata store
+(`hints={"store": True}`, e.g. the built-in evaluate and deploy) runs in a container
+only when the store is a network database it can reach; with the embedded SQLite file it
+runs on the local thread pool. A timeout kills the container. Every failure names the
+step: image not found, engine unreachable, OOM-killed, non-zero exit with the last lines.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.artifacts import ArtifactStore
+from orchestrator.context import Registry
+from orchestrator.executors import Executor
+from orchestrator.step import Step
+from orchestrator.worker import StepInvocation, StepResult
+
+NOBODY = "65534:65534"
+_TAIL = 20
+
+
+def _fail(inv: StepInvocation, message: str, log: str = "", t0: float | None = None) -> StepResult:
+    took = time.perf_counter() - t0 if t0 else 0.0
+    return StepResult(False, [], f"step '{inv.step}': {message}", None, log, took)
+
+
+def _code_mounts(step: Step[Any], step_ref: str) -> list[str]:
+    """Host folders holding the user's code for this step (mounted read-only, same path)."""
+    where = step_ref.rpartition(":")[0]
+    if where.endswith(".py"):
+        return [str(Path(where).parent)]
+    mod = sys.modules.get(step.fn.__module__)
+    file = getattr(mod, "__file__", None)
+    top = step.fn.__module__.split(".")[0]
+    if not file or top == "orchestrator" or "site-packages" in file or "dist-packages" in file:
+        return []  # installed in the image
+    root = Path(file).parent
+    for _ in range(step.fn.__module__.count(".") + (Path(file).name == "__init__.py")):
+        root = root.parent
+    return [str(root)]
+
+
+class DockerExecutor(Executor):
+    name = "docker"
+    in_process = False
+
+    def __init__(
+        self,
+        artifacts: ArtifactStore,
+        registry_factory: Callable[[], Registry] | None = None,
+        echo: Callable[..., Any] | None = None,
+        *,
+        image: str | None = None,
+        db_url: str | None = None,
+        local: Executor | None = None,
+    ) -> None:
+        super().__init__(artifacts, registry_factory, echo)
+        self.image, self.db_url, self.local = image, db_url, local
+        self.workers = os.cpu_count() or 2
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._containers: dict[int, Any] = {}
+        self._local_futures: set[int] = set()
+        self.scratch_root = Path(artifacts.root).resolve().parent / ".scratch"
+
+    # -- engine connection ---------------------------------------------------------------
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import docker
+
+                client = docker.from_env(timeout=120)
+                client.ping()
+                self._client = client
+            return self._client
+
+    def _runs_locally(self, step: Step[Any]) -> bool:
+        image = step.hints.get("image") or self.image
+        if not image:
+            return True
+        network_db = bool(self.db_url) and not str(self.db_url).startswith("sqlite")
+        return bool(step.hints.get("store")) and not network_db
+
+    def submit(
+        self, inv: StepInvocation, step: Step[Any], memo: dict[str, Any] | None
+    ) -> cf.Future[StepResult]:
+        if self._runs_locally(step) and self.local is not None:
+            fut = self.local.submit(inv, step, None)
+            self._local_futures.add(id(fut))
+            return fut
+        fut = cf.Future()
+        threading.Thread(
+            target=self._run, args=(fut, inv, step), daemon=True, name=f"orch-docker-{inv.step}"
+        ).start()
+        return fut
+
+    # -- one container -------------------------------------------------------------------
+    def _run(self, fut: cf.Future[StepResult], inv: StepInvocation, step: Step[Any]) -> None:
+        t0 = time.perf_counter()
+        try:
+            result = self._container_attempt(fut, inv, step, t0)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the step's error
+            result = _fail(inv, f"Docker executor error: {type(exc).__name__}: {exc}", t0=t0)
+        if not fut.done():
+            fut.set_result(result)
+
+    def _container_attempt(
+        self, fut: cf.Future[StepResult], inv: StepInvocation, step: Step[Any], t0: float
+    ) -> StepResult:
+        import docker.errors
+
+        image = str(step.hints.get("image") or self.image)
+        try:
+            client = self.client()
+        except docker.errors.DockerException as exc:
+            where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+            return _fail(inv, f"cannot reach the Docker engine at {where}: {exc}", t0=t0)
+        self.scratch_root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{inv.step}-", dir=self.scratch_root))
+        try:
+            return self._in_scratch(client, fut, inv, step, image, scratch, t0)
+        except docker.errors.ImageNotFound:
+            return _fail(
+                inv,
+                f"Docker image '{image}' not found; build it with `orch image build --tag {image}`",
+                t0=t0,
+            )
+        except docker.errors.APIError as exc:
+            return _fail(inv, f"Docker engine error: {exc.explanation or exc}", t0=t0)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _run_kwargs(self, step: Step[Any], scratch: Path) -> dict[str, Any]:
+        hints = step.hints
+        root = str(Path(self.artifacts.root).resolve())
+        Path(root).mkdir(parents=True, exist_ok=True)
+        volumes = {
+            root: {"bind": root, "mode": "ro"},
+            str(scratch): {"bind": "/orch/scratch", "mode": "rw"},
+        }
+        env = {
+            "PYTHONUNBUFFERED": "1",
+            "HOME": "/tmp",
+            **{k: str(v) for k, v in hints.get("env", {}).items()},
+        }
+        network = bool(hints.get("network"))
+        if hints.get("store") and self.db_url and not self.db_url.startswith("sqlite"):
+            env["ORCH_DB_URL"] = self.db_url
+            network = True
+        kwargs: dict[str, Any] = {
+            "detach": True,
+            "user": str(hints.get("user", NOBODY)),
+            "environment": env,
+            "volumes": volumes,
+            "working_dir": "/orch/scratch",
+            "labels": {"orchestrator.step": step.name},  # and the run, added by the caller
+        }
+        if network:
+            kwargs["network_mode"] = "host"
+        else:
+            kwargs["network_disabled"] = True
+        if "cpus" in hints:
+            kwargs["nano_cpus"] = int(float(hints["cpus"]) * 1e9)
+        if "memory" in hints:
+            kwargs["mem_limit"] = hints["memory"]
+            kwargs["memswap_limit"] = hints["memory"]
+        return kwargs
+
+    def _in_scratch(
+        self,
+        client: Any,
+        fut: cf.Future[StepResult],
+        inv: StepInvocation,
+        step: Step[Any],
+        image: str,
+        scratch: Path,
+        t0: float,
+    ) -> StepResult:
+        os.chmod(scratch, 0o777)
+        (scratch / "invocation.json").write_text(json.dumps(inv.to_json()))
+        kwargs = self._run_kwargs(step, scratch)
+        kwargs["labels"]["orchestrator.run"] = inv.run_id
+        mounts = _code_mounts(step, inv.step_ref)
+        for folder in mounts:
+            kwargs["volumes"][folder] = {"bind": folder, "mode": "ro"}
+        if mounts:
+            kwargs["environment"]["PYTHONPATH"] = os.pathsep.join(mounts)
+        root = str(Path(self.artifacts.root).resolve())
+        cmd = [
+            "python3",
+            "-m",
+            "orchestrator.remote",
+            "/orch/scratch/invocation.json",
+            "/orch/scratch/result.json",
+            "--artifacts",
+            root,
+            "--out",
+            "/orch/scratch/out",
+        ]
+        client.images.get(image)  # ImageNotFound here: never pull from a registry
+        kwargs.pop("detach")
+        container = client.containers.create(image, cmd, **kwargs)
+        container.start()
+        self._containers[id(fut)] = container
+        try:
+            output = "".join(
+                c.decode(errors="replace") for c in container.logs(stream=True, follow=True)
+            )
+            code = container.wait().get("StatusCode", -1)
+            container.reload()
+            oom = container.attrs.get("State", {}).get("OOMKilled", False)
+        finally:
+            self._containers.pop(id(fut), None)
+        keep = (
+            bool(step.hints.get("keep_failed")) or os.environ.get("ORCH_DOCKER_KEEP_FAILED") == "1"
+        )
+        result = self._result(inv, step, scratch, code, oom, output, t0)
+        if result.ok or not keep:
+            container.remove(force=True)
+        else:
+            result.error = f"{result.error}\n(container {container.short_id} kept for inspection)"
+        return result
+
+    def _result(
+        self,
+        inv: StepInvocation,
+        step: Step[Any],
+        scratch: Path,
+        code: int,
+        oom: bool,
+        output: str,
+        t0: float,
+    ) -> StepResult:
+        tail = "\n".join(output.rstrip().splitlines()[-_TAIL:])
+        if oom:
+            limit = step.hints.get("memory", "its memory limit")
+            return _fail(inv, f"container was OOM-killed (memory limit {limit})", output, t0)
+        path = scratch / "result.json"
+        if not path.exists():
+            if code in (137, -9):
+                return _fail(inv, f"container was killed (exit code {code})", output, t0)
+            return _fail(
+                inv, f"container exited with code {code}; last log lines:\n{tail}", output, t0
+            )
+        result = StepResult.from_json(json.loads(path.read_text()))
+        result.log = result.log + (f"[container output]\n{output}" if output.strip() else "")
+        result.duration = time.perf_counter() - t0
+        if result.ok:
+            out = ArtifactStore(scratch / "out")
+            for ref in result.outputs:
+                self.artifacts.adopt(out.path(ref), ref)
+        return result
+
+    def kill(self, future: cf.Future[StepResult]) -> bool:
+        container = self._containers.get(id(future))
+        if container is None:
+            return (
+                self.local.kill(future)
+                if self.local and id(future) in self._local_futures
+                else False
+            )
+        try:
+            container.kill()
+        except Exception:  # noqa: BLE001 - it may have exited already
+            return False
+        return True
+
+    def shutdown(self) -> None:
+        for container in list(self._containers.values()):
+            try:
+                container.kill()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.local is not None:
+            self.local.shutdown()

@@ -1,0 +1,77 @@
+"""Resolve a run target: a built-in pipeline, `path/to/file.py:function` or `module:function`."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import OrchestratorError, TargetNotFound, did_you_mean
+from orchestrator.graph import Pipeline
+from orchestrator.worker import load_module_from_path
+
+
+def builtin_pipelines() -> dict[str, Pipeline]:
+    from orchestrator.pipelines import BUILTIN
+
+    return dict(BUILTIN)
+
+
+def normalize_target(target: str) -> str:
+    """`file.py:fn` with an absolute path, so a run can be resumed from any folder."""
+    where, sep, attr = target.rpartition(":")
+    if sep and where.endswith(".py"):
+        return f"{Path(where).resolve()}:{attr}"
+    return target
+
+
+def load_target(target: str) -> Pipeline:
+    if ":" not in target:
+        builtins = builtin_pipelines()
+        if target in builtins:
+            return builtins[target]
+        raise TargetNotFound(
+            f"no built-in pipeline '{target}'{did_you_mean(target, builtins)}; built-ins: "
+            f"{', '.join(sorted(builtins))}; or give path/to/file.py:function"
+        )
+    where, _, attr = target.rpartition(":")
+    module: Any
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise TargetNotFound(f"pipeline file not found: {path}")
+        try:
+            module = load_module_from_path(path)
+        except OrchestratorError:
+            raise
+        except Exception as exc:
+            raise TargetNotFound(
+                f"cannot load {path}: {_where(exc, path)}{type(exc).__name__}: {exc}"
+            ) from None
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise TargetNotFound(f"cannot import module '{where}': {exc}") from None
+    obj = getattr(module, attr, None)
+    if obj is None:
+        names = [n for n, v in vars(module).items() if isinstance(v, Pipeline)]
+        raise TargetNotFound(
+            f"'{where}' has no pipeline '{attr}'{did_you_mean(attr, names)}"
+            f" (pipelines there: {', '.join(names) or 'none'})"
+        )
+    if not isinstance(obj, Pipeline):
+        raise TargetNotFound(f"'{target}' is a {type(obj).__name__}, not a @pipeline function")
+    return obj
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """`line N: ` of the deepest frame in the user's file, when there is one."""
+    import traceback
+
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f"line {exc.lineno}: "
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path.resolve()
+    ]
+    return f"line {frames[-1].lineno}: " if frames else ""

@@ -1,0 +1,99 @@
+"""Running a step away from the orchestrating process: in a container or on a Dask worker.
+
+`run_invocation(invocation_json, ...)` is the whole contract of a remote worker: plain
+JSON in, plain JSON out. It resolves the step by reference (`module:qualname` or
+`/path/file.py:qualname`), validates the parameters back into their types, reads inputs
+from the shared artifact store (verifying hashes), writes outputs to the artifact store
+(or to a scratch folder the executor adopts), and never raises.
+
+As a command (the entry point of our container images)::
+
+    python -m orchestrator.remote INVOCATION.json RESULT.json --artifacts ROOT [--out DIR]
+
+This module is a composition root, like the CLI: it may open the metadata store, which a
+step reaches through `current().registry` when `ORCH_DB_URL` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from orchestrator.artifacts import ArtifactStore
+from orchestrator.worker import (
+    StepInvocation,
+    StepResult,
+    execute,
+    resolve_step,
+    revalidate_params,
+)
+
+
+@functools.cache
+def _registry_factory(db_url: str | None, root: str) -> Any:
+    if not db_url:
+        return None
+
+    def make() -> Any:
+        from orchestrator.store.registry import StoreRegistry
+
+        return StoreRegistry(_store(db_url), ArtifactStore(Path(root)))
+
+    return make
+
+
+@functools.cache
+def _store(db_url: str) -> Any:
+    from orchestrator.store.metadata import MetadataStore
+
+    return MetadataStore(db_url)
+
+
+def run_invocation(
+    invocation: dict[str, Any],
+    artifact_root: str,
+    db_url: str | None = None,
+    out_dir: str | None = None,
+) -> dict[str, Any]:
+    """Run one step attempt described by plain JSON; return the StepResult as plain JSON."""
+    try:
+        inv = StepInvocation.from_json(invocation)
+        step = resolve_step(inv.step_ref)
+        inv.params = revalidate_params(step, inv.params)
+    except BaseException as exc:  # noqa: BLE001 - failures cross the boundary as data
+        msg = f"cannot load step '{invocation.get('step')}' ({invocation.get('step_ref')}): {exc}"
+        tb = "".join(traceback.format_exception(exc))
+        return StepResult(False, [], msg, tb, "", 0.0).to_json()
+    artifacts = ArtifactStore(Path(artifact_root))
+    out = ArtifactStore(Path(out_dir)) if out_dir else None
+    factory = _registry_factory(db_url, artifact_root)
+    return execute(inv, step, artifacts, registry_factory=factory, out=out).to_json()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.remote")
+    parser.add_argument("invocation", type=Path)
+    parser.add_argument("result", type=Path)
+    parser.add_argument("--artifacts", required=True)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    invocation = json.loads(args.invocation.read_text())
+    result = run_invocation(invocation, args.artifacts, os.environ.get("ORCH_DB_URL"), args.out)
+    fd, tmp = tempfile.mkstemp(dir=args.result.parent, prefix=".result-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, args.result)
+    if not result["ok"]:
+        print(f"step '{invocation.get('step')}' failed: {result['error']}", file=sys.stderr)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Steps: decorated Python functions with typed inputs, one or more typed outputs and options.
+
+A `Step` wraps a function. Its signature is the contract:
+
+* every argument is either an *input* (bound, when the pipeline is built, to another
+  step's output) or a *parameter* (bound to a plain value, validated by pydantic
+  against the argument's type hint);
+* the return hint is the output type; `-> tuple[A, B]` declares two outputs, which the
+  pipeline unpacks as `a, b = split(df)`.
+
+Calling a step while a pipeline is being built records a node and returns lazy
+`Output` handles; calling it anywhere else just calls the function, so steps stay
+unit-testable as plain functions. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import inspect
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from orchestrator.errors import PipelineError
+from orchestrator.state import STEP_KINDS
+
+F = TypeVar("F", bound=Callable[..., Any])
+_EMPTY = inspect.Parameter.empty
+
+
+class HashContent:
+    """Marker for `Annotated[Path, HashContent()]`: the file's bytes enter the cache key."""
+
+    def __repr__(self) -> str:
+        return "HashContent()"
+
+
+FileInput = typing.Annotated[Path, HashContent()]
+"""A parameter naming a file whose *content* is part of the cache key (e.g. an ingested CSV)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Output:
+    """A lazy handle on one output of a node, returned while a pipeline is being built."""
+
+    node: str
+    index: int = 0
+    type: Any = Any
+
+    def __repr__(self) -> str:
+        return f"Output({self.node!r}[{self.index}])"
+
+    def __iter__(self) -> typing.Iterator[Any]:
+        raise PipelineError(
+            f"step '{self.node}' has a single output and cannot be unpacked; "
+            "declare `-> tuple[A, B]` to give it several outputs"
+        )
+
+
+@dataclasses.dataclass(slots=True)
+class Node:
+    """One call of a step in a pipeline: the step, its name and its argument bindings."""
+
+    name: str
+    step: Step
+    bindings: dict[str, Any]
+    explicit_name: bool = False
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    def inputs(self) -> dict[str, Output]:
+        return {k: v for k, v in self.bindings.items() if isinstance(v, Output)}
+
+    def params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.bindings.items() if not isinstance(v, Output)}
+
+
+class _Builder:
+    """Collects nodes while a pipeline function runs."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self.counts: dict[str, int] = {}
+
+    def add(
+        self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], name: str | None
+    ) -> Node:
+        base = name or step.name
+        n = self.counts.get(base, 0) + 1
+        self.counts[base] = n
+        node_name = base if (name or n == 1) else f"{base}_{n}"
+        node = Node(node_name, step, {}, explicit_name=name is not None)
+        names = list(step.arguments)
+        if len(args) > len(names):
+            node.problems.append(
+                f"step '{node_name}' takes {len(names)} arguments but {len(args)} were given "
+                "positionally"
+            )
+        for arg_name, value in zip(names, args, strict=False):
+            node.bindings[arg_name] = value
+        for key, value in kwargs.items():
+            if key in node.bindings:
+                node.problems.append(f"step '{node_name}' got argument '{key}' twice")
+            node.bindings[key] = value
+        self.nodes.append(node)
+        return node
+
+
+_building: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar(
+    "building", default=None
+)
+
+
+def building() -> _Builder | None:
+    return _building.get()
+
+
+def set_builder(builder: _Builder | None) -> contextvars.Token[_Builder | None]:
+    return _building.set(builder)
+
+
+def new_builder() -> _Builder:
+    return _Builder()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Argument:
+    name: str
+    annotation: Any
+    default: Any = _EMPTY
+
+    @property
+    def required(self) -> bool:
+        return self.default is _EMPTY
+
+
+class Step(Generic[F]):
+    """A typed step. Create with `@step`; call inside a `@pipeline` to wire it."""
+
+    def __init__(
+        self,
+        fn: F,
+        *,
+        name: str | None = None,
+        kind: str = "custom",
+        retries: int = 0,
+        retry_backoff: float = 1.0,
+        timeout: float | None = None,
+        cache: bool = True,
+        version: str = "",
+        hints: dict[str, Any] | None = None,
+    ) -> None:
+        if kind not in STEP_KINDS:
+            raise PipelineError(
+                f"step '{name or fn.__name__}': kind '{kind}' is not one of {', '.join(STEP_KINDS)}"
+            )
+        if retries < 0 or retry_backoff < 0 or (timeout is not None and timeout <= 0):
+            raise PipelineError(
+                f"step '{name or fn.__name__}': retries and retry_backoff must be >= 0 and "
+                f"timeout > 0 (got retries={retries}, retry_backoff={retry_backoff}, "
+                f"timeout={timeout})"
+            )
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.kind = kind
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.timeout = timeout
+        self.cache = cache
+        self.version = version
+        self.hints = dict(hints or {})
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+        self.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
+        self.__module__ = fn.__module__
+        self.__wrapped__ = fn
+        self._arguments: dict[str, Argument] | None = None
+        self._outputs: list[Any] | None = None
+
+    # -- signature -------------------------------------------------------------------
+    def _analyse(self) -> None:
+        sig = inspect.signature(self.fn)
+        try:
+            hints = typing.get_type_hints(self.fn, include_extras=True)
+        except Exception as exc:  # unresolved forward reference in user code
+            raise PipelineError(f"step '{self.name}': cannot read its type hints: {exc}") from None
+        args: dict[str, Argument] = {}
+        for p in sig.parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise PipelineError(f"step '{self.name}': *args and **kwargs are not supported")
+            args[p.name] = Argument(p.name, hints.get(p.name, Any), p.default)
+        ret = hints.get("return", Any)
+        if (
+            typing.get_origin(ret) is tuple
+            and (targs := typing.get_args(ret))
+            and targs[-1] is not Ellipsis
+        ):
+            outputs = list(targs)
+        else:
+            outputs = [ret]
+        self._arguments, self._outputs = args, outputs
+
+    @property
+    def arguments(self) -> dict[str, Argument]:
+        if self._arguments is None:
+            self._analyse()
+        assert self._arguments is not None
+        return self._arguments
+
+    @property
+    def outputs(self) -> list[Any]:
+        if self._outputs is None:
+            self._analyse()
+        assert self._outputs is not None
+        return self._outputs
+
+    @property
+    def ref(self) -> str:
+        """Where a worker finds this step: `module:qualname`, or `/path/file.py:qualname`."""
+        mod = sys.modules.get(self.fn.__module__)
+        file = getattr(mod, "__file__", None)
+        from_path = getattr(mod, "__orch_from_path__", False) or self.fn.__module__ == "__main__"
+        if mod is not None and from_path and file:
+            return f"{Path(file).resolve()}:{self.__qualname__}"
+        return f"{self.fn.__module__}:{self.__qualname__}"
+
+    # -- use -------------------------------------------------------------------------
+    def with_options(self, **options: Any) -> Step[F]:
+        """A copy of this step with some options changed, e.g. `train.with_options(retries=3)`."""
+        current = {
+            "name": self.name,
+            "kind": self.kind,
+            "retries": self.retries,
+            "retry_backoff": self.retry_backoff,
+            "timeout": self.timeout,
+            "cache": self.cache,
+            "version": self.version,
+            "hints": self.hints,
+        }
+        unknown = set(options) - set(current)
+        if unknown:
+            raise PipelineError(f"step '{self.name}': unknown options {sorted(unknown)}")
+        return Step(self.fn, **{**current, **options})
+
+    def __call__(self, *args: Any, _name: str | None = None, **kwargs: Any) -> Any:
+        builder = _building.get()
+        if builder is None:
+            return self.fn(*args, **kwargs)
+        node = builder.add(self, args, kwargs, _name)
+        outs = [Output(node.name, i, t) for i, t in enumerate(self.outputs)]
+        return tuple(outs) if len(outs) > 1 else outs[0]
+
+    def __repr__(self) -> str:
+        return f"<step {self.name} kind={self.kind}>"
+
+
+def step(
+    fn: F | None = None,
+    *,
+    name: str | None = None,
+    kind: str = "custom",
+    retries: int = 0,
+    retry_backoff: float = 1.0,
+    timeout: float | None = None,
+    cache: bool = True,
+    version: str = "",
+    hints: dict[str, Any] | None = None,
+) -> Any:
+    """Declare a step. Use bare (`@step`) or with options (`@step(kind="train", retries=2)`).
+
+    Options: `kind` (ingest, validate, feature, train, evaluate, deploy, custom); `retries`
+    and `retry_backoff` (seconds, doubled on each attempt); `timeout` (seconds per attempt);
+    `cache=False` to always run; `version`, a salt that invalidates earlier cache entries;
+    `hints`, executor hints such as `{"executor": "process"}`.
+    """
+
+    def wrap(f: F) -> Step[F]:
+        return Step(
+            f,
+            name=name,
+            kind=kind,
+            retries=retries,
+            retry_backoff=retry_backoff,
+            timeout=timeout,
+            cache=cache,
+            version=version,
+            hints=hints,
+        )
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,139 @@
+"""The engine's hot path on SQLite: one held DB-API connection, prepared SQL, no ORM layer.
+
+Per scheduling round the engine writes a batch (step-run inserts and updates, artifacts,
+cache entries) and, per ready step, looks up one cache key. Through SQLAlchemy Core each
+statement costs tens of microseconds of Python before SQLite sees it; here it costs a
+few. Values are encoded exactly as the SQLAlchemy column types encode them (JSON text,
+naive-UTC `YYYY-MM-DD HH:MM:SS.ffffff`), so both paths read each other's rows. Other
+databases use the portable SQLAlchemy path in `metadata.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from typing import Any
+
+from orchestrator.store import schema as t
+
+_JSON = {
+    c.name
+    for tbl in t.metadata.tables.values()
+    for c in tbl.columns
+    if c.type.__class__.__name__ == "JSON"
+}
+_TIME = {
+    c.name
+    for tbl in t.metadata.tables.values()
+    for c in tbl.columns
+    if isinstance(c.type, t.UTCDateTime)
+}
+
+
+def _value(col: str, v: Any) -> Any:
+    if v is None:
+        return None
+    if col in _TIME:
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.UTC).replace(tzinfo=None)
+        return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if col in _JSON:
+        return json.dumps(v)
+    return v
+
+
+def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:
+    verb = "INSERT OR IGNORE" if ignore else "INSERT"
+    return f"{verb} INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+class SqliteFastPath:
+    """Writes batches and reads cache entries through one raw sqlite3 connection."""
+
+    def __init__(
+        self, engine: Any, step_cols: tuple[str, ...], update_cols: tuple[str, ...]
+    ) -> None:
+        self._proxy = engine.raw_connection()  # a pool checkout: our connect hooks applied
+        self.conn: sqlite3.Connection = self._proxy.driver_connection
+        self.step_cols, self.update_cols = step_cols, update_cols
+        self.art_cols = tuple(c.name for c in t.artifacts.columns)
+        self.entry_cols = tuple(c.name for c in t.cache_entries.columns)
+        self.sql_step = _insert_sql(t.step_runs, step_cols, ignore=False)
+        self.sql_update = (
+            f"UPDATE step_runs SET {', '.join(f'{c} = ?' for c in update_cols)} "
+            "WHERE run_id = ? AND name = ?"
+        )
+        self.sql_art = _insert_sql(t.artifacts, self.art_cols, ignore=True)
+        self.sql_entry = _insert_sql(t.cache_entries, self.entry_cols, ignore=True)
+
+    def write(self, batch: Any) -> None:
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            if batch.step_inserts:
+                cur.executemany(
+                    self.sql_step,
+                    [
+                        tuple(_value(c, r.get(c)) for c in self.step_cols)
+                        for r in batch.step_inserts
+                    ],
+                )
+            if batch.step_updates:
+                cur.executemany(
+                    self.sql_update,
+                    [
+                        (*(_value(c, r.get(c)) for c in self.update_cols), r["run_id"], r["name"])
+                        for r in batch.step_updates
+                    ],
+                )
+            if batch.artifacts:
+                cur.executemany(
+                    self.sql_art,
+                    [
+                        tuple(_value(c, r.get(c)) for c in self.art_cols)
+                        for r in batch.artifacts.values()
+                    ],
+                )
+            if batch.cache_entries:
+                cur.executemany(
+                    self.sql_entry,
+                    [
+                        tuple(_value(c, r.get(c)) for c in self.entry_cols)
+                        for r in batch.cache_entries
+                    ],
+                )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
+    def cache_get(self, key: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT outputs, run_id FROM cache_entries WHERE cache_key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        return {"cache_key": key, "outputs": json.loads(row[0]), "run_id": row[1]}
+
+    def history(self, pipeline: str, step: str, limit: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT cache_key, code, params, inputs, run_id FROM cache_entries "
+            "WHERE pipeline = ? AND step = ? ORDER BY created_at DESC LIMIT ?",
+            (pipeline, step, limit),
+        ).fetchall()
+        return [
+            {
+                "cache_key": k,
+                "code": json.loads(c),
+                "params": json.loads(p),
+                "inputs": json.loads(i),
+                "run_id": r,
+            }
+            for k, c, p, i, r in reversed(rows)
+        ]
+
+    def close(self) -> None:
+        self._proxy.close()

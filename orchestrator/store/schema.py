@@ -1,0 +1,191 @@
+"""Tables of the metadata store (SQLAlchemy Core). Alembic migrations own their evolution.
+
+Times are UTC. JSON columns hold plain JSON (no pickles). Nothing here assumes SQLite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        value = value.astimezone(dt.UTC)
+        # a TIMESTAMPTZ takes the instant as is; SQLite stores text, naive UTC
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+pipelines = Table(
+    "pipelines",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("ref", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("pipeline", String(200), nullable=False, index=True),
+    Column("target", Text, nullable=False),
+    Column("status", String(20), nullable=False, index=True),
+    Column("params", JSON, nullable=False),
+    Column("executor", String(40), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False, index=True),
+    Column("ended_at", UTCDateTime),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("resumed_from", String(32)),
+    Column("trigger", JSON),
+    Column("error", Text),
+)
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("started_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("duration", Float),
+    Column("cache_key", String(64)),
+    Column("reason", JSON),
+    Column("params", JSON),
+    Column("inputs", JSON),
+    Column("outputs", JSON),
+    Column("error", Text),
+    Column("log", Text),
+    UniqueConstraint("run_id", "name"),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("serializer", String(20), nullable=False),
+    Column("type", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("run_id", String(32)),
+    Column("step", String(200)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+cache_entries = Table(
+    "cache_entries",
+    metadata,
+    Column("cache_key", String(64), primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("outputs", JSON, nullable=False),
+    Column("code", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("run_id", String(32)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_cache_entries_pipeline_step", "pipeline", "step"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("stage", String(20), nullable=False),
+    Column("artifact_hash", String(64), nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("run_id", String(32)),
+    Column("step", String(200)),
+    Column("params", JSON, nullable=False),
+    Column("data_hash", String(64)),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("name", "version"),
+)
+
+claims = Table(
+    "claims",
+    metadata,
+    Column("kind", String(40), primary_key=True),
+    Column("key", String(400), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+)
+"""Work that several processes may try to take (a schedule tick, an event): the primary
+key makes the first insert win on every database, so each item is taken exactly once."""
+
+schedule_state = Table(
+    "schedule_state",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("cursor", UTCDateTime),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+"""Per schedule: the last scheduled time handled (the evaluator's cursor) and pause state."""
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, index=True),
+    Column("data", JSON, nullable=False),
+    Column("idempotency_key", String(400), unique=True),
+    Column("source", String(200), nullable=False),
+    Column("status", String(20), nullable=False, index=True),
+    Column("reason", Text),
+    Column("run_id", String(32)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("handled_at", UTCDateTime),
+)
+"""Events (external, sensor, drift, metric) are written here before they are acknowledged;
+the daemon handles each once (status pending -> started | dropped)."""

@@ -1,0 +1,291 @@
+"""The worker side of the executor boundary: run one step invocation, never raise.
+
+`execute(invocation, step, artifacts)` loads the inputs (verifying their hashes), calls
+the step function with a run context active and its prints and log lines captured,
+serializes each output into the artifact store, and returns a `StepResult`: plain data
+that can cross a thread, a process, a container or a Dask worker. A failure in user code
+comes back as `ok=False` with the error and traceback as text, as dask's workers do.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import datetime as dt
+import importlib
+import importlib.util
+import io
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.artifacts import ArtifactRef, ArtifactStore
+from orchestrator.context import Registry, RunContext, activate, deactivate
+from orchestrator.errors import ArtifactError, OrchestratorError, ParamError
+from orchestrator.graph import validate_value
+from orchestrator.hashing import canonical
+from orchestrator.step import Step
+
+
+@dataclasses.dataclass
+class StepInvocation:
+    """Everything a worker needs to run one attempt of one step (plain, picklable data)."""
+
+    run_id: str
+    pipeline: str
+    step: str
+    step_ref: str
+    inputs: dict[str, ArtifactRef]
+    params: dict[str, Any]
+    cache_key: str
+    attempt: int
+    pipeline_params: dict[str, Any]
+    serializer: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON for boundaries that cannot pickle (containers): params in canonical form."""
+        d = dataclasses.asdict(self)
+        d["inputs"] = {k: r.to_json() for k, r in self.inputs.items()}
+        d["params"] = canonical(self.params)
+        d["pipeline_params"] = canonical(self.pipeline_params)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> StepInvocation:
+        d = dict(d)
+        d["inputs"] = {k: ArtifactRef.from_json(r) for k, r in d["inputs"].items()}
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class StepResult:
+    ok: bool
+    outputs: list[ArtifactRef]
+    error: str | None
+    traceback: str | None
+    log: str
+    duration: float
+    values: list[Any] | None = None  # in-process executors only; never crosses a process
+
+    def without_values(self) -> StepResult:
+        return dataclasses.replace(self, values=None)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self.without_values())
+        d["outputs"] = [r.to_json() for r in self.outputs]
+        del d["values"]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> StepResult:
+        d = dict(d)
+        d["outputs"] = [ArtifactRef.from_json(r) for r in d["outputs"]]
+        return cls(**d)
+
+
+# -- log capture ----------------------------------------------------------------------
+
+_sink: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("step_log", default=None)
+
+
+class _Router(io.TextIOBase):
+    """Installed on sys.stdout/err: writes from inside a step go to that step's log."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, s: str) -> int:
+        sink = _sink.get()
+        if sink is None:
+            return self.real.write(s)
+        sink.append(s)
+        return len(s)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def fileno(self) -> int:
+        return int(self.real.fileno())
+
+    def isatty(self) -> bool:
+        return bool(self.real.isatty())
+
+
+_install_lock = threading.Lock()
+
+
+def install_capture() -> None:
+    """Route step prints to step logs (idempotent)."""
+    if isinstance(sys.stdout, _Router) and isinstance(sys.stderr, _Router):
+        return
+    with _install_lock:
+        if not isinstance(sys.stdout, _Router):
+            sys.stdout = _Router(sys.stdout)
+        if not isinstance(sys.stderr, _Router):
+            sys.stderr = _Router(sys.stderr)
+
+
+class StepLog:
+    """The logger a step gets as `current().log`: lines are kept with the step run."""
+
+    def __init__(self, lines: list[str], echo: Callable[..., Any] | None = None) -> None:
+        self.lines, self.echo = lines, echo
+
+    def _emit(self, level: str, event: str, kw: dict[str, Any]) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+        extra = " ".join(f"{k}={v!r}" for k, v in kw.items())
+        self.lines.append(f"{stamp} [{level}] {event}{' ' + extra if extra else ''}\n")
+        if self.echo is not None:
+            self.echo(level, event, **kw)
+
+    def debug(self, event: str, **kw: Any) -> None:
+        self._emit("debug", event, kw)
+
+    def info(self, event: str, **kw: Any) -> None:
+        self._emit("info", event, kw)
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self._emit("warning", event, kw)
+
+    def error(self, event: str, **kw: Any) -> None:
+        self._emit("error", event, kw)
+
+
+# -- resolving steps by reference -------------------------------------------------------
+
+
+def load_module_from_path(path: Path) -> Any:
+    """Import a user's `file.py` as a module (once), marked so its steps' refs carry the path."""
+    path = path.resolve()
+    name = "orch_user_" + "_".join(path.with_suffix("").parts[-3:]).replace("-", "_").replace(
+        ".", "_"
+    )
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise OrchestratorError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    module.__orch_from_path__ = True  # type: ignore[attr-defined]
+    sys.modules[name] = module
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def resolve_step(ref: str) -> Step[Any]:
+    """`module:qualname` or `/path/file.py:qualname` -> the Step object."""
+    where, _, qual = ref.rpartition(":")
+    module = (
+        load_module_from_path(Path(where))
+        if where.endswith(".py")
+        else importlib.import_module(where)
+    )
+    obj: Any = module
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, Step):
+        raise OrchestratorError(f"{ref} is not a step")
+    return obj
+
+
+# -- execution --------------------------------------------------------------------------
+
+
+def revalidate_params(step: Step[Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Params that crossed a JSON boundary, validated back into their annotated types."""
+    args = step.arguments
+    out = {}
+    for name, value in params.items():
+        if name not in args:
+            raise ParamError(f"step '{step.name}' has no parameter '{name}'")
+        out[name] = validate_value(
+            args[name].annotation, value, f"step '{step.name}' parameter '{name}'"
+        )
+    return out
+
+
+def _load_inputs(
+    inv: StepInvocation, artifacts: ArtifactStore, memo: dict[str, Any] | None
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for arg, ref in inv.inputs.items():
+        if memo is not None and ref.hash in memo:
+            values[arg] = memo[ref.hash]
+        else:
+            values[arg] = artifacts.get(ref)
+    return values
+
+
+def _split_outputs(step: Step[Any], name: str, value: Any) -> list[Any]:
+    n = len(step.outputs)
+    if n == 1:
+        return [value]
+    if not isinstance(value, tuple) or len(value) != n:
+        got = f"{len(value)} values" if isinstance(value, tuple) else f"a {type(value).__name__}"
+        raise ArtifactError(f"step '{name}' declares {n} outputs but returned {got}")
+    return list(value)
+
+
+def execute(
+    inv: StepInvocation,
+    step: Step[Any],
+    artifacts: ArtifactStore,
+    *,
+    memo: dict[str, Any] | None = None,
+    registry_factory: Callable[[], Registry] | None = None,
+    echo: Callable[..., Any] | None = None,
+    out: ArtifactStore | None = None,
+) -> StepResult:
+    """Run one attempt; outputs go to `out` (default: `artifacts`, where inputs are read)."""
+    install_capture()
+    lines: list[str] = []
+    t0 = time.perf_counter()
+    sink_token = _sink.set(lines)
+    ctx = RunContext(
+        run_id=inv.run_id,
+        step=inv.step,
+        pipeline=inv.pipeline,
+        params=inv.pipeline_params,
+        input_hashes={k: r.hash for k, r in inv.inputs.items()},
+        log=StepLog(lines, echo),
+        attempt=inv.attempt,
+        registry_factory=registry_factory,
+    )
+    ctx_token = activate(ctx)
+    try:
+        kwargs = _load_inputs(inv, artifacts, memo)
+        kwargs.update(inv.params)
+        value = step.fn(**kwargs)
+        values = _split_outputs(step, inv.step, value)
+        refs = [(out or artifacts).put(v, inv.serializer) for v in values]
+        return StepResult(
+            True,
+            refs,
+            None,
+            None,
+            "".join(lines),
+            time.perf_counter() - t0,
+            values if memo is not None else None,
+        )
+    except BaseException as exc:  # noqa: BLE001 - the boundary returns failures as data
+        if (
+            isinstance(exc, KeyboardInterrupt | SystemExit)
+            and threading.current_thread() is threading.main_thread()
+        ):
+            raise
+        message = str(exc) if isinstance(exc, OrchestratorError) else f"{type(exc).__name__}: {exc}"
+        tb = "".join(traceback.format_exception(exc))
+        return StepResult(False, [], message, tb, "".join(lines), time.perf_counter() - t0)
+    finally:
+        deactivate(ctx_token)
+        _sink.reset(sink_token)

@@ -1,0 +1,105 @@
+"""One contract, every executor: a StepInvocation in, a StepResult out, failures as data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from orchestrator import current, step
+from orchestrator.artifacts import ArtifactStore
+from orchestrator.executors import EXECUTORS, make_executor
+from orchestrator.worker import StepInvocation
+
+
+@step
+def scale(df: pd.DataFrame, k: int = 2) -> pd.DataFrame:
+    print("scaling by", k)
+    current().log.info("scaled", k=k)
+    return df * k
+
+
+@step
+def split(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    return df.head(1), len(df)
+
+
+@step
+def broken(df: pd.DataFrame) -> int:
+    raise ValueError("bad row 3")
+
+
+@step
+def wrong_arity(df: pd.DataFrame) -> tuple[int, int]:
+    return (1, 2, 3)  # type: ignore[return-value]
+
+
+@step
+def sleepy(df: pd.DataFrame) -> int:
+    time.sleep(30)
+    return 1
+
+
+@pytest.fixture(params=sorted(EXECUTORS))
+def executor(request: pytest.FixtureRequest, tmp_path: Path):
+    artifacts = ArtifactStore(tmp_path / "artifacts")
+    ex = make_executor(request.param, artifacts)
+    yield ex
+    ex.shutdown()
+
+
+def _invoke(ex, fn, **params):
+    df_ref = ex.artifacts.put(pd.DataFrame({"a": [1, 2, 3]}))
+    inv = StepInvocation(
+        run_id="r1",
+        pipeline="p",
+        step=fn.name,
+        step_ref=fn.ref,
+        inputs={"df": df_ref},
+        params=params,
+        cache_key="k",
+        attempt=1,
+        pipeline_params={},
+    )
+    memo = {} if ex.in_process else None
+    return ex.submit(inv, fn, memo)
+
+
+def test_success_stores_outputs_and_captures_logs(executor) -> None:
+    result = _invoke(executor, scale, k=3).result(timeout=60)
+    assert result.ok, result.error
+    (ref,) = result.outputs
+    assert executor.artifacts.get(ref)["a"].tolist() == [3, 6, 9]
+    assert "scaling by 3" in result.log
+    assert "scaled k=3" in result.log
+
+
+def test_several_outputs_become_several_artifacts(executor) -> None:
+    result = _invoke(executor, split).result(timeout=60)
+    assert result.ok, result.error
+    assert [r.serializer for r in result.outputs] == ["parquet", "json"]
+    assert executor.artifacts.get(result.outputs[1]) == 3
+
+
+def test_user_error_comes_back_as_data(executor) -> None:
+    result = _invoke(executor, broken).result(timeout=60)
+    assert not result.ok
+    assert result.error == "ValueError: bad row 3"
+    assert "raise ValueError" in (result.traceback or "")
+
+
+def test_wrong_number_of_outputs_is_named(executor) -> None:
+    result = _invoke(executor, wrong_arity).result(timeout=60)
+    assert not result.ok
+    assert "declares 2 outputs but returned 3 values" in (result.error or "")
+
+
+def test_process_executor_kills_on_request(tmp_path: Path) -> None:
+    ex = make_executor("process", ArtifactStore(tmp_path / "a"))
+    fut = _invoke(ex, sleepy)
+    time.sleep(0.3)
+    assert ex.kill(fut)
+    result = fut.result(timeout=10)
+    assert not result.ok and "killed by signal 9" in (result.error or "")
