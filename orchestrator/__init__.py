@@ -3,7 +3,10 @@
 Public API::
 
     from orchestrator import step, pipeline, current, FileInput
+    from orchestrator import Schedule, EventTrigger, FileSensor, DriftMonitor, MetricMonitor
 """
+
+from typing import Any
 
 from orchestrator.context import ModelVersion, RunContext, current
 from orchestrator.errors import (
@@ -21,8 +24,32 @@ from orchestrator.step import FileInput, HashContent, Output, Step, step
 
 __version__ = "0.1.0"
 
+# Schedules, triggers and monitors load on first use: the monitors need the metadata
+# store, which a step's worker process never imports.
+_LAZY = {
+    "Schedule": "orchestrator.schedules",
+    "EventTrigger": "orchestrator.triggers",
+    "FileSensor": "orchestrator.triggers",
+    "DriftMonitor": "orchestrator.monitors",
+    "MetricMonitor": "orchestrator.monitors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'orchestrator' has no attribute '{name}'")
+
+
 __all__ = [
     "ArtifactError",
+    "DriftMonitor",
+    "EventTrigger",
+    "FileSensor",
+    "MetricMonitor",
+    "Schedule",
     "FileInput",
     "Graph",
     "HashContent",

@@ -129,6 +129,7 @@ def run(
     image: ImageOpt = None,
     as_json: JsonOpt = False,
     trigger: Annotated[str | None, typer.Option("--trigger", hidden=True)] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", hidden=True)] = None,
 ) -> None:
     """Validate, plan and run a pipeline; cached steps are reused."""
     from orchestrator.loader import load_target, normalize_target
@@ -144,6 +145,7 @@ def run(
         as_json=as_json,
         options=_backend_options(dask_address, image),
         trigger=json.loads(trigger) if trigger else None,
+        run_id=run_id,
     )
     raise typer.Exit(0 if result.status == "succeeded" else 1)
 
@@ -293,17 +295,8 @@ def daemon(
     """Run schedules: start each due tick's run exactly once (SIGTERM stops gracefully)."""
     import datetime as dt
 
-    from orchestrator.daemon import (
-        handle_events,
-        handle_sensors,
-        load_definitions,
-        owner_id,
-        run_forever,
-        tick,
-    )
+    from orchestrator.daemon import load_definitions, run_forever, run_once
     from orchestrator.logs import get_logger
-    from orchestrator.schedules import Schedule
-    from orchestrator.triggers import EventTrigger, FileSensor
 
     bound = load_definitions(files)
     log = get_logger(component="daemon")
@@ -318,18 +311,10 @@ def daemon(
         at = dt.datetime.fromisoformat(now) if now else dt.datetime.now(dt.UTC)
         if at.tzinfo is None:
             raise ParamError(f"--now {now!r} needs a time zone, e.g. {now}Z")
-        timed = [b for b in bound if isinstance(b.schedule, Schedule)]
-        triggers = [b for b in bound if isinstance(b.schedule, EventTrigger)]
-        sensors = [b for b in bound if isinstance(b.schedule, FileSensor)]
-        for event in [
-            *tick(ENV.store, timed, at, owner_id()),
-            *handle_events(ENV.store, triggers, at, owner_id()),
-            *handle_sensors(ENV.store, sensors, dt.datetime.now(dt.UTC), owner_id()),
-        ]:
-            emit(event)
+        run_once(ENV.store, ENV.artifacts, bound, at, ENV.home / "launches", emit)
         return
     log.info("daemon started", schedules=len(bound))
-    run_forever(ENV.store, bound, emit)
+    run_forever(ENV.store, bound, emit, ENV.home / "launches", artifacts=ENV.artifacts)
     log.info("daemon stopped")
 
 
@@ -358,63 +343,6 @@ def serve(
     )
 
 
-event_app = typer.Typer(no_args_is_help=True, help="Events that start pipelines.")
-app.add_typer(event_app, name="event")
-
-
-@event_app.command("emit")
-def event_emit(
-    name: Annotated[str, typer.Argument(help="The event's name.")],
-    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="KEY=VALUE.")] = None,
-    key: Annotated[
-        str | None, typer.Option("--key", help="Idempotency key: a repeat is dropped.")
-    ] = None,
-    check: Annotated[
-        list[Path] | None,
-        typer.Option("--check", help="Pipeline files: fail unless a trigger listens for NAME."),
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Record an event durably; the daemon starts the pipelines whose triggers listen for it."""
-    if check:
-        from orchestrator.daemon import load_definitions
-        from orchestrator.triggers import EventTrigger
-
-        known = sorted(
-            {
-                b.schedule.event
-                for b in load_definitions(check)
-                if isinstance(b.schedule, EventTrigger)
-            }
-        )
-        if name not in known:
-            raise NotFound(
-                f"no trigger listens for event '{name}'{did_you_mean(name, known)}; "
-                f"known events: {', '.join(known) or 'none'}"
-            )
-    event_id, new = ENV.store.emit_event(name, _parse_params(data or []), "cli", key)
-    if as_json:
-        typer.echo(json.dumps({"event_id": event_id, "name": name, "duplicate": not new}))
-    elif new:
-        typer.echo(f"event {event_id} '{name}' recorded")
-    else:
-        typer.echo(f"event '{name}' with key {key!r} was already recorded as event {event_id}")
-
-
-@event_app.command("serve")
-def event_serve(
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8787,
-    token: Annotated[
-        str | None, typer.Option("--token", help="Bearer token (default: ORCH_EVENT_TOKEN).")
-    ] = None,
-) -> None:
-    """Accept events over HTTP: POST /events/NAME with `Authorization: Bearer TOKEN`."""
-    from orchestrator.events_http import serve_events
-
-    serve_events(ENV.store, token or os.environ.get("ORCH_EVENT_TOKEN", ""), host, port)
-
-
 @app.command()
 def events(
     limit: Annotated[int, typer.Option("--limit", "-n")] = 50, as_json: JsonOpt = False
@@ -423,6 +351,26 @@ def events(
     from orchestrator.render import print_events
 
     print_events(ENV.store.list_events(limit), as_json)
+
+
+@app.command()
+def monitors(
+    check: Annotated[
+        int | None, typer.Argument(help="A check id: show its full report.", show_default=False)
+    ] = None,
+    monitor: Annotated[str | None, typer.Option("--monitor", help="Only this monitor.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drift and metric checks the daemon ran; with an id, that check's report per feature."""
+    from orchestrator.render import print_check, print_checks
+
+    if check is None:
+        print_checks(ENV.store.monitor_checks(limit, monitor), as_json)
+        return
+    from orchestrator.monitors import load_report
+
+    print_check(load_report(ENV.store, ENV.artifacts, check), as_json)
 
 
 image_app = typer.Typer(no_args_is_help=True, help="Docker images for the docker executor.")

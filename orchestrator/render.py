@@ -108,6 +108,7 @@ def run_pipeline(
     resumed_from: str | None = None,
     options: dict[str, Any] | None = None,
     trigger: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> Any:
     from orchestrator.backends import NAMES, make_executor
     from orchestrator.engine import Engine, new_run_id
@@ -116,7 +117,7 @@ def run_pipeline(
 
     if executor not in NAMES:  # before the run is recorded
         raise OrchestratorError(f"unknown executor '{executor}'; choose one of {', '.join(NAMES)}")
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     log = get_logger(pipeline=graph.pipeline, run_id=run_id)
     factory = env.registry_factory()
     opts = {"db_url": env.db_url, **(options or {})}
@@ -467,3 +468,62 @@ def print_events(rows: list[dict[str, Any]], as_json: bool) -> None:
             r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
         )
     out.print(table)
+
+
+_CHECK_KEYS = (
+    "id", "monitor", "kind", "model", "version", "source", "rows", "drifted", "value",
+    "report_hash", "summary", "event_id", "created_at",
+)  # fmt: skip
+
+
+def print_checks(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(_dumps({"checks": [{k: r.get(k) for k in _CHECK_KEYS} for r in rows]}))
+        return
+    table = Table()
+    for col in ("check", "monitor", "model", "verdict", "rows", "event", "summary", "checked"):
+        table.add_column(col)
+    for r in rows:
+        fired = "drift" if r["kind"] == "drift" else "below"
+        table.add_row(
+            str(r["id"]),
+            r["monitor"],
+            f"{r['model']} v{r['version']}",
+            f"[red]{fired}[/red]" if r["drifted"] else "ok",
+            str(r["rows"]),
+            "" if r["event_id"] is None else str(r["event_id"]),
+            r["summary"],
+            r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    out.print(table)
+
+
+def print_check(check: dict[str, Any], as_json: bool) -> None:
+    """One check with its report: per feature for drift, the metrics for a metric check."""
+    report = check.get("report") or {}
+    if as_json:
+        print(_dumps({k: check.get(k) for k in _CHECK_KEYS} | {"report": report}))
+        return
+    out.print(f"check {check['id']} by monitor [bold]{check['monitor']}[/bold]: {check['summary']}")
+    model = f"{check['model']} v{check['version']}"
+    out.print(f"model {model}, {check['rows']} rows of {check['source']}")
+    if check["event_id"] is not None:
+        out.print(f"emitted event {check['event_id']}")
+    if check["kind"] == "drift" and report:
+        table = Table()
+        for col in ("feature", "verdict", "PSI", "KS statistic", "KS p-value", "reason"):
+            table.add_column(col)
+        for f in report.get("features", []):
+            p = f.get("ks_pvalue")
+            table.add_row(
+                f["feature"],
+                "[red]DRIFT[/red]" if f["drifted"] else "ok",
+                f"{f['psi']:.4f}",
+                "" if f.get("ks_statistic") is None else f"{f['ks_statistic']:.4f}",
+                "" if p is None else f"{p:.3g}",
+                f["reason"],
+            )
+        out.print(table)
+    elif report:
+        for name, value in sorted((report.get("metrics") or {}).items()):
+            out.print(f"  {name}: {value:.4f}")

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.errors import StoreError
 
-HEAD = "0004"
+HEAD = "0005"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

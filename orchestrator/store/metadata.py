@@ -185,6 +185,8 @@ class MetadataStore:
         """Record the pipeline (name -> how to load it) and a new running run, in one go."""
         try:
             self._create_run(run_id, pipeline, target, params, executor, resumed_from, trigger)
+        except IntegrityError:
+            raise StoreError(f"run {run_id} already exists; it cannot start twice") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record run {run_id}: {first_line(exc)}") from None
 
@@ -297,17 +299,125 @@ class MetadataStore:
     # -- claims -------------------------------------------------------------------------
     def claim(self, kind: str, key: str, owner: str) -> bool:
         """Take one item of shared work (a tick, an event); True for exactly one caller."""
-        row = {"kind": kind, "key": key, "owner": owner, "claimed_at": now()}
         with self.tx() as conn:
-            stmt = self._insert_ignore(t.claims)
-            if stmt is not None:
-                return conn.execute(stmt.values(row).returning(t.claims.c.key)).first() is not None
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert(t.claims), row)
-                return True
-            except IntegrityError:
-                return False
+            return self._claim_in(
+                conn, {"kind": kind, "key": key, "owner": owner, "claimed_at": now()}
+            )
+
+    def _claim_in(self, conn: Connection, row: dict[str, Any]) -> bool:
+        stmt = self._insert_ignore(t.claims)
+        if stmt is not None:
+            return conn.execute(stmt.values(row).returning(t.claims.c.key)).first() is not None
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(t.claims), row)
+            return True
+        except IntegrityError:
+            return False
+
+    def claim_launch(
+        self,
+        claims: list[tuple[str, str]],
+        owner: str,
+        *,
+        run_id: str,
+        source: str,
+        args: list[str],
+        status: str = "pending",
+        event: dict[str, Any] | None = None,
+    ) -> bool:
+        """Claim items of work (kind, key) and record the run they start, in one transaction:
+        all claims and the launch (and, with `event`, the event's `started` record: its
+        id and reason) exist together or not at all. False if any item was taken already."""
+        stamp = now()
+
+        class _Taken(Exception):
+            pass
+
+        try:
+            with self.tx() as conn:
+                for kind, key in claims:
+                    row = {"kind": kind, "key": key, "owner": owner, "claimed_at": stamp}
+                    if not self._claim_in(conn, row):
+                        raise _Taken
+                conn.execute(
+                    insert(t.launches).values(
+                        run_id=run_id,
+                        source=source,
+                        key=claims[0][1],
+                        args=args,
+                        status=status,
+                        owner=owner,
+                        created_at=stamp,
+                        updated_at=stamp,
+                    )  # fmt: skip
+                )
+                if event is not None:
+                    conn.execute(
+                        update(t.events)
+                        .where(t.events.c.id == event["id"])
+                        .values(
+                            status="started",
+                            reason=event["reason"],
+                            run_id=run_id,
+                            handled_at=stamp,
+                        )  # fmt: skip
+                    )
+        except _Taken:
+            return False
+        return True
+
+    def last_launch(self, source: str) -> dt.datetime | None:
+        """When `source` (e.g. `trigger:NAME`) last claimed a run (for cooldowns)."""
+        c = t.launches.c
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(c.created_at)).where(c.source == source)).scalar()
+
+    def launch_busy(self, source: str) -> bool:
+        """Whether a launch of `source` is waiting to start or running."""
+        c = t.launches.c
+        stmt = select(c.run_id).where(
+            and_(c.source == source, c.status.in_(["pending", "launched"]))
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(stmt.limit(1)).first() is not None
+
+    def launches(self, statuses: Iterable[str], limit: int = 1000) -> list[dict[str, Any]]:
+        """Launches in these states, oldest first."""
+        c = t.launches.c
+        stmt = (
+            select(t.launches)
+            .where(c.status.in_(list(statuses)))
+            .order_by(c.created_at, c.run_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def set_launch(
+        self, run_id: str, status: str, *, error: str | None = None,
+        owner: str | None = None, expect: dict[str, str] | None = None,
+    ) -> bool:  # fmt: skip
+        """Move a launch to `status` (and `owner`); with `expect`, only if its columns still
+        hold those values (compare-and-set). True if the row changed."""
+        c = t.launches.c
+        values: dict[str, Any] = {"status": status, "updated_at": now()}
+        if error is not None:
+            values["error"] = error
+        if owner is not None:
+            values["owner"] = owner
+        cond = [c.run_id == run_id] + [c[k] == v for k, v in (expect or {}).items()]
+        with self.tx() as conn:
+            return bool(conn.execute(update(t.launches).where(and_(*cond)).values(values)).rowcount)
+
+    def existing_runs(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """{run id: status} of those of `run_ids` that exist."""
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.runs.c.id, t.runs.c.status).where(t.runs.c.id.in_(ids)))
+            return {r.id: r.status for r in rows}
 
     def claim_owner(self, kind: str, key: str) -> str | None:
         with self.engine.connect() as conn:
@@ -417,13 +527,39 @@ class MetadataStore:
             rows = conn.execute(select(t.events).order_by(t.events.c.id.desc()).limit(limit))
             return [dict(r._mapping) for r in rows]
 
-    def last_trigger_start(self, trigger: str) -> dt.datetime | None:
-        """When the newest run started by this trigger began (for cooldowns)."""
-        rows = self.list_runs(limit=200)
-        times = [
-            r["started_at"] for r in rows if (r.get("trigger") or {}).get("trigger") == trigger
-        ]
-        return max(times) if times else None
+    def record_check(self, **row: Any) -> int:
+        """Record one drift or metric check (columns of `monitor_checks`); returns its id."""
+        row = {"created_at": now(), **row}
+        with self.tx() as conn:
+            got = conn.execute(
+                insert(t.monitor_checks).values(row).returning(t.monitor_checks.c.id)
+            )
+            return int(got.scalar_one())
+
+    def monitor_checks(self, limit: int = 50, monitor: str | None = None) -> list[dict[str, Any]]:
+        """The newest checks first, of one monitor or of all."""
+        c = t.monitor_checks.c
+        stmt = select(t.monitor_checks).order_by(c.id.desc()).limit(limit)
+        if monitor is not None:
+            stmt = stmt.where(c.monitor == monitor)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def monitor_check(self, check_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.monitor_checks).where(t.monitor_checks.c.id == check_id)
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    def monitor_position(self, monitor: str, source: str) -> int:
+        """Where the last check of `monitor` on `source` stopped reading (0 if none)."""
+        c = t.monitor_checks.c
+        with self.engine.connect() as conn:
+            got = conn.execute(
+                select(func.max(c.position)).where(and_(c.monitor == monitor, c.source == source))
+            ).scalar()
+        return int(got or 0)
 
     # -- reads --------------------------------------------------------------------------
     def _refresh_stale(self, rows: list[dict[str, Any]]) -> None:
@@ -491,7 +627,13 @@ class MetadataStore:
                     select(t.step_runs.c.outputs).where(t.step_runs.c.run_id.in_(kept[i : i + 500]))
                 ):
                     refs.update(o["hash"] for o in outs or [])
-            refs.update(h for (h,) in conn.execute(select(t.model_versions.c.artifact_hash)))
+            versions = select(t.model_versions.c.artifact_hash, t.model_versions.c.data_hash)
+            for model_hash, data_hash in conn.execute(versions):
+                refs.add(model_hash)
+                if data_hash:  # a drift monitor's reference
+                    refs.add(data_hash)
+            reports = select(t.monitor_checks.c.report_hash)
+            refs.update(h for (h,) in conn.execute(reports) if h)
         return refs
 
     def prune_cache(self, keep: set[str]) -> int:

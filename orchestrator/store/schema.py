@@ -189,3 +189,46 @@ events = Table(
 )
 """Events (external, sensor, drift, metric) are written here before they are acknowledged;
 the daemon handles each once (status pending -> started | dropped)."""
+
+monitor_checks = Table(
+    "monitor_checks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("monitor", String(200), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("version", Integer),
+    Column("source", Text, nullable=False),
+    Column("position", Integer),
+    Column("rows", Integer, nullable=False),
+    Column("drifted", Boolean, nullable=False),
+    Column("value", Float),
+    Column("report_hash", String(64)),
+    Column("summary", Text, nullable=False),
+    Column("event_id", Integer),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""Every check a drift or metric monitor ran: the batch it read (`source`; `position` is
+the request log's byte offset after the batch), the production version it judged, the
+verdict (`drifted` also means "metric below threshold"), the metric value, the stored
+report's artifact hash, and the event it emitted."""
+
+launches = Table(
+    "launches",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("source", String(200), nullable=False),
+    Column("key", String(400), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("status", String(20), nullable=False, index=True),
+    Column("owner", String(200), nullable=False),
+    Column("error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+"""Runs the daemon decided to start (a tick, an event, a file sensor), recorded in the same
+transaction as the claim, with the `orch run` arguments and a run id fixed in advance:
+`queued` (waiting for the previous run of its schedule), `pending` (to start now),
+`launched` (child process started), `done` (the run exists) or `failed` (it never
+started). A daemon that dies between claim and launch leaves a pending row that the next
+pass starts; the fixed run id makes a double start impossible."""
