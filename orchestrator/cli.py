@@ -344,6 +344,100 @@ def serve(
 
 
 @app.command()
+def ui(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Pipeline files defining schedules, triggers and monitors."),
+    ] = None,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="0: a free port.")] = 0,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", help="Allow changes with this token (default: ORCH_UI_TOKEN)."),
+    ] = None,
+) -> None:
+    """Serve the web UI over this store (read-only unless a token is set)."""
+    try:
+        from orchestrator.ui.app import serve_ui
+    except ImportError as exc:
+        raise OrchestratorError(
+            f"the web UI needs its extra dependencies ({exc.name} is missing): "
+            "pip install 'orchestrator[ui]'"
+        ) from None
+    definitions: list[Any] = []
+    if files:
+        from orchestrator.daemon import load_definitions
+
+        definitions = load_definitions(files)
+    serve_ui(
+        ENV.store,
+        ENV.artifacts,
+        home=ENV.home,
+        token=token or os.environ.get("ORCH_UI_TOKEN") or None,
+        definitions=definitions,
+        host=host,
+        port=port,
+    )
+
+
+event_app = typer.Typer(no_args_is_help=True, help="Events that start pipelines.")
+app.add_typer(event_app, name="event")
+
+
+@event_app.command("emit")
+def event_emit(
+    name: Annotated[str, typer.Argument(help="The event's name.")],
+    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="KEY=VALUE.")] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Idempotency key: a repeat is dropped.")
+    ] = None,
+    check: Annotated[
+        list[Path] | None,
+        typer.Option("--check", help="Pipeline files: fail unless a trigger listens for NAME."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record an event durably; the daemon starts the pipelines whose triggers listen for it."""
+    if check:
+        from orchestrator.daemon import load_definitions
+        from orchestrator.triggers import EventTrigger
+
+        known = sorted(
+            {
+                b.schedule.event
+                for b in load_definitions(check)
+                if isinstance(b.schedule, EventTrigger)
+            }
+        )
+        if name not in known:
+            raise NotFound(
+                f"no trigger listens for event '{name}'{did_you_mean(name, known)}; "
+                f"known events: {', '.join(known) or 'none'}"
+            )
+    event_id, new = ENV.store.emit_event(name, _parse_params(data or []), "cli", key)
+    if as_json:
+        typer.echo(json.dumps({"event_id": event_id, "name": name, "duplicate": not new}))
+    elif new:
+        typer.echo(f"event {event_id} '{name}' recorded")
+    else:
+        typer.echo(f"event '{name}' with key {key!r} was already recorded as event {event_id}")
+
+
+@event_app.command("serve")
+def event_serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8787,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Bearer token (default: ORCH_EVENT_TOKEN).")
+    ] = None,
+) -> None:
+    """Accept events over HTTP: POST /events/NAME with `Authorization: Bearer TOKEN`."""
+    from orchestrator.events_http import serve_events
+
+    serve_events(ENV.store, token or os.environ.get("ORCH_EVENT_TOKEN", ""), host, port)
+
+
+@app.command()
 def events(
     limit: Annotated[int, typer.Option("--limit", "-n")] = 50, as_json: JsonOpt = False
 ) -> None:

@@ -221,3 +221,31 @@ def weight(x: int) -> int:
 """
 
 DEMO_STEPS = ("load", "double", "cleaned", "total", "count")
+
+
+# A pipeline whose middle step logs, then fails: `broken.py:broken` in the UI tests.
+BROKEN = """
+from orchestrator import current, pipeline, step
+
+
+@step(kind="ingest")
+def load(n: int = 3) -> list[int]:
+    current().log.info("loaded rows for the broken pipeline", rows=n)
+    return list(range(n))
+
+
+@step(kind="train")
+def explode(xs: list[int]) -> int:
+    current().log.info("about to explode", rows=len(xs))
+    raise ValueError("boom: this step fails on purpose")
+
+
+@step(kind="evaluate")
+def report(x: int) -> int:
+    return x
+
+
+@pipeline
+def broken(n: int = 3):
+    report(explode(load(n=n)))
+"""

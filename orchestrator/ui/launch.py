@@ -1,0 +1,110 @@
+"""Start a run from the UI: a detached `orch run` child, found again by its trigger.
+
+The child is `python -m orchestrator run TARGET --param ... --trigger {"kind": "ui",
+"request": ID}` in its own session (a restart of the UI does not stop it), pointed at the
+same state as the UI (its `ORCH_HOME`, store URL and artifact folder made absolute), its
+output appended to a log file under `<state folder>/ui-runs/`. The run's id is chosen by
+the child, so the UI waits (a few seconds at most) for a run row whose trigger carries
+the request id; a child that exits before recording a run is reported with its log tail.
+A thread reaps each child, so finished runs leave no zombie behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from orchestrator.store import schema as t
+
+
+@dataclasses.dataclass
+class Launched:
+    run_id: str | None
+    log: Path
+    error: str = ""
+
+
+def child_env(store_url: str, home: Path, artifacts_root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ORCH_HOME"] = str(home.resolve())
+    env["ORCH_ARTIFACTS"] = str(Path(artifacts_root).resolve())
+    url = make_url(store_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        url = url.set(database=str(Path(url.database).resolve()))
+    env["ORCH_DB_URL"] = url.render_as_string(hide_password=False)
+    return env
+
+
+def start_run(
+    store: Any,
+    artifacts: Any,
+    home: Path,
+    target: str,
+    params: list[str],
+    wait: float = 8.0,
+) -> Launched:
+    """Start the run; return its id once recorded (None if it did not show in `wait` s)."""
+    request = uuid.uuid4().hex
+    folder = home / "ui-runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC)
+    log = folder / f"{stamp:%Y%m%dT%H%M%S}-{request[:8]}.log"
+    trigger = json.dumps({"kind": "ui", "request": request})
+    cmd = [sys.executable, "-m", "orchestrator", "run", target, *params, "--trigger", trigger]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=child_env(store.url, home, artifacts.root),
+            start_new_session=True,
+        )
+    threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        run_id = _find(store, request, stamp)
+        if run_id is not None:
+            return Launched(run_id, log)
+        if proc.poll() is not None:
+            run_id = _find(store, request, stamp)
+            if run_id is not None:
+                return Launched(run_id, log)
+            return Launched(None, log, _tail(log) or f"`orch run` exited {proc.returncode}")
+        time.sleep(0.05)
+    return Launched(None, log)
+
+
+def _find(store: Any, request: str, since: dt.datetime) -> str | None:
+    r = t.runs.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(r.id, r.trigger)
+            .where(r.started_at >= since - dt.timedelta(seconds=5))
+            .order_by(r.started_at.desc())
+            .limit(50)
+        )
+        for run_id, trigger in rows:
+            if (trigger or {}).get("request") == request:
+                return str(run_id)
+    return None
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])

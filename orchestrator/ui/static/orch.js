@@ -1,0 +1,289 @@
+/* orchestrator web UI: the DAG (Cytoscape.js + dagre), live run updates, the step panel,
+   confirmations and charts (Chart.js). Pages work without it; this adds the drawing. */
+(function () {
+  "use strict";
+
+  var COLORS = {
+    pending: "#9aa4b2", running: "#2f6fe0", succeeded: "#2e9d4d", cached: "#1798a8",
+    failed: "#d23a3a", skipped: "#c99a12", interrupted: "#a23fb5", retrying: "#c99a12"
+  };
+
+  function jsonOf(id) {
+    var el = document.getElementById(id);
+    return el ? JSON.parse(el.textContent) : null;
+  }
+
+  function stepUrl(runId, name) {
+    return "/runs/" + encodeURIComponent(runId) + "/steps/" + encodeURIComponent(name);
+  }
+
+  // -- the DAG -------------------------------------------------------------------------
+  function graphStyle() {
+    var style = [
+      { selector: "node", style: {
+        "shape": "round-rectangle", "background-color": COLORS.pending, "label": "data(id)",
+        "color": "#fff", "font-size": 11, "text-valign": "center", "text-halign": "center",
+        "width": "data(w)", "height": 28, "text-outline-width": 0 } },
+      { selector: "node:selected", style: { "border-width": 3, "border-color": "#1d2330" } },
+      { selector: "edge", style: {
+        "width": 1.5, "line-color": "#b4bcc8", "target-arrow-color": "#b4bcc8",
+        "target-arrow-shape": "triangle", "curve-style": "bezier", "label": "data(input)",
+        "font-size": 9, "color": "#5f6b7a", "text-rotation": "autorotate",
+        "min-zoomed-font-size": 8, "text-background-color": "#fff",
+        "text-background-opacity": 0.85, "text-background-padding": 1 } }
+    ];
+    Object.keys(COLORS).forEach(function (state) {
+      style.push({ selector: 'node[state = "' + state + '"]',
+                   style: { "background-color": COLORS[state] } });
+    });
+    return style;
+  }
+
+  function elements(graph) {
+    var els = graph.nodes.map(function (n) {
+      return { group: "nodes", data: { id: n.id, kind: n.kind, state: n.state,
+                                       w: Math.max(60, n.id.length * 6.6 + 20) } };
+    });
+    graph.edges.forEach(function (e, i) {
+      els.push({ group: "edges", data: { id: "e" + i + ":" + e.source + ">" + e.target,
+                                         source: e.source, target: e.target, input: e.input } });
+    });
+    return els;
+  }
+
+  function layout(cy) {
+    cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 16, rankSep: 70, edgeSep: 8,
+                fit: true, padding: 24, animate: false }).run();
+    if (cy.zoom() > 1.6) { cy.zoom(1.6); cy.center(); }
+  }
+
+  function drawGraph() {
+    var box = document.getElementById("dag");
+    var graph = jsonOf("graph-data");
+    if (!box || !graph || typeof window.cytoscape !== "function") { return null; }
+    var cy = window.cytoscape({
+      container: box, elements: elements(graph), style: graphStyle(),
+      minZoom: 0.08, maxZoom: 3, boxSelectionEnabled: false, autoungrabify: true
+    });
+    layout(cy);
+    window.orchGraph = cy;
+    return cy;
+  }
+
+  // -- the step panel ------------------------------------------------------------------
+  function openStep(runId, name) {
+    var panel = document.getElementById("step-panel");
+    if (!panel) { return; }
+    document.querySelectorAll("tr[data-step]").forEach(function (tr) {
+      tr.classList.toggle("selected", tr.getAttribute("data-step") === name);
+    });
+    if (window.orchGraph) {
+      window.orchGraph.nodes().unselect();
+      window.orchGraph.getElementById(name).select();
+    }
+    if (window.htmx) {
+      window.htmx.ajax("GET", stepUrl(runId, name), { target: "#step-panel", swap: "innerHTML" });
+    } else {
+      window.location.href = stepUrl(runId, name);
+    }
+  }
+
+  function wireRunPage(cy, runId) {
+    if (cy) {
+      cy.on("tap", "node", function (evt) { openStep(runId, evt.target.id()); });
+    }
+    var table = document.getElementById("steps-table");
+    if (!table) { return; }
+    table.addEventListener("click", function (evt) {
+      var tr = evt.target.closest("tr[data-step]");
+      if (!tr) { return; }
+      var link = evt.target.closest("a");
+      if (link && (evt.ctrlKey || evt.metaKey || evt.shiftKey || evt.button !== 0)) { return; }
+      evt.preventDefault();
+      openStep(runId, tr.getAttribute("data-step"));
+    });
+  }
+
+  // -- live updates while a run is running ---------------------------------------------
+  function fmtDuration(s) {
+    if (s === null || s === undefined) { return ""; }
+    if (s < 1) { return (s * 1000).toFixed(1) + "ms"; }
+    if (s < 60) { return s.toFixed(2) + "s"; }
+    var m = Math.floor(s / 60), sec = Math.floor(s % 60);
+    if (m < 60) { return m + "m " + (sec < 10 ? "0" : "") + sec + "s"; }
+    var h = Math.floor(m / 60), mm = m % 60;
+    return h + "h " + (mm < 10 ? "0" : "") + mm + "m";
+  }
+
+  function setState(el, state) {
+    el.className = "state " + state;
+    el.textContent = state;
+  }
+
+  function updateRow(runId, s) {
+    var tbody = document.querySelector("#steps-table tbody");
+    if (!tbody) { return; }
+    var tr = tbody.querySelector('tr[data-step="' + CSS.escape(s.name) + '"]');
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.setAttribute("data-step", s.name);
+      ["name", "kind", "state", "attempts", "duration", "cache_key", "why"].forEach(function (col) {
+        var td = document.createElement("td");
+        td.setAttribute("data-col", col);
+        tr.appendChild(td);
+      });
+      var a = document.createElement("a");
+      a.href = stepUrl(runId, s.name);
+      a.textContent = s.name;
+      tr.children[0].appendChild(a);
+      tr.children[1].textContent = s.kind;
+      tr.children[2].appendChild(document.createElement("span"));
+      tbody.appendChild(tr);
+    }
+    tr.setAttribute("data-state", s.state);
+    var cell = function (col) { return tr.querySelector('[data-col="' + col + '"]'); };
+    var badge = cell("state") && cell("state").querySelector(".state");
+    if (badge) { setState(badge, s.state); }
+    if (cell("attempts")) { cell("attempts").textContent = s.attempts === null ? "" : s.attempts; }
+    if (cell("duration")) {
+      cell("duration").textContent = s.state === "cached" ? "" : fmtDuration(s.duration);
+    }
+    if (cell("cache_key")) { cell("cache_key").textContent = (s.cache_key || "").slice(0, 12); }
+    if (cell("why")) { cell("why").textContent = s.why || ""; }
+  }
+
+  function applyRun(cy, runId, doc) {
+    var added = false;
+    doc.steps.forEach(function (s) {
+      if (cy) {
+        var node = cy.getElementById(s.name);
+        if (node.length === 0) {
+          cy.add({ group: "nodes", data: { id: s.name, kind: s.kind, state: s.state,
+                                           w: Math.max(60, s.name.length * 6.6 + 20) } });
+          added = true;
+        } else if (node.data("state") !== s.state) {
+          node.data("state", s.state);
+        }
+      }
+      updateRow(runId, s);
+    });
+    if (added) { layout(cy); }
+    var header = document.getElementById("run-header");
+    var status = document.getElementById("run-status");
+    if (header) { header.setAttribute("data-status", doc.run.status); }
+    if (status) { setState(status, doc.run.status); }
+    var dur = document.getElementById("run-duration");
+    if (dur) { dur.textContent = fmtDuration(doc.run.duration); }
+  }
+
+  function follow(cy, runId) {
+    var busy = false;
+    var timer = window.setInterval(function () {
+      if (busy) { return; }
+      busy = true;
+      fetch("/api/runs/" + encodeURIComponent(runId), { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (doc) {
+          if (!doc) { return; }
+          applyRun(cy, runId, doc);
+          if (doc.run.status !== "running") { window.clearInterval(timer); }
+        })
+        .catch(function () { /* a missed poll: the next one catches up */ })
+        .then(function () { busy = false; });
+    }, 1000);
+  }
+
+  // -- confirmations -------------------------------------------------------------------
+  function wireConfirms() {
+    document.addEventListener("submit", function (evt) {
+      var form = evt.target;
+      var message = form.getAttribute && form.getAttribute("data-confirm");
+      if (message && !window.confirm(message)) { evt.preventDefault(); }
+    });
+  }
+
+  // -- charts --------------------------------------------------------------------------
+  function metricChart() {
+    var canvas = document.getElementById("metric-chart");
+    var data = jsonOf("chart-data");
+    if (!canvas || !data || !data.chosen || typeof window.Chart !== "function") { return; }
+    var chart = new window.Chart(canvas, {
+      type: "line",
+      data: { labels: data.labels, datasets: [{ label: data.chosen, data: data.metrics[data.chosen],
+              borderColor: "#2457c5", backgroundColor: "#2457c5", tension: 0.15, spanGaps: true }] },
+      options: { responsive: true, maintainAspectRatio: false, animation: false,
+                 scales: { y: { title: { display: true, text: data.chosen } } } }
+    });
+    window.orchMetricChart = chart;
+    var select = document.getElementById("metric-select");
+    if (select) {
+      select.addEventListener("change", function () {
+        var m = select.value;
+        chart.data.datasets[0].label = m;
+        chart.data.datasets[0].data = data.metrics[m];
+        chart.options.scales.y.title.text = m;
+        chart.update();
+      });
+    }
+  }
+
+  function thresholdLine(label, value, n) {
+    var values = [];
+    for (var i = 0; i < n; i++) { values.push(value); }
+    return { type: "line", label: label, data: values, borderColor: "#d23a3a",
+             borderDash: [6, 4], pointRadius: 0, fill: false };
+  }
+
+  function driftCharts() {
+    var data = jsonOf("drift-data");
+    if (!data || typeof window.Chart !== "function") { return; }
+    var colors = data.drifted.map(function (d) { return d ? "#d23a3a" : "#1798a8"; });
+    var psi = document.getElementById("psi-chart");
+    if (psi) {
+      var sets = [{ type: "bar", label: "PSI", data: data.psi, backgroundColor: colors }];
+      if (data.psi_threshold !== null && data.psi_threshold !== undefined) {
+        sets.push(thresholdLine("threshold " + data.psi_threshold, data.psi_threshold, data.labels.length));
+      }
+      window.orchPsiChart = new window.Chart(psi, { data: { labels: data.labels, datasets: sets },
+        options: { responsive: true, maintainAspectRatio: false, animation: false } });
+    }
+    var ks = document.getElementById("ks-chart");
+    if (ks) {
+      var ksSets = [{ type: "bar", label: "KS p-value", data: data.ks_pvalue, backgroundColor: colors }];
+      if (data.ks_threshold !== null && data.ks_threshold !== undefined) {
+        ksSets.push(thresholdLine("threshold " + data.ks_threshold, data.ks_threshold, data.labels.length));
+      }
+      var ps = data.ks_pvalue.filter(function (v) { return v !== null && v > 0; });
+      var low = Math.min.apply(null, ps.concat([data.ks_threshold || 1, 1e-3]));
+      var min = Math.pow(10, Math.max(-300, Math.floor(Math.log10(low)) - 1));
+      window.orchKsChart = new window.Chart(ks, { data: { labels: data.labels, datasets: ksSets },
+        options: { responsive: true, maintainAspectRatio: false, animation: false,
+                   scales: { y: { type: "logarithmic", min: min, max: 1,
+                                  title: { display: true, text: "p-value (log scale)" },
+                                  ticks: { callback: function (v) {
+                                    var e = Math.log10(v);
+                                    return Math.abs(e - Math.round(e)) < 1e-9 ? "1e" + Math.round(e) : "";
+                                  } } } } } });
+    }
+  }
+
+  // -- start ---------------------------------------------------------------------------
+  function start() {
+    wireConfirms();
+    var cy = drawGraph();
+    var header = document.getElementById("run-header");
+    if (header) {
+      var runId = header.getAttribute("data-run-id");
+      wireRunPage(cy, runId);
+      if (header.getAttribute("data-status") === "running") { follow(cy, runId); }
+    }
+    metricChart();
+    driftCharts();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();
