@@ -132,7 +132,7 @@ def latency() -> None:
                     ok = "ok" if lag <= 1 else "MISS"
                     print(
                         f"tick-to-run-start latency: {lag:.3f} s (target <= 1 s: {ok}); "
-                        "includes starting the run's `orch run` process"
+                        "the run goes to the daemon's pre-started spare process (launchpad)"
                     )
                     return
             print("no scheduled run started within 150 s")

@@ -263,9 +263,13 @@ class Launcher:
     appeared is started again; its fixed run id keeps it from running twice.
     """
 
-    def __init__(self, store: Any, owner: str, log_dir: Path, takeover: float = 30.0) -> None:
+    def __init__(
+        self, store: Any, owner: str, log_dir: Path, takeover: float = 30.0, prewarm: bool = False
+    ) -> None:
         self.store, self.owner, self.log_dir, self.takeover = store, owner, log_dir, takeover
         self.children: dict[str, tuple[subprocess.Popen[bytes], Path, dict[str, Any]]] = {}
+        self.prewarm = prewarm  # keep a spare process with the imports done (launchpad)
+        self.spare: subprocess.Popen[bytes] | None = None
 
     def dispatch(self, now: dt.datetime) -> list[dict[str, Any]]:
         report = []
@@ -294,15 +298,52 @@ class Launcher:
         rid = row["run_id"]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{rid}.log"
-        with open(log, "ab") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator", *row["args"], "--run-id", rid],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
+        args = [*row["args"], "--run-id", rid]
+        proc = self._hand_over(args, log)
+        if proc is None:
+            with open(log, "ab") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "orchestrator", *args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
         self.children[rid] = (proc, log, row)
         return {"action": "started", "run_id": rid, "source": row["source"]}
+
+    def _hand_over(self, args: list[str], log: Path) -> subprocess.Popen[bytes] | None:
+        """Give the run to the spare process, if there is a live one."""
+        spare, self.spare = self.spare, None
+        if spare is None or spare.poll() is not None or spare.stdin is None:
+            return None
+        try:
+            spare.stdin.write(json.dumps({"args": args, "log": str(log)}).encode() + b"\n")
+            spare.stdin.close()
+        except OSError:
+            spare.kill()
+            spare.wait()
+            return None
+        return spare
+
+    def keep_spare(self) -> None:
+        """Start a spare process (imports done, waiting for a run) if there is none."""
+        if not self.prewarm or (self.spare is not None and self.spare.poll() is None):
+            return
+        self.spare = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.launchpad"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def close_spare(self) -> None:
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.stdin is not None:
+            spare.stdin.close()  # end of input: it exits without running anything
+            try:
+                spare.wait(10)
+            except subprocess.TimeoutExpired:
+                spare.kill()
 
     def reap(self) -> list[dict[str, Any]]:
         done = [rid for rid, (proc, _, _) in self.children.items() if proc.poll() is not None]
@@ -417,7 +458,7 @@ def run_forever(
     passes SIGTERM on to them (each is then recorded as interrupted, and resumable).
     """
     stop = threading.Event()
-    launcher = Launcher(store, owner_id(), log_dir)
+    launcher = Launcher(store, owner_id(), log_dir, prewarm=True)
 
     def on_signal(*_: Any) -> None:
         if stop.is_set():
@@ -434,11 +475,13 @@ def run_forever(
             log(event)
         if stop.is_set():
             break
+        launcher.keep_spare()
         upcoming = [next_fire(b.schedule, now) for b in timed]
         wait = min([(t - dt.datetime.now(dt.UTC)).total_seconds() for t in upcoming] or [poll])
         # while runs go on, look in every second to reap them and start queued ticks
         limit = min(poll, 1.0) if launcher.busy() else poll
         stop.wait(min(max(wait, 0.05), limit))
+    launcher.close_spare()
     if launcher.busy():
         log({"action": "waiting", "runs": ",".join(launcher.children)})
         launcher.wait()

@@ -125,3 +125,63 @@ def test_a_run_id_cannot_start_twice(orch: Orch, project: Project) -> None:
     again = orch("run", "flow.py:job", "--run-id", "abc123abc123", "--json")
     assert again.code != 0
     assert "run abc123abc123 already exists" in again.err and "Traceback" not in again.err
+
+
+SPARE_FLOW = """
+import psutil
+from pathlib import Path
+from orchestrator import EventTrigger, pipeline, step
+
+@step(cache=False)
+def where(out: str = "") -> str:
+    Path(out).write_text(" ".join(psutil.Process().cmdline()) + "\\n" + "VERSION")
+    return out
+
+@pipeline
+def job(out: str = ""):
+    where(out=out)
+
+go = EventTrigger(name="go", event="go", pipeline="job")
+"""
+
+
+def test_a_run_starts_in_the_spare_process_with_the_code_on_disk(
+    orch: Orch, project: Project, tmp_path
+) -> None:
+    from orchtest import wait_for
+
+    project.write("flow.py", SPARE_FLOW.replace("VERSION", "v1"))
+    proc = orch.popen("daemon", "flow.py", log=tmp_path / "daemon")
+    try:
+        # the spare is started after the daemon's first pass
+        wait_for(lambda: _spare_of(proc.pid), "the daemon's spare process", timeout=60)
+        # edited after the daemon (and its spare) started: the run must use this code
+        project.write("flow.py", SPARE_FLOW.replace("VERSION", "v2"))
+        out = project.path("where.txt")
+        assert orch("event", "emit", "go", "--data", f"out={out}").code == 0
+        wait_for(out.exists, "the triggered run", timeout=60)
+        cmdline, version = out.read_text().splitlines()
+        assert "orchestrator.launchpad" in cmdline, cmdline
+        assert version == "v2"
+        spare = wait_for(lambda: _spare_of(proc.pid), "a new spare", timeout=60)
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    wait_for(lambda: not psutil.pid_exists(spare), "the spare to leave with the daemon", 10)
+    (run,) = orch.runs()
+    assert run["status"] == "succeeded" and run["trigger"]["event"] == "go"
+
+
+def _spare_of(pid: int) -> int | None:
+    """The pid of the daemon's idle spare process, if it has one."""
+    try:
+        for child in psutil.Process(pid).children():
+            if child.status() != psutil.STATUS_ZOMBIE and "orchestrator.launchpad" in " ".join(
+                child.cmdline()
+            ):
+                return child.pid
+    except psutil.Error:
+        pass
+    return None
