@@ -206,6 +206,20 @@ def tick_claims(store: Any, schedule: str, limit: int = 10) -> list[dict[str, An
         ]
 
 
+def launch_states(store: Any, source: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """{claim key: {status, run_id, error}} of the daemon's launches for these keys."""
+    if not keys:
+        return {}
+    c = t.launches.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(c.key, c.status, c.run_id, c.error).where(
+                and_(c.source == source, c.key.in_(keys))
+            )
+        )
+        return {r.key: dict(r._mapping) for r in rows}
+
+
 def runs_by_trigger(store: Any, field: str, name: str, limit: int = 10) -> list[dict[str, Any]]:
     """The newest runs whose trigger names `name` under `field` (schedule, trigger, sensor)."""
     r = t.runs.c

@@ -103,8 +103,10 @@ def _entry(
     }
     if kind == "schedule":
         by_key = {(r["trigger"] or {}).get("run_key"): r for r in runs}
+        claims = queries.tick_claims(store, name, 10)
+        launches = queries.launch_states(store, f"schedule:{name}", [c["key"] for c in claims])
         entry["ticks"] = [
-            c | {"run": by_key.get(c["key"])} for c in queries.tick_claims(store, name, 10)
+            c | {"run": by_key.get(c["key"]), "launch": launches.get(c["key"])} for c in claims
         ]
     if definition is not None:
         sch, bound = definition[1].schedule, definition[1]
@@ -176,6 +178,7 @@ def api_schedules(request: Request) -> dict[str, Any]:
                         "scheduled_time": c["scheduled_time"],
                         "claimed_at": present.iso(c["claimed_at"]),
                         "run_id": c["run"]["id"] if c["run"] else None,
+                        "launch": (c["launch"] or {}).get("status"),
                     }
                     for c in e["ticks"]
                 ],

@@ -688,6 +688,7 @@ def test_schedules_show_ticks_and_the_runs_they_started(ui_world: Any, ui_client
     assert every15["cursor"] == ui_world.TICK and every15["paused"] is False
     assert [t["scheduled_time"] for t in every15["ticks"]] == [ui_world.TICK]
     assert every15["ticks"][0]["run_id"] == ui_world.tick_run
+    assert every15["ticks"][0]["launch"] == "done"  # the daemon's launch of it ended
     assert ui_world.tick_run in [r["id"] for r in every15["runs"]]
     assert doc["on-data"]["kind"] == "trigger"
     assert [r["id"] for r in doc["on-data"]["runs"]] == [ui_world.event_run]
