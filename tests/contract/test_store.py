@@ -557,6 +557,60 @@ def test_claim_is_granted_exactly_once(store: MetadataStore) -> None:
     assert store.claim_owner("event", "daily@1") == "worker-b"
 
 
+def test_claim_launch_is_all_or_nothing(store: MetadataStore) -> None:
+    args = ["run", "flow.py:job", "--json"]
+    assert store.claim("file", "s:b.csv:h2", "other") is True
+    # a launch needing a file another daemon took records neither its claims nor itself
+    taken = [("file", "s:a.csv:h1"), ("file", "s:b.csv:h2")]
+    assert not store.claim_launch(taken, "me", run_id="r1", source="sensor:s", args=args)
+    assert store.claim_owner("file", "s:a.csv:h1") is None
+    assert store.launches(["pending"]) == []
+    assert store.last_launch("sensor:s") is None
+
+    event_id, _ = store.emit_event("go", {"k": 1})
+    claims = [("event", f"{event_id}:t")]
+    event = {"id": event_id, "reason": "started by trigger 't'"}
+    assert store.claim_launch(claims, "me", run_id="r2", source="trigger:t", args=args,
+                              event=event)  # fmt: skip
+    assert not store.claim_launch(claims, "you", run_id="r3", source="trigger:t", args=args)
+    (row,) = store.launches(["pending"])
+    assert (row["run_id"], row["owner"], row["args"]) == ("r2", "me", args)
+    assert row["key"] == claims[0][1]
+    assert_utc(store.last_launch("trigger:t"))
+    assert store.launch_busy("trigger:t") and not store.launch_busy("trigger:other")
+    (ev,) = [e for e in store.list_events() if e["id"] == event_id]
+    assert (ev["status"], ev["run_id"]) == ("started", "r2")
+
+    # compare-and-set: only the daemon that still sees it pending takes it
+    assert store.set_launch("r2", "launched", owner="you", expect={"status": "pending"})
+    assert not store.set_launch("r2", "launched", owner="me", expect={"status": "pending"})
+    assert store.set_launch("r2", "done")
+    assert not store.launch_busy("trigger:t")
+    new_run(store, "r2")
+    assert store.existing_runs(["r2", "nope"]) == {"r2": "running"}
+
+
+def test_monitor_checks_round_trip(store: MetadataStore) -> None:
+    common = {"monitor": "d", "kind": "drift", "model": "m", "version": 1, "rows": 150}
+    first = store.record_check(**common, source="log", position=1200, drifted=False, summary="ok")
+    second = store.record_check(
+        **common, source="log", position=2400, drifted=True, value=0.8, report_hash="ab" * 16,
+        summary="drift in 1 of 4 features", event_id=7,
+    )  # fmt: skip
+    third = store.record_check(**common, source="other", position=99, drifted=False, summary="")
+    store.record_check(**(common | {"monitor": "e"}), source="log", drifted=False, summary="")
+    assert [c["id"] for c in store.monitor_checks(monitor="d")] == [third, second, first]
+    assert len(store.monitor_checks(limit=2)) == 2
+    assert store.monitor_position("d", "log") == 2400
+    assert store.monitor_position("d", "nothing") == 0
+    got = store.monitor_check(second)
+    assert got is not None and got["drifted"] is True and got["event_id"] == 7
+    assert_utc(got["created_at"])
+    assert store.monitor_check(first)["drifted"] is False
+    assert store.monitor_check(10_000) is None
+    assert "ab" * 16 in store.referenced_artifacts()  # gc keeps reports
+
+
 def test_claims_racing_in_threads_are_each_granted_once(store_url: str) -> None:
     barrier = threading.Barrier(4)
     won: dict[str, list[int]] = {}
