@@ -83,10 +83,28 @@ def drift_chart(report: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def history_chart(checks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One monitor's checks, oldest first: the value each check measured (the largest PSI
+    for drift, the metric for a metric monitor) and whether it fired."""
+    points = [c for c in reversed(checks) if c.get("value") is not None]
+    if not points:
+        return None
+    return {
+        "labels": [f"#{c['id']} {present.iso(c['created_at'])[:16]}" for c in points],
+        "values": [c["value"] for c in points],
+        "fired": [bool(c["drifted"]) for c in points],
+        "label": "largest PSI" if points[0]["kind"] == "drift" else "metric value",
+        "ids": [c["id"] for c in points],
+    }
+
+
 @router.get("/drift", response_class=HTMLResponse)
 def drift_page(request: Request, monitor: MonitorQuery = None, limit: LimitQuery = 100) -> Response:
     checks = _checks(request, monitor, limit)
-    return page(request, "drift.html", {"checks": checks, "monitor": monitor or ""})
+    history = history_chart(checks) if monitor else None
+    return page(
+        request, "drift.html", {"checks": checks, "monitor": monitor or "", "history": history}
+    )
 
 
 @router.get("/drift/{check_id}", response_class=HTMLResponse)

@@ -785,6 +785,11 @@ def test_drift_checks_and_a_report_per_feature(
     assert listed["data-drifted"] == "true"
     only = client.get("/api/drift", params={"monitor": "nosuchmonitor"}).json()["checks"]
     assert only == []
+    page = client.get("/drift", params={"monitor": "iris-drift"}).text
+    history = json.loads(one(page, "script", id="history-data")["_text"])
+    assert history["ids"][-1] == check_id and history["fired"][-1] is True
+    assert history["values"][-1] == pytest.approx(max(f.psi for f in report.features))
+    assert one(page, "canvas", id="history-chart") and "/static/chart.umd.min.js" in page
 
     html = client.get(f"/drift/{check_id}").text
     assert one(html, "canvas", id="psi-chart") and one(html, "canvas", id="ks-chart")

@@ -267,6 +267,22 @@
     }
   }
 
+  function historyChart() {
+    var canvas = document.getElementById("history-chart");
+    var data = jsonOf("history-data");
+    if (!canvas || !data || typeof window.Chart !== "function") { return; }
+    var colors = data.fired.map(function (f) { return f ? "#d23a3a" : "#1798a8"; });
+    window.orchHistoryChart = new window.Chart(canvas, {
+      type: "line",
+      data: { labels: data.labels, datasets: [{ label: data.label, data: data.values,
+              borderColor: "#2457c5", pointBackgroundColor: colors, pointRadius: 5 }] },
+      options: { responsive: true, maintainAspectRatio: false, animation: false,
+                 onClick: function (_evt, items) {
+                   if (items.length) { window.location = "/drift/" + data.ids[items[0].index]; }
+                 } }
+    });
+  }
+
   // -- start ---------------------------------------------------------------------------
   function start() {
     wireConfirms();
@@ -279,6 +295,7 @@
     }
     metricChart();
     driftCharts();
+    historyChart();
   }
 
   if (document.readyState === "loading") {
