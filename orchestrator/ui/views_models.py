@@ -67,7 +67,12 @@ def _versions(request: Request, name: str) -> list[Any]:
     return list(versions)
 
 
-def _model_view(request: Request, name: str, metric: str | None) -> dict[str, Any]:
+SHOWN_VERSIONS = 50  # newest versions in the tables unless all are asked for
+
+
+def _model_view(
+    request: Request, name: str, metric: str | None, show_all: bool = False
+) -> dict[str, Any]:
     versions = _versions(request, name)
     metrics = sorted({k for v in versions for k in v.metrics})
     if metric and metric not in metrics:
@@ -81,9 +86,15 @@ def _model_view(request: Request, name: str, metric: str | None) -> dict[str, An
         "metrics": {m: [v.metrics.get(m) for v in versions] for m in metrics},
         "chosen": chosen,
     }
+    newest = list(reversed(versions))
+    shown = newest if show_all else newest[:SHOWN_VERSIONS]
+    if prod is not None and prod not in shown:
+        shown.append(prod)  # production is always in the table
     return {
         "name": name,
-        "versions": list(reversed(versions)),  # newest first
+        "versions": shown,  # newest first
+        "total": len(versions),
+        "hidden": len(versions) - len(shown),
         "metrics": metrics,
         "chosen": chosen,
         "production": prod,
@@ -97,8 +108,10 @@ def models_page(request: Request) -> Response:
 
 
 @router.get("/models/{name}", response_class=HTMLResponse)
-def model_page(request: Request, name: ModelPath, metric: MetricQuery = None) -> Response:
-    return page(request, "model.html", _model_view(request, name, metric))
+def model_page(
+    request: Request, name: ModelPath, metric: MetricQuery = None, all: bool = False
+) -> Response:
+    return page(request, "model.html", _model_view(request, name, metric, show_all=all))
 
 
 @router.post("/models/{name}/versions/{version}/promote")

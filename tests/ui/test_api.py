@@ -856,3 +856,37 @@ def test_orch_ui_serves_on_a_free_port_and_stops_on_sigterm(ui_world: Any) -> No
     assert code == 0, log.with_suffix(".err").read_text()
     assert out.read_text().count("\n") == 1  # exactly one line on stdout
     assert "Traceback" not in log.with_suffix(".err").read_text()
+
+
+def test_model_page_shows_the_newest_versions_and_production_unless_all(
+    ui_client: Any, ui_stores: tuple[Any, Any]
+) -> None:
+    from sqlalchemy import delete
+
+    from orchestrator.store import schema
+    from orchestrator.store.registry import StoreRegistry
+
+    store, artifacts = ui_stores
+    registry = StoreRegistry(store, artifacts)
+    for i in range(55):
+        registry.register(
+            "many-versions", artifact_hash=f"{i:032x}", metrics={"accuracy": i / 100},
+            run_id=None, step=None, params={"i": i}, data_hash=None,
+        )  # fmt: skip
+    registry.promote("many-versions", 2, "an old favourite")
+    try:
+        client = ui_client()
+        html = client.get("/models/many-versions").text
+        shown = [int(r["data-version"]) for r in elements(html, "tr", data_version="*")]
+        assert shown == [*range(55, 5, -1), 2]  # the newest 50, then production
+        assert "show all 55 versions" in html
+        chart = json.loads(one(html, "script", id="chart-data")["_text"])
+        assert len(chart["labels"]) == 55  # the chart keeps every version
+        html = client.get("/models/many-versions", params={"all": "true"}).text
+        assert len(elements(html, "tr", data_version="*")) == 55
+        assert "show all" not in html
+    finally:  # the other tests of this session see only their own models
+        with store.tx() as conn:
+            conn.execute(
+                delete(schema.model_versions).where(schema.model_versions.c.name == "many-versions")
+            )
