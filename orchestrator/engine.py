@@ -188,9 +188,7 @@ class _Run:
         try:
             while self.queue or self.pending_submit or self.running or self.timers:
                 self.resolve_ready()
-                self.flush()  # finished steps are durable before any child starts
-                self.submit_pending()
-                self.flush()  # and started steps show as running
+                self.submit_pending()  # one commit: finished steps, then the starts
                 if self.running or self.timers:
                     self.wait_once()
             self.flush()
@@ -297,16 +295,26 @@ class _Run:
         return self.e.executor(self.default_executor)
 
     def submit_pending(self) -> None:
-        keep = []
+        """Start what may start. Finished steps and these starts are committed in one
+        transaction before any of them runs: a child never runs ahead of the record of
+        its inputs, and every running step shows as running."""
+        keep, starting = [], []
         for name, parts, attempt in self.pending_submit:
             ex = self.executor_for(name)
             if self.running_on[ex] >= ex.workers:
                 keep.append((name, parts, attempt))
                 continue
-            self.start(name, parts, attempt, ex)
+            self.running_on[ex] += 1
+            starting.append(self.prepare(name, parts, attempt, ex))
         self.pending_submit = keep
+        self.flush()
+        for name, inv, attempt, parts, ex in starting:
+            self.launch(name, inv, attempt, parts, ex)
 
-    def start(self, name: str, parts: KeyParts, attempt: int, ex: Executor) -> None:
+    def prepare(
+        self, name: str, parts: KeyParts, attempt: int, ex: Executor
+    ) -> tuple[str, StepInvocation, int, KeyParts, Executor]:
+        """Record a step as running (in the next batch); return what `launch` needs."""
         node = self.g.nodes[name]
         inputs = {arg: self.outputs[o.node][o.index] for arg, o in node.inputs().items()}
         inv = StepInvocation(
@@ -322,7 +330,6 @@ class _Run:
             serializer=node.step.hints.get("serializer"),
         )
         stamp = now()
-        timeout = node.step.timeout
         report = self.reports[name]
         report.state, report.attempts = StepState.RUNNING, attempt
         row = {
@@ -351,10 +358,16 @@ class _Run:
                 }
             )
         self.emit(name, StepState.RUNNING, attempt=attempt)
-        fut = ex.submit(inv, node.step, self.memo if ex.in_process else None)
+        return name, inv, attempt, parts, ex
+
+    def launch(
+        self, name: str, inv: StepInvocation, attempt: int, parts: KeyParts, ex: Executor
+    ) -> None:
+        step = self.g.nodes[name].step
+        fut = ex.submit(inv, step, self.memo if ex.in_process else None)
         t = time.perf_counter()
-        self.running[fut] = _Attempt(name, attempt, parts, t, t + timeout if timeout else None, ex)
-        self.running_on[ex] += 1
+        deadline = t + step.timeout if step.timeout else None
+        self.running[fut] = _Attempt(name, attempt, parts, t, deadline, ex)
 
     # -- waiting ----------------------------------------------------------------------------
     def wait_once(self) -> None:
