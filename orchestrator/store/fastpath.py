@@ -31,16 +31,30 @@ _TIME = {
 }
 
 
-def _value(col: str, v: Any) -> Any:
+def _time(v: Any) -> Any:
     if v is None:
         return None
+    if v.tzinfo is not None:
+        v = v.astimezone(dt.UTC).replace(tzinfo=None)
+    return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _json(v: Any) -> Any:
+    return None if v is None else json.dumps(v)
+
+
+def _encoder(col: str) -> Any:
     if col in _TIME:
-        if v.tzinfo is not None:
-            v = v.astimezone(dt.UTC).replace(tzinfo=None)
-        return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return _time
     if col in _JSON:
-        return json.dumps(v)
-    return v
+        return _json
+    return None
+
+
+def _rows(cols: tuple[str, ...], rows: Any) -> list[tuple[Any, ...]]:
+    """Rows (dicts) as tuples of encoded values in `cols` order."""
+    plan = [(c, _encoder(c)) for c in cols]
+    return [tuple(r.get(c) if f is None else f(r.get(c)) for c, f in plan) for r in rows]
 
 
 def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:
@@ -72,37 +86,14 @@ class SqliteFastPath:
         cur.execute("BEGIN IMMEDIATE")
         try:
             if batch.step_inserts:
-                cur.executemany(
-                    self.sql_step,
-                    [
-                        tuple(_value(c, r.get(c)) for c in self.step_cols)
-                        for r in batch.step_inserts
-                    ],
-                )
+                cur.executemany(self.sql_step, _rows(self.step_cols, batch.step_inserts))
             if batch.step_updates:
-                cur.executemany(
-                    self.sql_update,
-                    [
-                        (*(_value(c, r.get(c)) for c in self.update_cols), r["run_id"], r["name"])
-                        for r in batch.step_updates
-                    ],
-                )
+                keyed = [r | {"_run": r["run_id"], "_name": r["name"]} for r in batch.step_updates]
+                cur.executemany(self.sql_update, _rows((*self.update_cols, "_run", "_name"), keyed))
             if batch.artifacts:
-                cur.executemany(
-                    self.sql_art,
-                    [
-                        tuple(_value(c, r.get(c)) for c in self.art_cols)
-                        for r in batch.artifacts.values()
-                    ],
-                )
+                cur.executemany(self.sql_art, _rows(self.art_cols, batch.artifacts.values()))
             if batch.cache_entries:
-                cur.executemany(
-                    self.sql_entry,
-                    [
-                        tuple(_value(c, r.get(c)) for c in self.entry_cols)
-                        for r in batch.cache_entries
-                    ],
-                )
+                cur.executemany(self.sql_entry, _rows(self.entry_cols, batch.cache_entries))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
