@@ -46,10 +46,10 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        _wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -58,6 +58,24 @@ def _sqlite_setup(engine: Engine) -> None:
         # SQLITE_BUSY instead of waiting); readers do not block anyone in WAL mode
         write = conn.get_execution_options().get("orch_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _wal(cur: Any) -> None:
+    """Switch to WAL. On a new file another process may be creating the schema: the
+    switch needs the file to itself and SQLite reports "locked" at once instead of
+    waiting, so wait here (up to a minute)."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def first_line(exc: BaseException) -> str:
