@@ -286,13 +286,18 @@ def schedules(
 
 @app.command()
 def daemon(
-    files: Annotated[list[Path], typer.Argument(help="Pipeline files defining Schedule objects.")],
-    once: Annotated[bool, typer.Option("--once", help="Evaluate what is due, then exit.")] = False,
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Pipeline files defining schedules, triggers, sensors, monitors."),
+    ],
+    once: Annotated[
+        bool, typer.Option("--once", help="Evaluate what is due, wait for its runs, exit.")
+    ] = False,
     now: Annotated[
         str | None, typer.Option("--now", help="With --once: the time to evaluate at (ISO 8601).")
     ] = None,
 ) -> None:
-    """Run schedules: start each due tick's run exactly once (SIGTERM stops gracefully)."""
+    """Run schedules, monitors, event triggers and file sensors (SIGTERM stops gracefully)."""
     import datetime as dt
 
     from orchestrator.daemon import load_definitions, run_forever, run_once
