@@ -45,6 +45,19 @@ def _fail(inv: StepInvocation, message: str, log: str = "", t0: float | None = N
     return StepResult(False, [], f"step '{inv.step}': {message}", None, log, took)
 
 
+def _stop(container: Any, keep: bool) -> bool:
+    """Kill a container now and, unless it is to be kept, remove it now too: the run may
+    end, and its process exit, before the thread watching the container gets to it."""
+    try:
+        if keep:
+            container.kill()
+        else:
+            container.remove(force=True)
+    except Exception:  # noqa: BLE001 - it may have exited, or been removed, already
+        return False
+    return True
+
+
 def _code_mounts(step: Step[Any], step_ref: str) -> list[str]:
     """Host folders holding the user's code for this step (mounted read-only, same path)."""
     where = step_ref.rpartition(":")[0]
@@ -81,6 +94,7 @@ class DockerExecutor(Executor):
         self._client: Any = None
         self._lock = threading.Lock()
         self._containers: dict[int, Any] = {}
+        self._keep: set[int] = set()  # futures whose container is kept if it fails
         self._local_futures: set[int] = set()
         self.scratch_root = Path(artifacts.root).resolve().parent / ".scratch"
 
@@ -221,8 +235,13 @@ class DockerExecutor(Executor):
         client.images.get(image)  # ImageNotFound here: never pull from a registry
         kwargs.pop("detach")
         container = client.containers.create(image, cmd, **kwargs)
+        keep = (
+            bool(step.hints.get("keep_failed")) or os.environ.get("ORCH_DOCKER_KEEP_FAILED") == "1"
+        )
         container.start()
         self._containers[id(fut)] = container
+        if keep:
+            self._keep.add(id(fut))
         try:
             output = "".join(
                 c.decode(errors="replace") for c in container.logs(stream=True, follow=True)
@@ -232,9 +251,7 @@ class DockerExecutor(Executor):
             oom = container.attrs.get("State", {}).get("OOMKilled", False)
         finally:
             self._containers.pop(id(fut), None)
-        keep = (
-            bool(step.hints.get("keep_failed")) or os.environ.get("ORCH_DOCKER_KEEP_FAILED") == "1"
-        )
+            self._keep.discard(id(fut))
         result = self._result(inv, step, scratch, code, oom, output, t0)
         if result.ok or not keep:
             container.remove(force=True)
@@ -280,17 +297,10 @@ class DockerExecutor(Executor):
                 if self.local and id(future) in self._local_futures
                 else False
             )
-        try:
-            container.kill()
-        except Exception:  # noqa: BLE001 - it may have exited already
-            return False
-        return True
+        return _stop(container, keep=id(future) in self._keep)
 
     def shutdown(self) -> None:
-        for container in list(self._containers.values()):
-            try:
-                container.kill()
-            except Exception:  # noqa: BLE001
-                pass
+        for key, container in list(self._containers.items()):
+            _stop(container, keep=key in self._keep)
         if self.local is not None:
             self.local.shutdown()
