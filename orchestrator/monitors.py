@@ -242,15 +242,13 @@ class Checker:
                 f"monitor '{mon.name}': {mon.model} v{version.version} records no training "
                 "data (deploy it with a `data` input to give drift a reference)"
             )
-        row = self.store.artifact_rows([version.data_hash]).get(version.data_hash)
-        if row is None:
+        ref = self.store.artifact_ref(version.data_hash)
+        if ref is None:
             raise OrchestratorError(
                 f"monitor '{mon.name}': the training data {version.data_hash[:12]} of "
                 f"{mon.model} v{version.version} is not in the store"
             )
-        return self.artifacts.get(
-            ArtifactRef(row["hash"], row["serializer"], row["type"], row["size"])
-        )
+        return self.artifacts.get(ref)
 
     def _drift(self, mon: DriftMonitor, version: Any, batch: Any) -> tuple[Any, ...]:
         from orchestrator.steps.drift import drift_report
@@ -334,11 +332,5 @@ def load_report(store: MetadataStore, artifacts: ArtifactStore, check_id: int) -
     check = store.monitor_check(check_id)
     if check is None:
         raise NotFound(f"no monitor check {check_id} (see `orch monitors`)")
-    report = None
-    if check["report_hash"]:
-        row = store.artifact_rows([check["report_hash"]]).get(check["report_hash"])
-        if row is not None:
-            report = artifacts.get(
-                ArtifactRef(row["hash"], row["serializer"], row["type"], row["size"])
-            )
-    return check | {"report": report}
+    ref = store.artifact_ref(check["report_hash"]) if check["report_hash"] else None
+    return check | {"report": None if ref is None else artifacts.get(ref)}

@@ -21,6 +21,7 @@ import psutil
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from orchestrator.artifacts import ArtifactRef
 from orchestrator.errors import NotFound, StoreError
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store import schema as t
@@ -289,6 +290,13 @@ class MetadataStore:
                 )
                 out.update({r.hash: dict(r._mapping) for r in rows})
         return out
+
+    def artifact_ref(self, hash_: str) -> ArtifactRef | None:
+        """The stored artifact with this content hash (how to read it), if recorded."""
+        row = self.artifact_rows([hash_]).get(hash_)
+        if row is None:
+            return None
+        return ArtifactRef(row["hash"], row["serializer"], row["type"], row["size"])
 
     def drop_cache_entries(self, keys: Iterable[str]) -> None:
         keys = list(keys)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.artifacts import ArtifactRef, ArtifactStore
+from orchestrator.artifacts import ArtifactStore
 from orchestrator.context import ModelVersion
 from orchestrator.errors import NotFound
 from orchestrator.hashing import canonical, hash_text
@@ -152,13 +152,10 @@ class StoreRegistry:
             )
 
     def load(self, version: ModelVersion) -> Any:
-        rows = self.store.artifact_rows([version.artifact_hash])
-        row = rows.get(version.artifact_hash)
-        if row is None:
+        ref = self.store.artifact_ref(version.artifact_hash)
+        if ref is None:
             raise NotFound(
                 f"model '{version.name}' v{version.version}: artifact "
                 f"{version.artifact_hash[:12]} is not in the store"
             )
-        return self.artifacts.get(
-            ArtifactRef(row["hash"], row["serializer"], row["type"], row["size"])
-        )
+        return self.artifacts.get(ref)
