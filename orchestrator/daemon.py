@@ -184,10 +184,11 @@ def tick(store: Any, schedules: list[Bound], now: dt.datetime, owner: str) -> li
         state = store.schedule_state(sch.name)
         effective = dataclasses.replace(sch, paused=sch.paused or state["paused"])
         source = f"schedule:{sch.name}"
-        running = sch.concurrency != "allow" and (
-            store.launch_busy(source) or store.schedule_running(sch.name)
-        )
-        result = evaluate(effective, state["cursor"], now, running)
+        result = evaluate(effective, state["cursor"], now, False)
+        # whether a previous run still goes only matters when a tick is due: ask then
+        if result.requests and sch.concurrency != "allow":
+            if store.launch_busy(source) or store.schedule_running(sch.name):
+                result = evaluate(effective, state["cursor"], now, True)
         for skip in result.skipped:
             events.append(
                 {
