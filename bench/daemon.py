@@ -2,7 +2,7 @@
 
     python bench/daemon.py [--latency]
 
-* the pure evaluation of 1,000 schedules for one tick (`orchestrator.schedules.evaluate`);
+* the pure evaluation of 1,000 schedules for one tick (`orchestrator.triggers.schedules.evaluate`);
 * the daemon's CPU use while idle (one schedule far away and one event trigger, so it
   polls the store every second), measured with psutil over 10 s;
 * with `--latency`: the delay between a tick's scheduled time and its run's start, for an
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator.schedules import Schedule, evaluate
+from orchestrator.triggers.schedules import Schedule, evaluate
 
 FLOW = """
 from orchestrator import pipeline, step
-from orchestrator.schedules import Schedule
-from orchestrator.triggers import EventTrigger
+from orchestrator.triggers.schedules import Schedule
+from orchestrator.triggers.events import EventTrigger
 
 @step
 def noop() -> int:

@@ -14,9 +14,9 @@ What it measures
 
     The stores are composed as the CLI does it: `MetadataStore("sqlite:///<tmp>/...db")`,
     `ArtifactStore(<tmp>/artifacts)`, `Engine(store, artifacts, executors)`, and the Dask
-    executor is `orchestrator.backends.make_executor("dask", artifacts,
+    executor is `orchestrator.execution.backends.make_executor("dask", artifacts,
     options={"db_url": ...})`: a `LocalCluster` of 2 worker processes (1 thread each) on
-    loopback. Each step attempt is one Dask task (`orchestrator.remote.run_invocation`):
+    loopback. Each step attempt is one Dask task (`orchestrator.execution.remote.run_invocation`):
     JSON in, the worker reads inputs from and writes outputs to the artifact store, JSON
     out. The engine keeps at most `executor.workers` (2) Dask tasks in flight, against 4 x
     CPUs (at most 16) threads for the thread executor.
@@ -52,13 +52,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.artifacts import ArtifactStore
-from orchestrator.backends import make_executor
-from orchestrator.engine import Engine, RunResult
-from orchestrator.executors import Executor
-from orchestrator.graph import Graph, Pipeline
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.execution.backends import make_executor
+from orchestrator.execution.local import Executor
+from orchestrator.model.graph import Graph, Pipeline
+from orchestrator.model.step import Step, step
+from orchestrator.run.engine import Engine, RunResult
 from orchestrator.state import RunStatus, StepState
-from orchestrator.step import Step, step
 from orchestrator.store.metadata import MetadataStore
 
 EXECUTORS = ("thread", "dask")

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from orchestrator import step
-from orchestrator.artifacts import ArtifactStore
-from orchestrator.backends import make_executor
-from orchestrator.engine import Engine
-from orchestrator.graph import Pipeline
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.execution.backends import make_executor
+from orchestrator.model.graph import Pipeline
+from orchestrator.run.engine import Engine
 from orchestrator.store.metadata import MetadataStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,11 +4,11 @@ What it measures
     A seeded DataFrame of 8 float64 columns (rows = size / 64 bytes; 8,388,608 rows for
     512 MiB), optionally with an extra string column (`--strings`), then:
 
-    (a) xxh3-128 over the Parquet-serialized bytes with `orchestrator.hashing.hash_bytes`
+    (a) xxh3-128 over the Parquet-serialized bytes with `orchestrator.cache.hashing.hash_bytes`
         (the content hash of every artifact); for reference, also over the DataFrame's
         in-memory column buffers;
     (b) Parquet (zstd) serialization and deserialization with the `parquet` serializer of
-        `orchestrator.artifacts.SERIALIZERS`;
+        `orchestrator.artifacts.store.SERIALIZERS`;
     (c) end to end through `ArtifactStore` in a temporary folder:
         `put` (choose serializer + serialize + hash + atomic write; the file is deleted
         before each repetition, else `put` finds it and skips the write),
@@ -50,8 +50,8 @@ import numpy as np
 import pandas as pd
 import xxhash
 
-from orchestrator.artifacts import SERIALIZERS, ArtifactRef, ArtifactStore
-from orchestrator.hashing import hash_bytes
+from orchestrator.artifacts.store import SERIALIZERS, ArtifactRef, ArtifactStore
+from orchestrator.cache.hashing import hash_bytes
 
 HASH_TARGET_GBS = 1.0
 MIB = 1 << 20

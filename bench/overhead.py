@@ -7,8 +7,8 @@ What it measures
     distinct `i` parameter and returns it, so every step has its own cache key and its
     own small JSON artifact file, as real steps would.
 
-    The stores are composed as the CLI does it (see `orchestrator.cli.Env` and
-    `orchestrator.render.run_pipeline`): `MetadataStore("sqlite:///<tmp>/orchestrator.db")`,
+    The stores are composed as the CLI does it (see `orchestrator.cli.app.Env` and
+    `orchestrator.cli.render.run_pipeline`): `MetadataStore("sqlite:///<tmp>/orchestrator.db")`,
     `ArtifactStore(<tmp>/artifacts)` and `Engine(store, artifacts, make_executor)`; the
     store is opened (and migrated) outside the timed region.
 
@@ -65,12 +65,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.artifacts import ArtifactStore
-from orchestrator.engine import Engine, RunResult
-from orchestrator.executors import make_executor
-from orchestrator.graph import Graph, Pipeline
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.execution.local import make_executor
+from orchestrator.model.graph import Graph, Pipeline
+from orchestrator.model.step import Step, step
+from orchestrator.run.engine import Engine, RunResult
 from orchestrator.state import RunStatus, StepState
-from orchestrator.step import Step, step
 from orchestrator.store.metadata import MetadataStore
 
 FIRST_TARGET_MS = 1.0

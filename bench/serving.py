@@ -4,7 +4,7 @@ What it measures
     The state is made as a user makes it: `orch run classification` into a temporary
     ORCH_HOME registers `iris-classifier` v1 (production); a second run with `C=0.05`
     registers v2 (v1 is made production again if the deploy step promoted v2). The server
-    is `orchestrator.serving.serve` in a subprocess (one uvicorn worker, loopback, poll
+    is `orchestrator.serving.server.serve` in a subprocess (one uvicorn worker, loopback, poll
     interval 0.2 s, request log on). The load generator is this process: N concurrent
     keep-alive HTTP/1.1 connections (asyncio streams, a minimal client so that the
     client's own cost stays small; `--client httpx` uses one thread per connection with
@@ -56,8 +56,8 @@ ROW = {
 SERVER = """
 import sys
 from pathlib import Path
-from orchestrator.cli import Env
-from orchestrator.serving import serve
+from orchestrator.cli.app import Env
+from orchestrator.serving.server import serve
 serve(Env().registry(), sys.argv[1], port=int(sys.argv[2]), poll_interval=0.2,
       request_log=Path(sys.argv[3]))
 """
@@ -89,7 +89,7 @@ def orch(env: dict[str, str], *args: str) -> None:
 
 
 def registry(home: Path) -> object:
-    from orchestrator.artifacts import ArtifactStore
+    from orchestrator.artifacts.store import ArtifactStore
     from orchestrator.store.metadata import MetadataStore
     from orchestrator.store.registry import StoreRegistry
 

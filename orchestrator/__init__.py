@@ -8,7 +8,6 @@ Public API::
 
 from typing import Any
 
-from orchestrator.context import ModelVersion, RunContext, current
 from orchestrator.errors import (
     ArtifactError,
     InvalidPipeline,
@@ -19,19 +18,20 @@ from orchestrator.errors import (
     StepFailed,
     StepTimeout,
 )
-from orchestrator.graph import Graph, Pipeline, pipeline
-from orchestrator.step import FileInput, HashContent, Output, Step, step
+from orchestrator.execution.context import ModelVersion, RunContext, current
+from orchestrator.model.graph import Graph, Pipeline, pipeline
+from orchestrator.model.step import FileInput, HashContent, Output, Step, step
 
 __version__ = "0.1.0"
 
 # Schedules, triggers and monitors load on first use: the monitors need the metadata
 # store, which a step's worker process never imports.
 _LAZY = {
-    "Schedule": "orchestrator.schedules",
-    "EventTrigger": "orchestrator.triggers",
-    "FileSensor": "orchestrator.triggers",
-    "DriftMonitor": "orchestrator.monitors",
-    "MetricMonitor": "orchestrator.monitors",
+    "Schedule": "orchestrator.triggers.schedules",
+    "EventTrigger": "orchestrator.triggers.events",
+    "FileSensor": "orchestrator.triggers.events",
+    "DriftMonitor": "orchestrator.triggers.monitors",
+    "MetricMonitor": "orchestrator.triggers.monitors",
 }
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import OrchestratorError, TargetNotFound, did_you_mean
-from orchestrator.graph import Pipeline
-from orchestrator.worker import load_module_from_path
+from orchestrator.execution.worker import load_module_from_path
+from orchestrator.model.graph import Pipeline
 
 
 def builtin_pipelines() -> dict[str, Pipeline]:

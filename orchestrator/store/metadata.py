@@ -21,7 +21,7 @@ import psutil
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from orchestrator.artifacts import ArtifactRef
+from orchestrator.artifacts.store import ArtifactRef
 from orchestrator.errors import NotFound, StoreError
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store import schema as t
@@ -29,7 +29,7 @@ from orchestrator.store.db import connect, first_line, migrate
 
 
 def canonical_json(data: dict[str, Any]) -> dict[str, Any]:
-    from orchestrator.hashing import canonical
+    from orchestrator.cache.hashing import canonical
 
     return dict(canonical(data))
 

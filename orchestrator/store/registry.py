@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.artifacts import ArtifactStore
-from orchestrator.context import ModelVersion
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.cache.hashing import canonical, hash_text
 from orchestrator.errors import NotFound
-from orchestrator.hashing import canonical, hash_text
+from orchestrator.execution.context import ModelVersion
 from orchestrator.store import schema as t
 from orchestrator.store.metadata import MetadataStore, now
 

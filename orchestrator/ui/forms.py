@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from orchestrator.errors import OrchestratorError, ParamError
-from orchestrator.graph import parse_cli_value, type_name, validate_value
+from orchestrator.model.graph import parse_cli_value, type_name, validate_value
 from orchestrator.ui.present import param_text
 
 

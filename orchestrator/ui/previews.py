@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from orchestrator.artifacts import ArtifactRef
+from orchestrator.artifacts.store import ArtifactRef
 from orchestrator.errors import OrchestratorError
 
 ROWS = 20

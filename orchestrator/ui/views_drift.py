@@ -2,7 +2,7 @@
 
 Checks come from `MetadataStore.monitor_checks` / `monitor_check`; a check's report is
 the JSON artifact its `report_hash` names, read through the artifact store (verified) by
-`orchestrator.monitors.load_report`. A drift report is drawn as a bar chart of PSI per
+`orchestrator.triggers.monitors.load_report`. A drift report is drawn as a bar chart of PSI per
 feature against the PSI threshold and of KS p-values against theirs (numeric features),
 next to the table; a metric check shows its value against its threshold.
 """
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from orchestrator.errors import OrchestratorError
-from orchestrator.monitors import load_report
+from orchestrator.triggers.monitors import load_report
 from orchestrator.ui import present
 from orchestrator.ui.web import not_found, page, ui
 

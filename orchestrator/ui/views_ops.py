@@ -16,9 +16,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from orchestrator.monitors import DriftMonitor, MetricMonitor
-from orchestrator.schedules import Schedule, next_fire
-from orchestrator.triggers import EventTrigger, FileSensor
+from orchestrator.triggers.events import EventTrigger, FileSensor
+from orchestrator.triggers.monitors import DriftMonitor, MetricMonitor
+from orchestrator.triggers.schedules import Schedule, next_fire
 from orchestrator.ui import present, queries
 from orchestrator.ui.web import NAME, not_found, page, ui
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from orchestrator import current, step
-from orchestrator.artifacts import ArtifactStore
-from orchestrator.executors import EXECUTORS, make_executor
-from orchestrator.worker import StepInvocation
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.execution.local import EXECUTORS, make_executor
+from orchestrator.execution.worker import StepInvocation
 
 
 @step

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, event, func, inspect, select, text, update
 
-from orchestrator.artifacts import ArtifactStore
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.errors import NotFound
 from orchestrator.store import schema as t
 from orchestrator.store.db import HEAD, connect, current_revision

@@ -10,7 +10,7 @@ from orchtest import Orch, Project
 
 FLOW = """
 from orchestrator import pipeline, step
-from orchestrator.schedules import Schedule
+from orchestrator.triggers.schedules import Schedule
 
 @step
 def stamp(scheduled_time: str = "") -> str:
@@ -147,7 +147,7 @@ SLOW = """
 import time
 from pathlib import Path
 from orchestrator import pipeline, step
-from orchestrator.triggers import EventTrigger
+from orchestrator.triggers.events import EventTrigger
 
 @step
 def slow(marker: str = "") -> int:

@@ -15,8 +15,8 @@ import socket
 import psutil
 from orchtest import Orch, Project
 
-from orchestrator.daemon import launch_id
 from orchestrator.store.metadata import MetadataStore
+from orchestrator.triggers.daemon import launch_id
 
 FLOW = """
 import time
@@ -161,7 +161,7 @@ def test_a_run_starts_in_the_spare_process_with_the_code_on_disk(
         assert orch("event", "emit", "go", "--data", f"out={out}").code == 0
         wait_for(out.exists, "the triggered run", timeout=60)
         cmdline, version = out.read_text().splitlines()
-        assert "orchestrator.launchpad" in cmdline, cmdline
+        assert "orchestrator.triggers.launchpad" in cmdline, cmdline
         assert version == "v2"
         spare = wait_for(lambda: _spare_of(proc.pid), "a new spare", timeout=60)
         proc.terminate()
@@ -178,8 +178,9 @@ def _spare_of(pid: int) -> int | None:
     """The pid of the daemon's idle spare process, if it has one."""
     try:
         for child in psutil.Process(pid).children():
-            if child.status() != psutil.STATUS_ZOMBIE and "orchestrator.launchpad" in " ".join(
-                child.cmdline()
+            if (
+                child.status() != psutil.STATUS_ZOMBIE
+                and "orchestrator.triggers.launchpad" in " ".join(child.cmdline())
             ):
                 return child.pid
     except psutil.Error:

@@ -6,7 +6,7 @@ from orchtest import Orch, Project
 
 FLOW = """
 from orchestrator import pipeline, step
-from orchestrator.triggers import EventTrigger
+from orchestrator.triggers.events import EventTrigger
 
 @step
 def retrain(rows: int = 0) -> int:

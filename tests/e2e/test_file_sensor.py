@@ -9,7 +9,7 @@ from orchtest import Orch, Project
 
 FLOW = """
 from orchestrator import pipeline, step
-from orchestrator.triggers import FileSensor
+from orchestrator.triggers.events import FileSensor
 
 @step
 def count_lines(files: list[str]) -> int:

@@ -37,7 +37,7 @@ from orchtest import (  # noqa: E402
     wait_for,
 )
 
-from orchestrator.artifacts import ArtifactRef, ArtifactStore  # noqa: E402
+from orchestrator.artifacts.store import ArtifactRef, ArtifactStore  # noqa: E402
 
 CLASSIFICATION_STEPS = ["ingest", "validate", "features", "train", "evaluate", "deploy"]
 CLASSIFICATION_KINDS = ["ingest", "validate", "feature", "train", "evaluate", "deploy"]

@@ -265,7 +265,7 @@ def test_nonzero_exit_gives_code_and_last_lines(orch: Orch, failing: Project) ->
     assert "about to die: disk on fire" in err
 
 
-def _containers(label: str, key: str = "orchestrator.step") -> list[str]:
+def _containers(label: str, key: str = "orchestrator.model.step") -> list[str]:
     out = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label={key}={label}"],
         capture_output=True,

@@ -2,7 +2,7 @@
 
 State is made as a user makes it: `orch run classification` into a temporary ORCH_HOME
 registers `iris-classifier` v1 as production. The server runs in a subprocess calling
-`orchestrator.serving.serve` (the real uvicorn on a loopback port, the real SQLite file).
+`orchestrator.serving.server.serve` (the real uvicorn on a loopback port, the real SQLite file).
 A second run with another `C` registers v2; the test promotes it through the registry
 and checks that the server swaps to it while a client keeps firing requests.
 """
@@ -24,9 +24,9 @@ import pytest
 import uvicorn
 from orchtest import Orch, wait_for
 
-from orchestrator.artifacts import ArtifactStore
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.errors import OrchestratorError
-from orchestrator.serving import create_app, serve
+from orchestrator.serving.server import create_app, serve
 from orchestrator.store.metadata import MetadataStore
 from orchestrator.store.registry import StoreRegistry
 
@@ -46,8 +46,8 @@ ROWS = [
 SERVER = """
 import sys
 from pathlib import Path
-from orchestrator.cli import Env
-from orchestrator.serving import serve
+from orchestrator.cli.app import Env
+from orchestrator.serving.server import serve
 serve(Env().registry(), sys.argv[1], port=int(sys.argv[2]), poll_interval=0.2,
       request_log=Path(sys.argv[3]))
 """

@@ -39,8 +39,8 @@ EVIL = "<script>alert('x')</script>"
 
 FLOW = """
 from orchestrator import pipeline, step
-from orchestrator.schedules import Schedule
-from orchestrator.triggers import EventTrigger
+from orchestrator.triggers.schedules import Schedule
+from orchestrator.triggers.events import EventTrigger
 
 
 @step(kind="ingest")
@@ -123,7 +123,7 @@ def ui_world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 @pytest.fixture(scope="session")
 def ui_stores(ui_world: World) -> Iterator[tuple[Any, Any]]:
-    from orchestrator.artifacts import ArtifactStore
+    from orchestrator.artifacts.store import ArtifactStore
     from orchestrator.store.metadata import MetadataStore
 
     store = MetadataStore(ui_world.db_url)

@@ -693,7 +693,7 @@ def test_schedules_show_ticks_and_the_runs_they_started(ui_world: Any, ui_client
     assert doc["on-data"]["kind"] == "trigger"
     assert [r["id"] for r in doc["on-data"]["runs"]] == [ui_world.event_run]
 
-    from orchestrator.daemon import load_definitions
+    from orchestrator.triggers.daemon import load_definitions
 
     defs = load_definitions([ui_world.project.path("flow.py")])
     client = ui_client(definitions=defs)

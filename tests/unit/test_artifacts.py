@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 from sklearn.linear_model import LogisticRegression
 
-from orchestrator.artifacts import ArtifactStore, choose_serializer
+from orchestrator.artifacts.store import ArtifactStore, choose_serializer
 from orchestrator.errors import ArtifactError
 
 

@@ -3,7 +3,7 @@
 Real scikit-learn datasets and estimators throughout. The only fake is `FakeRegistry`:
 an in-memory model registry used to test the evaluate/deploy decision logic while the
 real SQL-backed registry is being written concurrently. It exists only in this file and
-follows the `orchestrator.context.Registry` protocol; the real one is covered by the
+follows the `orchestrator.execution.context.Registry` protocol; the real one is covered by the
 store's own tests.
 """
 
@@ -24,7 +24,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from orchestrator import ModelVersion, OrchestratorError, RunContext
-from orchestrator.context import activate, deactivate
+from orchestrator.execution.context import activate, deactivate
 from orchestrator.pipelines import BUILTIN
 from orchestrator.steps import (
     DATASETS,

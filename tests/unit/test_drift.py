@@ -15,7 +15,7 @@ import pytest
 from sklearn.datasets import load_iris, load_wine
 
 from orchestrator import OrchestratorError, RunContext, pipeline, step
-from orchestrator.context import activate, deactivate
+from orchestrator.execution.context import activate, deactivate
 from orchestrator.steps import DriftReport, detect_drift, drift_report
 from orchestrator.steps.drift import categorical_psi, numeric_psi
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.cache.hashing import canonical, clear_fingerprints, code_fingerprint, dumps
 from orchestrator.errors import ArtifactError
-from orchestrator.hashing import canonical, clear_fingerprints, code_fingerprint, dumps
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator.schedules import (
+from orchestrator.triggers.schedules import (
     SCHEDULED_TIME_PARAM,
     Schedule,
     ScheduleError,

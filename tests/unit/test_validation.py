@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import InvalidPipeline, step
-from orchestrator.graph import Pipeline
+from orchestrator.model.graph import Pipeline
 
 
 @step

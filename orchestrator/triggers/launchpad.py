@@ -20,18 +20,18 @@ import sys
 
 
 def _warm() -> None:
-    import orchestrator.backends  # noqa: F401
-    import orchestrator.cli  # noqa: F401
-    import orchestrator.engine  # noqa: F401
+    import orchestrator.cli.app  # noqa: F401
+    import orchestrator.cli.render  # noqa: F401
+    import orchestrator.execution.backends  # noqa: F401
     import orchestrator.loader  # noqa: F401
-    import orchestrator.render  # noqa: F401
+    import orchestrator.run.engine  # noqa: F401
     import orchestrator.store.metadata  # noqa: F401
     from orchestrator.logs import configure
 
     configure(os.environ.get("ORCH_LOG_FORMAT", "console"))  # imports the log renderers
     import typer.main
 
-    typer.main.get_command(orchestrator.cli.app)  # builds the command tree typer defers
+    typer.main.get_command(orchestrator.cli.app.app)  # builds the command tree typer defers
     try:  # typer's parameter coercion, otherwise imported on the first parse
         import typer._adapters  # noqa: F401
     except ImportError:
@@ -57,7 +57,7 @@ def main() -> None:
     os.close(devnull)
     os.close(log)
     sys.argv = ["orch", *job["args"]]
-    from orchestrator.cli import main as cli_main
+    from orchestrator.cli.app import main as cli_main
 
     cli_main()
 

@@ -25,9 +25,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orchestrator.artifacts import ArtifactRef, ArtifactStore
+from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
+from orchestrator.cache.hashing import hash_file
 from orchestrator.errors import OrchestratorError
-from orchestrator.hashing import hash_file
 from orchestrator.store.metadata import Batch, MetadataStore, now
 from orchestrator.store.registry import StoreRegistry
 

@@ -25,8 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cache.hashing import hash_bytes, hash_file
 from orchestrator.errors import ArtifactError
-from orchestrator.hashing import hash_bytes, hash_file
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

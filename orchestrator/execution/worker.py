@@ -23,12 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.artifacts import ArtifactRef, ArtifactStore
-from orchestrator.context import Registry, RunContext, activate, deactivate
+from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
+from orchestrator.cache.hashing import canonical
 from orchestrator.errors import ArtifactError, OrchestratorError, ParamError
-from orchestrator.graph import validate_value
-from orchestrator.hashing import canonical
-from orchestrator.step import Step
+from orchestrator.execution.context import Registry, RunContext, activate, deactivate
+from orchestrator.model.graph import validate_value
+from orchestrator.model.step import Step
 
 
 @dataclasses.dataclass

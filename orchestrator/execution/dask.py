@@ -1,7 +1,7 @@
 """The Dask executor: each step attempt is a task on a dask.distributed cluster.
 
 A `LocalCluster` (worker processes on this machine) when no address is given, else the
-scheduler at `tcp://host:port`. The task is `orchestrator.remote.run_invocation`: plain
+scheduler at `tcp://host:port`. The task is `orchestrator.execution.remote.run_invocation`: plain
 JSON in and out, artifacts through the store every worker sees. Dask may re-run a task
 whose worker died (`allowed_failures`); once it gives up, the step fails with a clear
 error naming it, so a dead worker never hangs a run. A timeout releases the task.
@@ -15,12 +15,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.artifacts import ArtifactStore
-from orchestrator.context import Registry
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.errors import OrchestratorError
-from orchestrator.executors import Executor
-from orchestrator.step import Step
-from orchestrator.worker import StepInvocation, StepResult
+from orchestrator.execution.context import Registry
+from orchestrator.execution.local import Executor
+from orchestrator.execution.worker import StepInvocation, StepResult
+from orchestrator.model.step import Step
 
 
 class DaskExecutor(Executor):
@@ -38,7 +38,7 @@ class DaskExecutor(Executor):
         db_url: str | None = None,
         n_workers: int = 2,
     ) -> None:
-        """`task` is the worker-side entry point (`orchestrator.remote.run_invocation`)."""
+        """`task` is the worker entry point (`orchestrator.execution.remote.run_invocation`)."""
         super().__init__(artifacts, registry_factory, echo)
         try:
             from distributed import Client, LocalCluster

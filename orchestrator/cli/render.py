@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from orchestrator.errors import NotFound, OrchestratorError, did_you_mean
-from orchestrator.graph import Graph, type_name
+from orchestrator.model.graph import Graph, type_name
 
 out = Console()
 err = Console(stderr=True)
@@ -110,10 +110,10 @@ def run_pipeline(
     trigger: dict[str, Any] | None = None,
     run_id: str | None = None,
 ) -> Any:
-    from orchestrator.backends import NAMES, make_executor
-    from orchestrator.engine import Engine, new_run_id
+    from orchestrator.execution.backends import NAMES, make_executor
+    from orchestrator.execution.worker import install_capture
     from orchestrator.logs import get_logger
-    from orchestrator.worker import install_capture
+    from orchestrator.run.engine import Engine, new_run_id
 
     if executor not in NAMES:  # before the run is recorded
         raise OrchestratorError(f"unknown executor '{executor}'; choose one of {', '.join(NAMES)}")
@@ -402,7 +402,7 @@ def print_models(versions: list[Any], as_json: bool) -> None:
 
 
 def print_schedules(bound: list[Any], states: dict[str, Any], now: Any, as_json: bool) -> None:
-    from orchestrator.schedules import next_fire
+    from orchestrator.triggers.schedules import next_fire
 
     rows = []
     for b in bound:

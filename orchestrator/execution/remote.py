@@ -8,7 +8,7 @@ from the shared artifact store (verifying hashes), writes outputs to the artifac
 
 As a command (the entry point of our container images)::
 
-    python -m orchestrator.remote INVOCATION.json RESULT.json --artifacts ROOT [--out DIR]
+    python -m orchestrator.execution.remote INVOCATION.json RESULT.json --artifacts ROOT [--out DIR]
 
 This module is a composition root, like the CLI: it may open the metadata store, which a
 step reaches through `current().registry` when `ORCH_DB_URL` is given.
@@ -26,8 +26,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from orchestrator.artifacts import ArtifactStore
-from orchestrator.worker import (
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.execution.worker import (
     StepInvocation,
     StepResult,
     execute,
@@ -78,7 +78,7 @@ def run_invocation(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.remote")
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.execution.remote")
     parser.add_argument("invocation", type=Path)
     parser.add_argument("result", type=Path)
     parser.add_argument("--artifacts", required=True)

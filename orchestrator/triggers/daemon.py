@@ -28,20 +28,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cache.hashing import hash_file, hash_text
 from orchestrator.errors import OrchestratorError, did_you_mean
-from orchestrator.graph import Pipeline
-from orchestrator.hashing import hash_file, hash_text
+from orchestrator.execution.worker import load_module_from_path
 from orchestrator.loader import load_target
-from orchestrator.monitors import Checker, DriftMonitor, MetricMonitor
-from orchestrator.schedules import (
+from orchestrator.model.graph import Pipeline
+from orchestrator.triggers.events import EventTrigger, FileSensor, decide
+from orchestrator.triggers.monitors import Checker, DriftMonitor, MetricMonitor
+from orchestrator.triggers.schedules import (
     SCHEDULED_TIME_PARAM,
     RunRequest,
     Schedule,
     evaluate,
     next_fire,
 )
-from orchestrator.triggers import EventTrigger, FileSensor, decide
-from orchestrator.worker import load_module_from_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,7 +331,7 @@ class Launcher:
         if not self.prewarm or (self.spare is not None and self.spare.poll() is None):
             return
         self.spare = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.launchpad"],
+            [sys.executable, "-m", "orchestrator.triggers.launchpad"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -1,7 +1,7 @@
 """The Docker executor: each step attempt in its own container on a real Docker engine.
 
 Inside the container the step runs through our worker entry point
-(`python -m orchestrator.remote`), which reads its inputs from the artifact store,
+(`python -m orchestrator.execution.remote`), which reads its inputs from the artifact store,
 mounted read-only at the same path as on the host, and writes its outputs to a scratch
 folder; the executor then verifies each output's hash and moves it into the store. No
 pickles cross the socket and nothing depends on the host's virtualenv.
@@ -30,11 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.artifacts import ArtifactStore
-from orchestrator.context import Registry
-from orchestrator.executors import Executor
-from orchestrator.step import Step
-from orchestrator.worker import StepInvocation, StepResult
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.execution.context import Registry
+from orchestrator.execution.local import Executor
+from orchestrator.execution.worker import StepInvocation, StepResult
+from orchestrator.model.step import Step
 
 NOBODY = "65534:65534"
 _TAIL = 20
@@ -188,7 +188,7 @@ class DockerExecutor(Executor):
             "environment": env,
             "volumes": volumes,
             "working_dir": "/orch/scratch",
-            "labels": {"orchestrator.step": step.name},  # and the run, added by the caller
+            "labels": {"orchestrator.model.step": step.name},  # and the run, added by the caller
         }
         if network:
             kwargs["network_mode"] = "host"
@@ -224,7 +224,7 @@ class DockerExecutor(Executor):
         cmd = [
             "python3",
             "-m",
-            "orchestrator.remote",
+            "orchestrator.execution.remote",
             "/orch/scratch/invocation.json",
             "/orch/scratch/result.json",
             "--artifacts",

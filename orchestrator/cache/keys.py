@@ -13,10 +13,17 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cache.hashing import (
+    cache_key,
+    canonical,
+    code_fingerprint,
+    digest,
+    dumps,
+    hash_file,
+)
 from orchestrator.errors import OrchestratorError
-from orchestrator.graph import has_hash_content
-from orchestrator.hashing import cache_key, canonical, code_fingerprint, digest, dumps, hash_file
-from orchestrator.step import Node, Output, Step
+from orchestrator.model.graph import has_hash_content
+from orchestrator.model.step import Node, Output, Step
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -43,10 +43,10 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.context import ModelVersion
 from orchestrator.errors import OrchestratorError
+from orchestrator.execution.context import ModelVersion
 from orchestrator.logs import get_logger
-from orchestrator.serving_schema import (
+from orchestrator.serving.schema import (
     build_schemas,
     category_types,
     error_body,

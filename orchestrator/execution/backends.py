@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.artifacts import ArtifactStore
-from orchestrator.context import Registry
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.errors import OrchestratorError
-from orchestrator.executors import EXECUTORS, Executor
+from orchestrator.execution.context import Registry
+from orchestrator.execution.local import EXECUTORS, Executor
 
 NAMES = (*EXECUTORS, "dask", "docker")
 
@@ -25,8 +25,8 @@ def make_executor(
     if name in EXECUTORS:
         return EXECUTORS[name](artifacts, registry_factory)
     if name == "dask":
-        from orchestrator.dask_executor import DaskExecutor
-        from orchestrator.remote import run_invocation
+        from orchestrator.execution.dask import DaskExecutor
+        from orchestrator.execution.remote import run_invocation
 
         return DaskExecutor(
             artifacts,
@@ -36,7 +36,7 @@ def make_executor(
             db_url=options.get("db_url"),
         )
     if name == "docker":
-        from orchestrator.docker_executor import DockerExecutor
+        from orchestrator.execution.docker import DockerExecutor
 
         return DockerExecutor(
             artifacts,

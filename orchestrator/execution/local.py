@@ -22,11 +22,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from orchestrator.artifacts import ArtifactStore
-from orchestrator.context import Registry
+from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.errors import OrchestratorError
-from orchestrator.step import Step
-from orchestrator.worker import StepInvocation, StepResult, execute
+from orchestrator.execution.context import Registry
+from orchestrator.execution.worker import StepInvocation, StepResult, execute
+from orchestrator.model.step import Step
 
 
 class Executor(abc.ABC):

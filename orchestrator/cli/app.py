@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.errors import NotFound, OrchestratorError, ParamError, did_you_mean
-from orchestrator.graph import parse_cli_value
+from orchestrator.model.graph import parse_cli_value
 from orchestrator.state import STEP_KINDS
 
 app = typer.Typer(
@@ -70,7 +70,7 @@ class Env:
     @property
     def artifacts(self) -> Any:
         if self._artifacts is None:
-            from orchestrator.artifacts import ArtifactStore
+            from orchestrator.artifacts.store import ArtifactStore
 
             self._artifacts = ArtifactStore(
                 Path(os.environ.get("ORCH_ARTIFACTS", self.home / "artifacts"))
@@ -87,7 +87,7 @@ class Env:
         parent, url, root = os.getpid(), self.db_url, self.artifacts.root
 
         def make() -> Any:
-            from orchestrator.artifacts import ArtifactStore
+            from orchestrator.artifacts.store import ArtifactStore
             from orchestrator.store.metadata import MetadataStore
             from orchestrator.store.registry import StoreRegistry
 
@@ -132,8 +132,8 @@ def run(
     run_id: Annotated[str | None, typer.Option("--run-id", hidden=True)] = None,
 ) -> None:
     """Validate, plan and run a pipeline; cached steps are reused."""
+    from orchestrator.cli.render import run_pipeline
     from orchestrator.loader import load_target, normalize_target
-    from orchestrator.render import run_pipeline
 
     pipe = load_target(target)
     graph = pipe.build(_parse_params(param or []))
@@ -159,8 +159,8 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a failed or interrupted run again, reusing every step it finished."""
+    from orchestrator.cli.render import run_pipeline
     from orchestrator.loader import load_target
-    from orchestrator.render import run_pipeline
 
     old = ENV.store.get_run(run_id)
     pipe = load_target(old["target"])
@@ -186,7 +186,7 @@ def runs(
     as_json: JsonOpt = False,
 ) -> None:
     """List recent runs, newest first."""
-    from orchestrator.render import print_runs
+    from orchestrator.cli.render import print_runs
 
     print_runs(ENV.store.list_runs(limit, pipeline, status), as_json)
 
@@ -198,7 +198,7 @@ def show(
     logs: Annotated[bool, typer.Option("--logs/--no-logs")] = True,
 ) -> None:
     """A run: its steps, params, artifacts, errors and logs."""
-    from orchestrator.render import print_show
+    from orchestrator.cli.render import print_show
 
     run_row = ENV.store.get_run(run_id)
     print_show(run_row, ENV.store.step_runs(run_row["id"]), as_json, logs)
@@ -211,7 +211,7 @@ def explain(
     as_json: JsonOpt = False,
 ) -> None:
     """Why a step of a run ran, or was cached."""
-    from orchestrator.render import print_explain
+    from orchestrator.cli.render import print_explain
 
     run_row = ENV.store.get_run(run_id)
     print_explain(run_row, ENV.store.step_runs(run_row["id"]), step, as_json)
@@ -224,8 +224,8 @@ def graph(
     param: Annotated[list[str] | None, typer.Option("--param", "-p")] = None,
 ) -> None:
     """Show a pipeline's graph without running it."""
+    from orchestrator.cli.render import print_graph
     from orchestrator.loader import load_target
-    from orchestrator.render import print_graph
 
     g = load_target(target).build(_parse_params(param or []))
     print_graph(g, fmt)
@@ -234,7 +234,7 @@ def graph(
 @app.command()
 def models(name: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
     """Registered model versions, their stages and metrics."""
-    from orchestrator.render import print_models
+    from orchestrator.cli.render import print_models
 
     print_models(ENV.registry().versions(name), as_json)
 
@@ -270,8 +270,8 @@ def schedules(
     """List the schedules defined in FILES with their next fire times; pause or resume one."""
     import datetime as dt
 
-    from orchestrator.daemon import load_schedules
-    from orchestrator.render import print_schedules
+    from orchestrator.cli.render import print_schedules
+    from orchestrator.triggers.daemon import load_schedules
 
     bound = load_schedules(files)
     names = {b.schedule.name for b in bound}
@@ -300,8 +300,8 @@ def daemon(
     """Run schedules, monitors, event triggers and file sensors (SIGTERM stops gracefully)."""
     import datetime as dt
 
-    from orchestrator.daemon import load_definitions, run_forever, run_once
     from orchestrator.logs import get_logger
+    from orchestrator.triggers.daemon import load_definitions, run_forever, run_once
 
     bound = load_definitions(files)
     log = get_logger(component="daemon")
@@ -336,7 +336,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve predictions of a model's production version over HTTP; swaps on promotion."""
-    from orchestrator.serving import serve as run_server
+    from orchestrator.serving.server import serve as run_server
 
     run_server(
         ENV.registry(),
@@ -371,7 +371,7 @@ def ui(
         ) from None
     definitions: list[Any] = []
     if files:
-        from orchestrator.daemon import load_definitions
+        from orchestrator.triggers.daemon import load_definitions
 
         definitions = load_definitions(files)
     serve_ui(
@@ -404,8 +404,8 @@ def event_emit(
 ) -> None:
     """Record an event durably; the daemon starts the pipelines whose triggers listen for it."""
     if check:
-        from orchestrator.daemon import load_definitions
-        from orchestrator.triggers import EventTrigger
+        from orchestrator.triggers.daemon import load_definitions
+        from orchestrator.triggers.events import EventTrigger
 
         known = sorted(
             {
@@ -437,7 +437,7 @@ def event_serve(
     ] = None,
 ) -> None:
     """Accept events over HTTP: POST /events/NAME with `Authorization: Bearer TOKEN`."""
-    from orchestrator.events_http import serve_events
+    from orchestrator.triggers.http import serve_events
 
     serve_events(ENV.store, token or os.environ.get("ORCH_EVENT_TOKEN", ""), host, port)
 
@@ -447,7 +447,7 @@ def events(
     limit: Annotated[int, typer.Option("--limit", "-n")] = 50, as_json: JsonOpt = False
 ) -> None:
     """Recent events: what each started or why it was dropped."""
-    from orchestrator.render import print_events
+    from orchestrator.cli.render import print_events
 
     print_events(ENV.store.list_events(limit), as_json)
 
@@ -462,12 +462,12 @@ def monitors(
     as_json: JsonOpt = False,
 ) -> None:
     """Drift and metric checks the daemon ran; with an id, that check's report per feature."""
-    from orchestrator.render import print_check, print_checks
+    from orchestrator.cli.render import print_check, print_checks
 
     if check is None:
         print_checks(ENV.store.monitor_checks(limit, monitor), as_json)
         return
-    from orchestrator.monitors import load_report
+    from orchestrator.triggers.monitors import load_report
 
     print_check(load_report(ENV.store, ENV.artifacts, check), as_json)
 
@@ -490,7 +490,7 @@ def image_build(
     ] = None,
 ) -> None:
     """Build an image with orchestrator, its dependencies and (optionally) your code."""
-    from orchestrator.image import build_image
+    from orchestrator.execution.image import build_image
 
     image_id = build_image(tag, base, code, requirements, log=lambda m: typer.echo(m, err=True))
     typer.echo(f"built {tag} ({image_id[:19]})")

@@ -22,7 +22,7 @@ import networkx as nx
 import pydantic
 
 from orchestrator.errors import InvalidPipeline, ParamError, PipelineError, did_you_mean
-from orchestrator.step import HashContent, Node, Output, Step, new_builder, set_builder
+from orchestrator.model.step import HashContent, Node, Output, Step, new_builder, set_builder
 
 # -- types ----------------------------------------------------------------------------
 

@@ -28,15 +28,15 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.artifacts import ArtifactRef, ArtifactStore
-from orchestrator.cache import KeyMaker, KeyParts, explain_miss
+from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
+from orchestrator.cache.hashing import canonical
+from orchestrator.cache.keys import KeyMaker, KeyParts, explain_miss
 from orchestrator.errors import OrchestratorError
-from orchestrator.executors import Executor
-from orchestrator.graph import Graph
-from orchestrator.hashing import canonical
+from orchestrator.execution.local import Executor
+from orchestrator.execution.worker import StepInvocation, StepResult
+from orchestrator.model.graph import Graph
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store.metadata import Batch, MetadataStore, now
-from orchestrator.worker import StepInvocation, StepResult
 
 Listener = Callable[[str, str, dict[str, Any]], None]
 

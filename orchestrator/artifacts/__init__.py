@@ -1,0 +1,1 @@
+"""Artifacts: the content-addressed store and one serializer per type."""

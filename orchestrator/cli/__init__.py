@@ -1,0 +1,1 @@
+"""The `orch` command line: the composition root, and what it prints."""

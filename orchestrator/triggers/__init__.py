@@ -1,0 +1,1 @@
+"""What starts runs without a person: schedules, events, file sensors, monitors, the daemon."""
