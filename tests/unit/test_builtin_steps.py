@@ -211,8 +211,14 @@ def test_load_file_reads_csv_tsv_and_parquet(tmp_path: Path, iris: pd.DataFrame)
 def test_load_file_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(OrchestratorError, match="ingest: file not found: .*nope.csv"):
         load_file(tmp_path / "nope.csv")
-    with pytest.raises(OrchestratorError, match="cannot tell the format .* '.xlsx'"):
-        load_file(tmp_path / "data.xlsx")
+    (tmp_path / "data.xml").write_text("<rows/>")
+    with pytest.raises(OrchestratorError) as err:
+        load_file(tmp_path / "data.xml")
+    assert str(err.value) == (
+        f"ingest: cannot tell the format of {tmp_path / 'data.xml'} from its suffix '.xml'; "
+        "supported suffixes: .csv, .tsv, .parquet, .pq, .xlsx, .xls, .jsonl, .ndjson; "
+        "or pass format=csv|tsv|parquet|excel|jsonl"
+    )
     with pytest.raises(OrchestratorError, match="unknown format 'json'"):
         load_file(tmp_path / "a.csv", format="json")
 
