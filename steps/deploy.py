@@ -28,6 +28,7 @@ runs it again against the registry as it is then.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -95,7 +96,7 @@ def _plain_metrics(metrics: Mapping[Any, Any]) -> dict[str, float]:
         )
     out: dict[str, float] = {}
     for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise OrchestratorError(
                 f"deploy: metric '{key}' is {value!r} ({type(value).__name__}), not a number"
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -593,3 +594,41 @@ def test_builtin_pipeline_steps_run_as_functions(name: str) -> None:
     outputs = _run_in_order(BUILTIN[name].build(), stop_before="deploy")  # deploy needs a run
     report = outputs["evaluate"]
     assert report.task == name and report.metrics[report.primary_metric] > 0.3
+
+
+# -- the README's table of built-in steps ---------------------------------------------
+
+
+def _readme_step_rows() -> dict[str, str]:
+    """`{function: its table row, quotes normalised}` from the README's built-in steps."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## Built-in steps and pipelines", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) >= 2:
+            rows[cells[1].strip("`")] = line.replace('"', "'").replace("\\|", "|")
+    return rows
+
+
+def test_readme_lists_every_builtin_step_with_its_signature() -> None:
+    import orchestrator.steps as steps
+    from orchestrator import Step
+
+    builtin = {
+        name: obj
+        for name in dir(steps)
+        if isinstance(obj := getattr(steps, name), Step)
+        and obj.__module__.startswith("orchestrator.steps")
+    }
+    rows = _readme_step_rows()
+    assert sorted(rows) == sorted(builtin)
+    for name, step in builtin.items():
+        row = rows[name]
+        assert row.startswith(f"| `{step.name}` |"), row
+        for arg in step.arguments.values():
+            if arg.required:
+                assert f"`{arg.name}" in row, (name, arg.name)
+            else:
+                pattern = rf"`{arg.name}(: [^`]*)? ?= ?{re.escape(repr(arg.default))}"
+                assert re.search(pattern, row), (name, arg.name, arg.default)

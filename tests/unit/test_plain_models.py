@@ -187,6 +187,7 @@ def test_evaluate_errors_name_the_model(
         ),
         ({"neg_log_loss": -0.3}, {}, "neg_log_loss", True),
         ({"score": 7.0}, {"higher_is_better": False}, "score", False),
+        ({"r2": np.float32(0.5), "mae": np.int64(3)}, {}, "r2", True),
     ],
 )
 def test_scorecard_of_a_dict_picks_the_metric_and_its_direction(
@@ -195,6 +196,7 @@ def test_scorecard_of_a_dict_picks_the_metric_and_its_direction(
     card = scorecard(metrics, **kwargs)
     assert (card.metric, card.higher_is_better) == (metric, higher)
     assert card.metrics == metrics and card.champion_metrics is None
+    assert all(type(v) is float for v in card.metrics.values())
 
 
 def test_scorecard_of_an_eval_report_is_unchanged() -> None:
