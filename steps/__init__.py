@@ -3,15 +3,17 @@
 Step (node name)   function                kind
 -----------------  ----------------------  --------
 ingest             `load_sklearn_dataset`  ingest
-ingest_file        `load_file`             ingest
+ingest_file        `load_file`             ingest (CSV, TSV, Parquet, Excel, JSON lines)
 ingest_sql         `load_sql`              ingest (never cached)
 validate           `validate_frame`        validate
 features           `split_features`        feature
 train              `train_model`           train
-evaluate           `evaluate_model`        evaluate
-deploy             `deploy_model`          deploy (never cached; needs a run)
+evaluate           `evaluate_model`        evaluate (any fitted scikit-learn estimator)
+deploy             `deploy_model`          deploy (needs a run; an EvalReport or a metrics dict)
+detect_drift       `detect_drift`          validate
 
-Each is a plain function when called outside a pipeline, so it can be unit-tested.
+Each is a plain function when called outside a pipeline, so it can be unit-tested. The
+README's "Built-in steps and pipelines" table lists every signature.
 """
 
 from .deploy import DeployDecision, deploy_model

@@ -1,10 +1,14 @@
 """The evaluate step: score a fitted model on the test frame, and the production model too.
 
-`evaluate_model` computes the task's metrics (classification: accuracy, f1, precision,
-recall, macro-averaged; regression: r2, rmse, mae) and names the primary one. Inside a
-run it also scores the current production model of the same name on the same rows, so
-the deploy step compares challenger and champion on equal terms. A champion that cannot
-be loaded or cannot predict these rows is reported with a warning, never fatal.
+`evaluate_model` takes any fitted scikit-learn estimator (a plain `LinearRegression`, a
+`RandomForestClassifier`, a `Pipeline`...) and computes the task's metrics
+(classification: accuracy, f1, precision, recall, macro-averaged; regression: r2, rmse,
+mae) and names the primary one. `task="auto"` asks the estimator whether it is a
+classifier or a regressor. Inside a run it also scores the current production model of
+the same name on the same rows, so the deploy step compares challenger and champion on
+equal terms. A champion that cannot be loaded or cannot predict these rows is reported
+with a warning, never fatal; a challenger that cannot predict the test rows is one error
+naming the estimator.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 from sklearn import metrics as skm
-from sklearn.pipeline import Pipeline
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
 
 from orchestrator import OrchestratorError, RunContext, step
 
@@ -60,6 +64,43 @@ def score(model: Any, x: pd.DataFrame, y: pd.Series, task: str) -> dict[str, flo
     }
 
 
+def resolve_task(model: Any, task: str) -> str:
+    """`task`, or for "auto" the task the estimator declares (classifier or regressor)."""
+    if task != "auto" and task not in TASKS:
+        raise OrchestratorError(
+            f"evaluate: unknown task '{task}'; use one of auto, {', '.join(TASKS)}"
+        )
+    if task != "auto":
+        return task
+    try:
+        if is_classifier(model):
+            return "classification"
+        if is_regressor(model):
+            return "regression"
+    except AttributeError:  # not a scikit-learn estimator: it declares no type
+        pass
+    raise OrchestratorError(
+        f"evaluate: cannot tell whether {type(model).__name__} is a classifier or a "
+        "regressor; pass task=classification or task=regression"
+    )
+
+
+def _score_challenger(model: Any, x: pd.DataFrame, y: pd.Series, task: str) -> dict[str, float]:
+    """`score`, with an estimator that cannot predict these rows as one clear error."""
+    name = type(model).__name__
+    if not callable(getattr(model, "predict", None)):
+        raise OrchestratorError(
+            f"evaluate: expected a fitted scikit-learn estimator with predict(), got {name}"
+        )
+    try:
+        return score(model, x, y, task)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise OrchestratorError(
+            f"evaluate: {name} cannot be scored on the {len(x)} test rows "
+            f"(columns: {', '.join(map(str, x.columns))}): {type(exc).__name__}: {exc}"
+        ) from None
+
+
 def _champion(
     ctx: RunContext, model_name: str, x: pd.DataFrame, y: pd.Series, task: str
 ) -> tuple[int | None, dict[str, float] | None]:
@@ -86,21 +127,20 @@ def _champion(
 
 @step(name="evaluate", kind="evaluate", hints={"store": True})
 def evaluate_model(
-    model: Pipeline,
+    model: BaseEstimator,
     test: pd.DataFrame,
     target: str = "target",
-    task: str = "classification",
+    task: str = "auto",
     model_name: str = "model",
 ) -> EvalReport:
     """Score `model` on `test`; inside a run, score the production `model_name` too."""
-    if task not in TASKS:
-        raise OrchestratorError(f"evaluate: unknown task '{task}'; use one of {', '.join(TASKS)}")
+    task = resolve_task(model, task)
     require_target(test, target, "evaluate")
     if len(test) < 2:
         raise OrchestratorError(f"evaluate: need at least 2 test rows, got {len(test)}")
     x, y = test.drop(columns=[target]), test[target]
     primary, higher = TASKS[task]
-    metrics = score(model, x, y, task)
+    metrics = _score_challenger(model, x, y, task)
     ctx = run_context()
     champion_version, champion_metrics = (
         _champion(ctx, model_name, x, y, task) if ctx is not None else (None, None)

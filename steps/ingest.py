@@ -1,7 +1,9 @@
 """Ingest steps: bring data into a pipeline as a pandas DataFrame.
 
 * `ingest` loads one of scikit-learn's bundled toy datasets (no network);
-* `ingest_file` reads a CSV or Parquet file whose *content* is part of the cache key;
+* `ingest_file` reads a CSV, TSV, Parquet, Excel or JSON-lines file whose *content* is
+  part of the cache key. Excel needs the optional `excel` extra (openpyxl for `.xlsx`,
+  xlrd for the legacy `.xls`); without it, one error names the file and the extra;
 * `ingest_sql` runs a query through SQLAlchemy. It never caches, because a database can
   change underneath; downstream steps still hit the cache when the rows are the same.
 
@@ -10,8 +12,11 @@ Every frame returned has string column names (Parquet requires it).
 
 from __future__ import annotations
 
+import importlib
 import re
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy
@@ -23,7 +28,18 @@ from orchestrator import FileInput, OrchestratorError, step
 from ._runtime import log_info
 
 DATASETS = ("breast_cancer", "diabetes", "digits", "iris", "wine")
-FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+FILE_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".xlsx": "excel",
+    ".xls": "excel",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+FORMATS = ("csv", "tsv", "parquet", "excel", "jsonl")
+EXCEL_ENGINES = {".xls": "xlrd"}  # any other suffix is read as .xlsx, by openpyxl
 
 
 def _str_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -53,34 +69,59 @@ def load_sklearn_dataset(dataset: str = "iris", target: str = "target") -> pd.Da
 
 def _file_format(path: Path, format: str) -> str:
     if format != "auto":
-        if format not in set(FILE_FORMATS.values()):
+        if format not in FORMATS:
             raise OrchestratorError(
-                f"ingest: unknown format '{format}' for {path}; "
-                f"use one of auto, {', '.join(sorted(set(FILE_FORMATS.values())))}"
+                f"ingest: unknown format '{format}' for {path}; use one of auto, "
+                f"{', '.join(FORMATS)}"
             )
         return format
     suffix = path.suffix.lower()
     if suffix not in FILE_FORMATS:
         raise OrchestratorError(
             f"ingest: cannot tell the format of {path} from its suffix '{suffix}'; "
-            f"use a {', '.join(FILE_FORMATS)} file or pass format=csv|tsv|parquet"
+            f"supported suffixes: {', '.join(FILE_FORMATS)}; or pass format="
+            f"{'|'.join(FORMATS)}"
         )
     return FILE_FORMATS[suffix]
 
 
+def _excel_engine(path: Path) -> str:
+    """The reader package for an Excel file, checked importable (the `excel` extra)."""
+    engine = EXCEL_ENGINES.get(path.suffix.lower(), "openpyxl")
+    try:
+        importlib.import_module(engine)
+    except ImportError:
+        raise OrchestratorError(
+            f"ingest: reading {path} needs {engine}, which is not installed; "
+            "install the excel extra: pip install 'orchestrator[excel]'"
+        ) from None
+    return engine
+
+
+def _read(path: Path, fmt: str, sheet: str | int) -> pd.DataFrame:
+    if fmt == "parquet":
+        return pd.read_parquet(path)
+    if fmt == "excel":
+        frame: Any = pd.read_excel(path, sheet_name=sheet, engine=_excel_engine(path))
+        return frame
+    if fmt == "jsonl":
+        return pd.read_json(path, lines=True)
+    return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
+
+
 @step(name="ingest_file", kind="ingest")
-def load_file(path: FileInput, format: str = "auto") -> pd.DataFrame:
-    """Read a CSV, TSV or Parquet file (by suffix, or by `format`)."""
+def load_file(path: FileInput, format: str = "auto", sheet: str | int = 0) -> pd.DataFrame:
+    """Read a CSV, TSV, Parquet, Excel or JSON-lines file (by suffix, or by `format`).
+
+    `sheet` (a name or a 0-based position) picks the worksheet of an Excel file.
+    """
     path = Path(path)
     fmt = _file_format(path, format)
     if not path.is_file():
         raise OrchestratorError(f"ingest: file not found: {path}")
     try:
-        if fmt == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
-    except (OSError, ValueError) as exc:
+        frame = _read(path, fmt, sheet)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise OrchestratorError(f"ingest: cannot read {path} as {fmt}: {exc}") from exc
     log_info("ingested file", path=str(path), format=fmt, rows=len(frame))
     return _str_columns(frame)

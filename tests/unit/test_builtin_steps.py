@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -211,8 +212,14 @@ def test_load_file_reads_csv_tsv_and_parquet(tmp_path: Path, iris: pd.DataFrame)
 def test_load_file_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(OrchestratorError, match="ingest: file not found: .*nope.csv"):
         load_file(tmp_path / "nope.csv")
-    with pytest.raises(OrchestratorError, match="cannot tell the format .* '.xlsx'"):
-        load_file(tmp_path / "data.xlsx")
+    (tmp_path / "data.xml").write_text("<rows/>")
+    with pytest.raises(OrchestratorError) as err:
+        load_file(tmp_path / "data.xml")
+    assert str(err.value) == (
+        f"ingest: cannot tell the format of {tmp_path / 'data.xml'} from its suffix '.xml'; "
+        "supported suffixes: .csv, .tsv, .parquet, .pq, .xlsx, .xls, .jsonl, .ndjson; "
+        "or pass format=csv|tsv|parquet|excel|jsonl"
+    )
     with pytest.raises(OrchestratorError, match="unknown format 'json'"):
         load_file(tmp_path / "a.csv", format="json")
 
@@ -587,3 +594,41 @@ def test_builtin_pipeline_steps_run_as_functions(name: str) -> None:
     outputs = _run_in_order(BUILTIN[name].build(), stop_before="deploy")  # deploy needs a run
     report = outputs["evaluate"]
     assert report.task == name and report.metrics[report.primary_metric] > 0.3
+
+
+# -- the README's table of built-in steps ---------------------------------------------
+
+
+def _readme_step_rows() -> dict[str, str]:
+    """`{function: its table row, quotes normalised}` from the README's built-in steps."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## Built-in steps and pipelines", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) >= 2:
+            rows[cells[1].strip("`")] = line.replace('"', "'").replace("\\|", "|")
+    return rows
+
+
+def test_readme_lists_every_builtin_step_with_its_signature() -> None:
+    import orchestrator.steps as steps
+    from orchestrator import Step
+
+    builtin = {
+        name: obj
+        for name in dir(steps)
+        if isinstance(obj := getattr(steps, name), Step)
+        and obj.__module__.startswith("orchestrator.steps")
+    }
+    rows = _readme_step_rows()
+    assert sorted(rows) == sorted(builtin)
+    for name, step in builtin.items():
+        row = rows[name]
+        assert row.startswith(f"| `{step.name}` |"), row
+        for arg in step.arguments.values():
+            if arg.required:
+                assert f"`{arg.name}" in row, (name, arg.name)
+            else:
+                pattern = rf"`{arg.name}(: [^`]*)? ?= ?{re.escape(repr(arg.default))}"
+                assert re.search(pattern, row), (name, arg.name, arg.default)
