@@ -32,7 +32,7 @@
         "shape": "round-rectangle", "background-color": "#2f6fe0", "background-opacity": 0.06,
         "border-width": 1, "border-style": "dashed", "border-color": "#7d8796",
         "label": "data(label)", "color": "#1d2330", "font-size": 11, "text-valign": "top",
-        "text-halign": "center", "text-margin-y": -2, "padding": 14 } },
+        "text-halign": "center", "text-margin-y": -2, "padding": 6 } },
       { selector: "edge", style: {
         "width": 1.5, "line-color": "#b4bcc8", "target-arrow-color": "#b4bcc8",
         "target-arrow-shape": "triangle", "curve-style": "bezier", "label": "data(input)",
@@ -77,7 +77,7 @@
   }
 
   function layout(cy) {
-    cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 16, rankSep: 70, edgeSep: 8,
+    cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 28, rankSep: 70, edgeSep: 8,
                 fit: true, padding: 24, animate: false }).run();
     if (cy.zoom() > 1.6) { cy.zoom(1.6); cy.center(); }
   }
