@@ -23,7 +23,7 @@ from pathlib import Path
 from orchestrator import step
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.execution.backends import make_executor
-from orchestrator.model.graph import Pipeline
+from orchestrator.model.pipeline import Pipeline
 from orchestrator.run.engine import Engine
 from orchestrator.store.metadata import MetadataStore
 

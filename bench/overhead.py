@@ -67,7 +67,8 @@ from typing import Any
 
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.execution.local import make_executor
-from orchestrator.model.graph import Graph, Pipeline
+from orchestrator.model.graph import Graph
+from orchestrator.model.pipeline import Pipeline
 from orchestrator.model.step import Step, step
 from orchestrator.run.engine import Engine, RunResult
 from orchestrator.state import RunStatus, StepState

@@ -19,7 +19,8 @@ from orchestrator.errors import (
     StepTimeout,
 )
 from orchestrator.execution.context import ModelVersion, RunContext, current
-from orchestrator.model.graph import Graph, Pipeline, pipeline
+from orchestrator.model.graph import Graph
+from orchestrator.model.pipeline import Pipeline, pipeline
 from orchestrator.model.step import FileInput, HashContent, Output, Step, step
 
 __version__ = "0.1.0"

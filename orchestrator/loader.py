@@ -1,4 +1,10 @@
-"""Resolve a run target: a built-in pipeline, `path/to/file.py:function` or `module:function`."""
+"""Resolve a run target: a built-in pipeline, `path/to/file.py:function` or `module:function`.
+
+Loading imports user code. Whatever it raises at import (an exception, or `sys.exit(N)`)
+becomes one `TargetNotFound` naming the file and line; only Ctrl-C passes through. A
+pipeline whose own definition is wrong does not stop its file from loading: the error
+comes when that pipeline is the target (`Pipeline.signature` is checked here).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 
 from orchestrator.errors import OrchestratorError, TargetNotFound, did_you_mean
 from orchestrator.execution.worker import load_module_from_path
-from orchestrator.model.graph import Pipeline
+from orchestrator.model.pipeline import Pipeline
 
 
 def builtin_pipelines() -> dict[str, Pipeline]:
@@ -44,15 +50,17 @@ def load_target(target: str) -> Pipeline:
             module = load_module_from_path(path)
         except OrchestratorError:
             raise
-        except Exception as exc:
-            raise TargetNotFound(
-                f"cannot load {path}: {_where(exc, path)}{type(exc).__name__}: {exc}"
-            ) from None
+        except (Exception, SystemExit) as exc:
+            raise TargetNotFound(f"cannot load {path}: {_where(exc, path)}{_what(exc)}") from None
     else:
         try:
             module = importlib.import_module(where)
         except ImportError as exc:
             raise TargetNotFound(f"cannot import module '{where}': {exc}") from None
+        except OrchestratorError:
+            raise
+        except (Exception, SystemExit) as exc:
+            raise TargetNotFound(f"cannot import module '{where}': {_what(exc)}") from None
     obj = getattr(module, attr, None)
     if obj is None:
         names = [n for n, v in vars(module).items() if isinstance(v, Pipeline)]
@@ -62,7 +70,14 @@ def load_target(target: str) -> Pipeline:
         )
     if not isinstance(obj, Pipeline):
         raise TargetNotFound(f"'{target}' is a {type(obj).__name__}, not a @pipeline function")
+    obj.signature  # noqa: B018  (a broken definition is an error naming this pipeline)
     return obj
+
+
+def _what(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) while being imported"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _where(exc: BaseException, path: Path) -> str:
@@ -75,3 +90,18 @@ def _where(exc: BaseException, path: Path) -> str:
         f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path.resolve()
     ]
     return f"line {frames[-1].lineno}: " if frames else ""
+
+
+def output_names(target: str, params: dict[str, Any]) -> dict[str, list[str]]:
+    """`{step: [output names]}` of a run's target built with its parameters; `{}` when it
+    cannot be loaded any more (moved, edited, broken). Anything the user's code prints
+    while loading is dropped, so the caller's output stays clean."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            graph = load_target(target).build(params)
+    except Exception:  # any failure in user code means: no names, show indexes
+        return {}
+    return {name: graph.output_names(name) for name in graph.order}

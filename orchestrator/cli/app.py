@@ -18,6 +18,7 @@ import typer
 
 from orchestrator.errors import NotFound, OrchestratorError, ParamError, did_you_mean
 from orchestrator.model.graph import parse_cli_value
+from orchestrator.model.params import cli_overrides
 from orchestrator.state import STEP_KINDS
 
 app = typer.Typer(
@@ -103,12 +104,26 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _parse_params(items: list[str]) -> dict[str, Any]:
+ParamsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--params-file",
+        help="A YAML, TOML or JSON file of parameters (nested keys: STEP.PARAM paths); "
+        "--param wins over it.",
+    ),
+]
+
+
+def _parse_params(items: list[str], params_file: Path | None = None) -> dict[str, Any]:
+    return cli_overrides(items, params_file)
+
+
+def _parse_data(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ParamError(f"--param expects KEY=VALUE, got {item!r}")
+            raise ParamError(f"--data expects KEY=VALUE, got {item!r}")
         out[key.strip()] = parse_cli_value(raw)
     return out
 
@@ -121,6 +136,7 @@ def run(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE or STEP.KEY=VALUE.")
     ] = None,
+    params_file: ParamsFileOpt = None,
     executor: Annotated[
         str,
         typer.Option("--executor", "-e", help="thread, process, sequential, dask or docker."),
@@ -136,7 +152,7 @@ def run(
     from orchestrator.loader import load_target, normalize_target
 
     pipe = load_target(target)
-    graph = pipe.build(_parse_params(param or []))
+    graph = pipe.build(_parse_params(param or [], params_file))
     result = run_pipeline(
         ENV,
         graph,
@@ -199,9 +215,11 @@ def show(
 ) -> None:
     """A run: its steps, params, artifacts, errors and logs."""
     from orchestrator.cli.render import print_show
+    from orchestrator.loader import output_names
 
     run_row = ENV.store.get_run(run_id)
-    print_show(run_row, ENV.store.step_runs(run_row["id"]), as_json, logs)
+    names = output_names(run_row["target"], run_row.get("params") or {})
+    print_show(run_row, ENV.store.step_runs(run_row["id"]), as_json, logs, names)
 
 
 @app.command()
@@ -222,12 +240,13 @@ def graph(
     target: Annotated[str, typer.Argument()],
     fmt: Annotated[str, typer.Option("--format", "-f", help="text, mermaid or dot.")] = "text",
     param: Annotated[list[str] | None, typer.Option("--param", "-p")] = None,
+    params_file: ParamsFileOpt = None,
 ) -> None:
     """Show a pipeline's graph without running it."""
     from orchestrator.cli.render import print_graph
     from orchestrator.loader import load_target
 
-    g = load_target(target).build(_parse_params(param or []))
+    g = load_target(target).build(_parse_params(param or [], params_file))
     print_graph(g, fmt)
 
 
@@ -419,7 +438,7 @@ def event_emit(
                 f"no trigger listens for event '{name}'{did_you_mean(name, known)}; "
                 f"known events: {', '.join(known) or 'none'}"
             )
-    event_id, new = ENV.store.emit_event(name, _parse_params(data or []), "cli", key)
+    event_id, new = ENV.store.emit_event(name, _parse_data(data or []), "cli", key)
     if as_json:
         typer.echo(json.dumps({"event_id": event_id, "name": name, "duplicate": not new}))
     elif new:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import sys
 import threading
 from typing import Any
@@ -154,10 +155,21 @@ def run_pipeline(
     finally:
         engine.close()
     if as_json:
-        sys.stdout.write(_dumps(result.to_json()) + "\n")
+        doc = result.to_json()
+        name_outputs(doc["steps"], {n: graph.output_names(n) for n in graph.order})
+        sys.stdout.write(_dumps(doc) + "\n")
         return result
     _print_result(result)
     return result
+
+
+def name_outputs(steps: list[dict[str, Any]], names: dict[str, list[str]]) -> None:
+    """Give each output of each step document its name, where the graph knows it."""
+    for s in steps:
+        known = names.get(s["name"], [])
+        for i, o in enumerate(s.get("outputs") or []):
+            if i < len(known):
+                o.setdefault("name", known[i])
 
 
 def _print_result(result: Any) -> None:
@@ -252,7 +264,32 @@ def _step_json(s: dict[str, Any], logs: bool = True) -> dict[str, Any]:
     return d
 
 
-def print_show(run: dict[str, Any], steps: list[dict[str, Any]], as_json: bool, logs: bool) -> None:
+def _out_label(i: int, o: dict[str, Any]) -> str:
+    """A declared output name, else the output's index."""
+    name = o.get("name")
+    return str(i) if not name or re.fullmatch(r"output(_\d+)?", name) else name
+
+
+def _print_tree(tree: dict[str, Any], indent: int) -> None:
+    for key, value in tree.items():
+        pad = "  " * indent
+        if isinstance(value, dict) and value:
+            out.print(f"{pad}{key}:", highlight=False, markup=False)
+            _print_tree(value, indent + 1)
+        else:
+            out.print(
+                f"{pad}{key}: {json.dumps(value, default=str)}", highlight=False, markup=False
+            )
+
+
+def print_show(
+    run: dict[str, Any],
+    steps: list[dict[str, Any]],
+    as_json: bool,
+    logs: bool,
+    output_names: dict[str, list[str]] | None = None,
+) -> None:
+    name_outputs(steps, output_names or {})
     if as_json:
         print(_dumps(_run_json(run) | {"steps": [_step_json(s, logs) for s in steps]}))
         return
@@ -267,7 +304,11 @@ def print_show(run: dict[str, Any], steps: list[dict[str, Any]], as_json: bool, 
     if trig.get("kind", "manual") != "manual":
         detail = ", ".join(f"{k} {v}" for k, v in trig.items() if k != "kind")
         out.print(f"trigger: {trig['kind']} ({detail})", highlight=False, markup=False)
-    out.print(f"params: {json.dumps(run['params'], default=str)}", highlight=False, markup=False)
+    if run["params"]:
+        out.print("params:", highlight=False)
+        _print_tree(run["params"], 1)
+    else:
+        out.print("params: {}", highlight=False)
     for s in steps:
         out.rule(f"{s['name']}  ({s['kind']})  {s['state']}  {_dur(s['duration'])}", align="left")
         out.print(
@@ -283,7 +324,8 @@ def print_show(run: dict[str, Any], steps: list[dict[str, Any]], as_json: bool, 
             out.print(f"input  {arg}: {h[:16]}", highlight=False)
         for i, o in enumerate(s.get("outputs") or []):
             out.print(
-                f"output {i}: {o['hash'][:16]}  {o['type']}  {o['size']} bytes", highlight=False
+                f"output {_out_label(i, o)}: {o['hash'][:16]}  {o['type']}  {o['size']} bytes",
+                highlight=False,
             )
         if s.get("error"):
             out.print("error:", style="red")
@@ -336,26 +378,24 @@ def print_explain(
 
 
 def print_graph(g: Graph, fmt: str) -> None:
-    edges = sorted(g.dag.edges())
+    """text, mermaid or dot; a sub-pipeline call is a group (mermaid `subgraph`, dot
+    `cluster_`), an input fed by a named output reads `y_train <- split_data.y_train`."""
     if fmt == "mermaid":
-        lines = ["flowchart TD"]
-        lines += [f'    {n}["{n} ({g.nodes[n].step.kind})"]' for n in g.order]
-        lines += [f"    {a} --> {b}" for a, b in edges]
-        print("\n".join(lines))
+        print("\n".join(_mermaid(g)))
     elif fmt == "dot":
-        lines = [f'digraph "{g.pipeline}" {{', "  rankdir=LR;"]
-        lines += [f'  "{n}" [label="{n}\\n({g.nodes[n].step.kind})"];' for n in g.order]
-        lines += [f'  "{a}" -> "{b}";' for a, b in edges]
-        print("\n".join([*lines, "}"]))
+        print("\n".join(_dot(g)))
     elif fmt == "text":
         out.print(f"pipeline {g.pipeline}: {len(g.order)} steps", highlight=False)
+        for group, pipe in sorted(g.groups.items()):
+            out.print(f"  group {group}: pipeline {pipe}", highlight=False, markup=False)
         for n in g.order:
             node = g.nodes[n]
-            ins = ", ".join(
-                f"{arg} <- {o.node}" + (f"[{o.index}]" if o.index else "")
-                for arg, o in node.inputs().items()
+            ins = ", ".join(f"{arg} <- {o.label}" for arg, o in node.inputs().items())
+            declared = node.step.declared_output_names
+            outs = ", ".join(
+                f"{name}: {type_name(t)}" if name else type_name(t)
+                for name, t in zip(declared, node.step.outputs, strict=True)
             )
-            outs = ", ".join(type_name(t) for t in node.step.outputs)
             out.print(
                 f"  {n} ({node.step.kind}) -> {outs}" + (f"   [{ins}]" if ins else ""),
                 highlight=False,
@@ -363,6 +403,62 @@ def print_graph(g: Graph, fmt: str) -> None:
             )
     else:
         raise NotFound(f"unknown graph format '{fmt}'; choose text, mermaid or dot")
+
+
+def _children(g: Graph) -> tuple[dict[str | None, list[str]], dict[str | None, list[str]]]:
+    """Nodes and sub-groups by the group they sit in (None: the top level)."""
+    nodes: dict[str | None, list[str]] = {}
+    groups: dict[str | None, list[str]] = {}
+    for n in g.order:
+        nodes.setdefault(g.group_of(n), []).append(n)
+    for group in sorted({*g.groups, *(k for k in nodes if k)}):
+        groups.setdefault(g.group_of(group), []).append(group)
+    return nodes, groups
+
+
+def _mermaid(g: Graph) -> list[str]:
+    ids = {n: n.replace(".", "__") for n in g.order}
+    nodes, groups = _children(g)
+    lines = ["flowchart TD"]
+
+    def emit(group: str | None, depth: int) -> None:
+        pad = "    " * depth
+        for sub in groups.get(group, []):
+            label = sub.rpartition(".")[2]
+            pipe = g.groups.get(sub)
+            title = f"{label} ({pipe})" if pipe and pipe != label else label
+            lines.append(f'{pad}subgraph g_{sub.replace(".", "__")}["{title}"]')
+            emit(sub, depth + 1)
+            lines.append(f"{pad}end")
+        for n in nodes.get(group, []):
+            short = n.rpartition(".")[2]
+            lines.append(f'{pad}{ids[n]}["{short} ({g.nodes[n].step.kind})"]')
+
+    emit(None, 1)
+    lines += [f"    {ids[a]} --> {ids[b]}" for a, b in sorted(g.dag.edges())]
+    return lines
+
+
+def _dot(g: Graph) -> list[str]:
+    nodes, groups = _children(g)
+    lines = [f'digraph "{g.pipeline}" {{', "  rankdir=LR;"]
+
+    def emit(group: str | None, depth: int) -> None:
+        pad = "  " * depth
+        for sub in groups.get(group, []):
+            pipe = g.groups.get(sub)
+            label = f"{sub} ({pipe})" if pipe and pipe != sub.rpartition(".")[2] else sub
+            lines.append(f'{pad}subgraph "cluster_{sub}" {{')
+            lines.append(f'{pad}  label="{label}";')
+            emit(sub, depth + 1)
+            lines.append(f"{pad}}}")
+        for n in nodes.get(group, []):
+            short = n.rpartition(".")[2]
+            lines.append(f'{pad}"{n}" [label="{short}\\n({g.nodes[n].step.kind})"];')
+
+    emit(None, 1)
+    lines += [f'  "{a}" -> "{b}";' for a, b in sorted(g.dag.edges())]
+    return [*lines, "}"]
 
 
 def print_models(versions: list[Any], as_json: bool) -> None:

@@ -6,7 +6,13 @@ A `Step` wraps a function. Its signature is the contract:
   step's output) or a *parameter* (bound to a plain value, validated by pydantic
   against the argument's type hint);
 * the return hint is the output type; `-> tuple[A, B]` declares two outputs, which the
-  pipeline unpacks as `a, b = split(df)`.
+  pipeline unpacks as `a, b = split(df)`. Outputs can be named, either
+  `-> tuple[Annotated[A, "train"], Annotated[B, "test"]]` or a NamedTuple return type
+  with two or more fields (whose call then returns that NamedTuple of handles).
+
+A call is named after its step; `step.named("x")(...)` (or `_name="x"`) names it, and
+a second unnamed call of the same step in one pipeline is `<step>_2`. A name follows
+`NAME_RULE`: the dot is reserved for the namespaces of sub-pipelines (`ds.train`).
 
 Calling a step while a pipeline is being built records a node and returns lazy
 `Output` handles; calling it anywhere else just calls the function, so steps stay
@@ -17,12 +23,14 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import inspect
+import re
 import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from orchestrator.errors import PipelineError
 from orchestrator.state import STEP_KINDS
@@ -42,6 +50,20 @@ FileInput = typing.Annotated[Path, HashContent()]
 """A parameter naming a file whose *content* is part of the cache key (e.g. an ingested CSV)."""
 
 
+NAME_RULE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+RULE_TEXT = (
+    "a name starts with a letter or '_' and holds only letters, digits, '_' and '-'; "
+    "the dot is reserved for sub-pipeline namespaces (e.g. 'data_science.train')"
+)
+
+
+def name_problem(name: Any, what: str) -> str | None:
+    """Why `name` is not a valid name for `what` (e.g. "step call"), or None."""
+    if isinstance(name, str) and NAME_RULE.fullmatch(name):
+        return None
+    return f"{what} name {name!r} is not valid: {RULE_TEXT}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Output:
     """A lazy handle on one output of a node, returned while a pipeline is being built."""
@@ -49,9 +71,17 @@ class Output:
     node: str
     index: int = 0
     type: Any = Any
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """`split.test` for a named output, `split[1]` for an unnamed second one."""
+        if self.name:
+            return f"{self.node}.{self.name}"
+        return f"{self.node}[{self.index}]" if self.index else self.node
 
     def __repr__(self) -> str:
-        return f"Output({self.node!r}[{self.index}])"
+        return f"Output({self.label!r})"
 
     def __iter__(self) -> typing.Iterator[Any]:
         raise PipelineError(
@@ -65,7 +95,7 @@ class Node:
     """One call of a step in a pipeline: the step, its name and its argument bindings."""
 
     name: str
-    step: Step
+    step: Step[Any]
     bindings: dict[str, Any]
     explicit_name: bool = False
     problems: list[str] = dataclasses.field(default_factory=list)
@@ -77,52 +107,43 @@ class Node:
         return {k: v for k, v in self.bindings.items() if not isinstance(v, Output)}
 
 
-class _Builder:
-    """Collects nodes while a pipeline function runs."""
+class Recorder(Protocol):
+    """What a step call needs from the pipeline being built (see `model.builder`)."""
 
-    def __init__(self) -> None:
-        self.nodes: list[Node] = []
-        self.counts: dict[str, int] = {}
-
-    def add(
-        self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], name: str | None
-    ) -> Node:
-        base = name or step.name
-        n = self.counts.get(base, 0) + 1
-        self.counts[base] = n
-        node_name = base if (name or n == 1) else f"{base}_{n}"
-        node = Node(node_name, step, {}, explicit_name=name is not None)
-        names = list(step.arguments)
-        if len(args) > len(names):
-            node.problems.append(
-                f"step '{node_name}' takes {len(names)} arguments but {len(args)} were given "
-                "positionally"
-            )
-        for arg_name, value in zip(names, args, strict=False):
-            node.bindings[arg_name] = value
-        for key, value in kwargs.items():
-            if key in node.bindings:
-                node.problems.append(f"step '{node_name}' got argument '{key}' twice")
-            node.bindings[key] = value
-        self.nodes.append(node)
-        return node
+    def add_step(
+        self, step: Step[Any], args: tuple[Any, ...], kwargs: dict[str, Any], name: str | None
+    ) -> Node: ...
 
 
-_building: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar(
-    "building", default=None
-)
+_building: contextvars.ContextVar[Any] = contextvars.ContextVar("building", default=None)
 
 
-def building() -> _Builder | None:
+def building() -> Any:
+    """The builder of the pipeline being built in this context, or None."""
     return _building.get()
 
 
-def set_builder(builder: _Builder | None) -> contextvars.Token[_Builder | None]:
+def set_builder(builder: Any) -> contextvars.Token[Any]:
     return _building.set(builder)
 
 
-def new_builder() -> _Builder:
-    return _Builder()
+def reset_builder(token: contextvars.Token[Any]) -> None:
+    _building.reset(token)
+
+
+def default_output_names(count: int) -> list[str]:
+    """`output` for a single output, `output_0`, `output_1`... for several unnamed ones."""
+    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+
+
+def _declared_name(t: Any) -> str | None:
+    if typing.get_origin(t) is typing.Annotated:
+        return next((m for m in typing.get_args(t)[1:] if isinstance(m, str)), None)
+    return None
+
+
+def _is_namedtuple(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, tuple) and hasattr(t, "_fields")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,6 +173,9 @@ class Step(Generic[F]):
         version: str = "",
         hints: dict[str, Any] | None = None,
     ) -> None:
+        problem = name_problem(name or fn.__name__, "step")
+        if problem:
+            raise PipelineError(problem)
         if kind not in STEP_KINDS:
             raise PipelineError(
                 f"step '{name or fn.__name__}': kind '{kind}' is not one of {', '.join(STEP_KINDS)}"
@@ -178,6 +202,8 @@ class Step(Generic[F]):
         self.__wrapped__ = fn
         self._arguments: dict[str, Argument] | None = None
         self._outputs: list[Any] | None = None
+        self._output_names: list[str | None] = []
+        self._returns: Any = None
 
     # -- signature -------------------------------------------------------------------
     def _analyse(self) -> None:
@@ -192,15 +218,30 @@ class Step(Generic[F]):
                 raise PipelineError(f"step '{self.name}': *args and **kwargs are not supported")
             args[p.name] = Argument(p.name, hints.get(p.name, Any), p.default)
         ret = hints.get("return", Any)
-        if (
+        names: list[str | None]
+        if _is_namedtuple(ret) and len(ret._fields) > 1:
+            fields = typing.get_type_hints(ret, include_extras=True)
+            outputs = [fields.get(f, Any) for f in ret._fields]
+            names, self._returns = list(ret._fields), ret
+        elif (
             typing.get_origin(ret) is tuple
             and (targs := typing.get_args(ret))
             and targs[-1] is not Ellipsis
         ):
             outputs = list(targs)
+            names = [_declared_name(t) for t in outputs]
         else:
-            outputs = [ret]
-        self._arguments, self._outputs = args, outputs
+            outputs, names = [ret], [_declared_name(ret)]
+        self._check_output_names(names)
+        self._arguments, self._outputs, self._output_names = args, outputs, names
+
+    def _check_output_names(self, names: list[str | None]) -> None:
+        given = [n for n in names if n is not None]
+        for n in given:
+            if problem := name_problem(n, f"step '{self.name}': output"):
+                raise PipelineError(problem)
+        if len(set(given)) != len(given):
+            raise PipelineError(f"step '{self.name}': output names {given} are not unique")
 
     @property
     def arguments(self) -> dict[str, Argument]:
@@ -215,6 +256,19 @@ class Step(Generic[F]):
             self._analyse()
         assert self._outputs is not None
         return self._outputs
+
+    @property
+    def output_names(self) -> list[str]:
+        """Each output's name: the declared one, else `output` / `output_<i>`."""
+        outputs = self.outputs
+        defaults = default_output_names(len(outputs))
+        return [n or d for n, d in zip(self._output_names, defaults, strict=True)]
+
+    @property
+    def declared_output_names(self) -> list[str | None]:
+        """Each output's declared name, None where the return hint gives none."""
+        self.outputs  # noqa: B018  (analyses the signature)
+        return list(self._output_names)
 
     @property
     def ref(self) -> str:
@@ -244,12 +298,23 @@ class Step(Generic[F]):
             raise PipelineError(f"step '{self.name}': unknown options {sorted(unknown)}")
         return Step(self.fn, **{**current, **options})
 
+    def named(self, name: str) -> Callable[..., Any]:
+        """This step called under another name: `load.named("companies")(path=...)`."""
+        if problem := name_problem(name, "step call"):
+            raise PipelineError(f"step '{self.name}': {problem}")
+        return functools.partial(self.__call__, _name=name)
+
     def __call__(self, *args: Any, _name: str | None = None, **kwargs: Any) -> Any:
-        builder = _building.get()
+        builder: Recorder | None = _building.get()
         if builder is None:
             return self.fn(*args, **kwargs)
-        node = builder.add(self, args, kwargs, _name)
-        outs = [Output(node.name, i, t) for i, t in enumerate(self.outputs)]
+        node = builder.add_step(self, args, kwargs, _name)
+        outs = [
+            Output(node.name, i, t, n)
+            for i, (t, n) in enumerate(zip(self.outputs, self._output_names, strict=True))
+        ]
+        if self._returns is not None:
+            return self._returns._make(outs)
         return tuple(outs) if len(outs) > 1 else outs[0]
 
     def __repr__(self) -> str:

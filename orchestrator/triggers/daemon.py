@@ -32,7 +32,7 @@ from orchestrator.cache.hashing import hash_file, hash_text
 from orchestrator.errors import OrchestratorError, did_you_mean
 from orchestrator.execution.worker import load_module_from_path
 from orchestrator.loader import load_target
-from orchestrator.model.graph import Pipeline
+from orchestrator.model.pipeline import Pipeline
 from orchestrator.triggers.events import EventTrigger, FileSensor, decide
 from orchestrator.triggers.monitors import Checker, DriftMonitor, MetricMonitor
 from orchestrator.triggers.schedules import (

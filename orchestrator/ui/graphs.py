@@ -7,6 +7,11 @@ so shapes are cached per (target, parameters) and a target that cannot be loaded
 edited, a synthetic run) is remembered for a while instead of retried on every request.
 When no shape can be had, edges are inferred from the recorded artifacts: a step that
 takes as input the content hash another step output is fed by it.
+
+A step named `a.b.train` sits in the group of sub-pipeline call `a.b`, itself in group
+`a`: groups come from the dots of the names (the shape adds which pipeline each calls),
+and the page draws them as compound nodes. The shape also knows each step's declared
+output names, which label its outputs.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ class Shape:
 
     nodes: tuple[tuple[str, str], ...]
     edges: tuple[tuple[str, str, str], ...]
+    groups: tuple[tuple[str, str], ...] = ()  # (namespace, the pipeline it calls)
+    outputs: tuple[tuple[str, tuple[str | None, ...]], ...] = ()  # (step, declared names)
+
+    def output_names(self, step: str) -> tuple[str | None, ...]:
+        return dict(self.outputs).get(step, ())
 
 
 def shape_of(pipe: Any, params: dict[str, Any]) -> Shape:
@@ -35,7 +45,35 @@ def shape_of(pipe: Any, params: dict[str, Any]) -> Shape:
     edges = tuple(
         (out.node, n, arg) for n in graph.order for arg, out in graph.nodes[n].inputs().items()
     )
-    return Shape(nodes, edges)
+    groups = tuple(sorted(graph.groups.items()))
+    outputs = tuple((n, tuple(graph.nodes[n].step.declared_output_names)) for n in graph.order)
+    return Shape(nodes, edges, groups, outputs)
+
+
+def named_outputs(shape: Shape | None, step: dict[str, Any]) -> dict[str, Any]:
+    """`step` with each output labelled by its declared name, where the shape has one."""
+    names = shape.output_names(step["name"]) if shape else ()
+    outputs = [
+        dict(o) | ({"name": names[i]} if i < len(names) and names[i] else {})
+        for i, o in enumerate(step.get("outputs") or [])
+    ]
+    return step | {"outputs": outputs} if step.get("outputs") else step
+
+
+def groups_of(shape: Shape | None, names: list[str]) -> list[dict[str, Any]]:
+    """`[{id, label, parent}]`: each namespace of the step names, outermost first."""
+    calls = dict(shape.groups) if shape else {}
+    spaces: set[str] = set(calls)
+    for name in names:
+        parts = name.split(".")[:-1]
+        spaces |= {".".join(parts[: i + 1]) for i in range(len(parts))}
+    out = []
+    for ns in sorted(spaces, key=lambda x: (x.count("."), x)):
+        local = ns.rpartition(".")[2]
+        pipe = calls.get(ns)
+        label = f"{local} ({pipe})" if pipe and pipe != local else local
+        out.append({"id": ns, "label": label, "parent": ns.rpartition(".")[0] or None})
+    return out
 
 
 class GraphCache:
@@ -77,7 +115,8 @@ def inferred_edges(steps: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 
 def run_graph(shape: Shape | None, steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """`{"nodes": [{id, kind, state}], "edges": [{source, target, input}]}` of a run.
+    """`{"nodes": [{id, kind, state, parent}], "edges": [{source, target, input}],
+    "groups": [{id, label, parent}]}` of a run (`parent`: the group a node sits in).
 
     Nodes are the shape's steps (those with no row yet are `pending`) plus any recorded
     step the shape lacks. Edges are the shape's; artifacts only tell the edges into steps
@@ -104,4 +143,6 @@ def run_graph(shape: Shape | None, steps: list[dict[str, Any]]) -> dict[str, Any
             continue
         pairs.add((src, dst, arg))
         edges.append({"source": src, "target": dst, "input": arg})
-    return {"nodes": nodes, "edges": edges}
+    for n in nodes:
+        n["parent"] = n["id"].rpartition(".")[0] or None
+    return {"nodes": nodes, "edges": edges, "groups": groups_of(shape, [n["id"] for n in nodes])}

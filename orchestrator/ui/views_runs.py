@@ -150,6 +150,8 @@ def step_detail(request: Request, run: dict[str, Any], name: str) -> dict[str, A
         if name not in planned:
             raise not_found(str(exc)) from None
         s = _not_started(name, planned[name]["kind"])
+    if s.get("outputs"):  # label outputs by their declared names
+        s = graphs.named_outputs(state.graphs.shape(run["target"], run.get("params") or {}), s)
     arts = previews.step_artifacts(state.store, state.artifacts, s)
     return {"step": s, "explain": present.explanation(s), **arts}
 

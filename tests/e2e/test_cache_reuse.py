@@ -86,7 +86,7 @@ def test_step_param_override_reruns_that_step_and_descendants(
         "count": "cached",
     }
     shown = orch.show(run["run_id"])
-    assert shown["params"] == {"n": 5, "k": 2, "double.k": 4}
+    assert shown["params"] == {"n": 5, "k": 2, "double": {"k": 4}}  # recorded nested
     assert step_of(shown, "double")["params"] == {"k": 4}
 
 

@@ -202,7 +202,8 @@ def test_invalid_command_line(
                 "nodefault.py": "from orchestrator import pipeline\n\n\n"
                 "@pipeline\ndef p(n: int):\n    pass\n"
             },
-            ["parameter 'n' needs a default value"],
+            # an argument without a default is an input: only a caller can bind it
+            ["pipeline 'p' has input(s) 'n'", "can only be called inside another pipeline"],
         ),
     ],
     ids=[

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import InvalidPipeline, step
-from orchestrator.model.graph import Pipeline
+from orchestrator.model.pipeline import Pipeline
 
 
 @step

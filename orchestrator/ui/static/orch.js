@@ -1,5 +1,7 @@
 /* orchestrator web UI: the DAG (Cytoscape.js + dagre), live run updates, the step panel,
-   confirmations and charts (Chart.js). Pages work without it; this adds the drawing. */
+   confirmations and charts (Chart.js). Pages work without it; this adds the drawing.
+   A sub-pipeline call is a group: a compound node ("group:<namespace>") holding its steps,
+   which are labelled by their name inside it. */
 (function () {
   "use strict";
 
@@ -21,10 +23,16 @@
   function graphStyle() {
     var style = [
       { selector: "node", style: {
-        "shape": "round-rectangle", "background-color": COLORS.pending, "label": "data(id)",
+        "shape": "round-rectangle", "background-color": COLORS.pending, "label": "data(label)",
         "color": "#fff", "font-size": 11, "text-valign": "center", "text-halign": "center",
-        "width": "data(w)", "height": 28, "text-outline-width": 0 } },
+        "text-outline-width": 0 } },
+      { selector: "node.step", style: { "width": "data(w)", "height": 28 } },
       { selector: "node:selected", style: { "border-width": 3, "border-color": "#1d2330" } },
+      { selector: "node.group", style: {
+        "shape": "round-rectangle", "background-color": "#2f6fe0", "background-opacity": 0.06,
+        "border-width": 1, "border-style": "dashed", "border-color": "#7d8796",
+        "label": "data(label)", "color": "#1d2330", "font-size": 11, "text-valign": "top",
+        "text-halign": "center", "text-margin-y": -2, "padding": 6 } },
       { selector: "edge", style: {
         "width": 1.5, "line-color": "#b4bcc8", "target-arrow-color": "#b4bcc8",
         "target-arrow-shape": "triangle", "curve-style": "bezier", "label": "data(input)",
@@ -39,10 +47,27 @@
     return style;
   }
 
+  function groupId(ns) { return ns ? "group:" + ns : undefined; }
+
+  function stepData(id, kind, state, parent) {
+    var label = parent ? id.slice(parent.length + 1) : id;
+    return { id: id, kind: kind, state: state, label: label, parent: groupId(parent),
+             w: Math.max(60, label.length * 6.6 + 20) };
+  }
+
+  function parentOf(id) {
+    var i = id.lastIndexOf(".");
+    return i > 0 ? id.slice(0, i) : null;
+  }
+
   function elements(graph) {
-    var els = graph.nodes.map(function (n) {
-      return { group: "nodes", data: { id: n.id, kind: n.kind, state: n.state,
-                                       w: Math.max(60, n.id.length * 6.6 + 20) } };
+    var els = (graph.groups || []).map(function (g) {
+      return { group: "nodes", classes: "group",
+               data: { id: groupId(g.id), label: g.label, parent: groupId(g.parent) } };
+    });
+    graph.nodes.forEach(function (n) {
+      els.push({ group: "nodes", classes: "step",
+                 data: stepData(n.id, n.kind, n.state, n.parent || null) });
     });
     graph.edges.forEach(function (e, i) {
       els.push({ group: "edges", data: { id: "e" + i + ":" + e.source + ">" + e.target,
@@ -52,7 +77,7 @@
   }
 
   function layout(cy) {
-    cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 16, rankSep: 70, edgeSep: 8,
+    cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 28, rankSep: 70, edgeSep: 8,
                 fit: true, padding: 24, animate: false }).run();
     if (cy.zoom() > 1.6) { cy.zoom(1.6); cy.center(); }
   }
@@ -90,7 +115,7 @@
 
   function wireRunPage(cy, runId) {
     if (cy) {
-      cy.on("tap", "node", function (evt) { openStep(runId, evt.target.id()); });
+      cy.on("tap", "node.step", function (evt) { openStep(runId, evt.target.id()); });
     }
     var table = document.getElementById("steps-table");
     if (!table) { return; }
@@ -158,8 +183,10 @@
       if (cy) {
         var node = cy.getElementById(s.name);
         if (node.length === 0) {
-          cy.add({ group: "nodes", data: { id: s.name, kind: s.kind, state: s.state,
-                                           w: Math.max(60, s.name.length * 6.6 + 20) } });
+          var parent = parentOf(s.name);
+          if (parent && cy.getElementById(groupId(parent)).length === 0) { parent = null; }
+          cy.add({ group: "nodes", classes: "step",
+                   data: stepData(s.name, s.kind, s.state, parent) });
           added = true;
         } else if (node.data("state") !== s.state) {
           node.data("state", s.state);
