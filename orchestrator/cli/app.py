@@ -65,7 +65,8 @@ class Env:
             from orchestrator.store.metadata import MetadataStore
 
             self.home.mkdir(parents=True, exist_ok=True)
-            self._store = MetadataStore(self.db_url)
+            forced = os.environ.get("ORCH_DB_READONLY", "") not in ("", "0")
+            self._store = MetadataStore(self.db_url, readonly=True if forced else None)
         return self._store
 
     @property

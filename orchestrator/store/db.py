@@ -4,10 +4,22 @@
 timeout and `BEGIN IMMEDIATE` transactions, so two processes writing at once queue
 instead of failing with "database is locked". `migrate(engine)` brings the schema to the
 Alembic head; it is a single cheap query when the schema is already current.
+
+Read-only stores (`connect(url, readonly=True)`). A SQLite file whose folder cannot be
+written (a read-only mount, a folder of someone else's) cannot be opened the usual way:
+WAL mode needs a `-shm` file beside the database. `readonly_reason(url)` says why a file
+cannot be written (None if it can); a read-only engine opens it with SQLite's URI
+`mode=ro` when the folder is writable or a `-shm` is there already (a writer holds the
+store open elsewhere: its newest rows, still in the `-wal`, are read), and otherwise
+with `immutable=1`, which reads the main file alone without any lock: safe because with
+no `-shm` there is no write-ahead log in use, and nothing can write through a read-only
+folder. A `-wal` with data but no `-shm` in a read-only folder cannot be read safely and
+is refused. On PostgreSQL a read-only engine's sessions are `default_transaction_read_only`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +41,49 @@ def _mask(url: str) -> str:
         return url
 
 
-def connect(url: str) -> Engine:
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other databases and `:memory:`)."""
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    return Path(name) if name and name != ":memory:" else None
+
+
+def describe(url: str) -> str:
+    """The database as messages name it: a SQLite file's path, else the masked URL."""
+    path = sqlite_path(url)
+    return str(path) if path is not None else _mask(url)
+
+
+def readonly_reason(url: str) -> str | None:
+    """Why the SQLite file of `url` cannot be written here (None if it can, or not SQLite)."""
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    folder = path.parent
+    if not folder.is_dir():
+        return None  # nothing to open either way: the driver says so
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is not writable"
+    if not os.access(folder, os.W_OK):
+        return "its folder is not writable"
+    return None
+
+
+def connect(url: str, readonly: bool = False) -> Engine:
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-            _sqlite_setup(engine)
+            args: dict[str, Any] = {"timeout": 60, "check_same_thread": False}
+            if readonly:
+                engine = create_engine(url, creator=_readonly_opener(url, args))
+            else:
+                engine = create_engine(url, connect_args=args)
+            _sqlite_setup(engine, readonly)
+        elif readonly:
+            options = {"options": "-c default_transaction_read_only=on"}
+            engine = create_engine(url, pool_pre_ping=True, connect_args=options)
         else:
             engine = create_engine(url, pool_pre_ping=True)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
@@ -41,13 +91,38 @@ def connect(url: str) -> Engine:
     return engine
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _readonly_opener(url: str, args: dict[str, Any]) -> Any:
+    import sqlite3
+    from urllib.parse import quote
+
+    path = sqlite_path(url)
+    if path is None:
+        raise ValueError("a read-only store needs a database file")
+    if not path.exists():
+        raise StoreError(f"no metadata store at {path} (it is read-only here, so none is made)")
+    shm, wal = Path(f"{path}-shm"), Path(f"{path}-wal")
+    if os.access(path.parent, os.W_OK) or shm.exists():
+        mode = "mode=ro"
+    elif wal.exists() and wal.stat().st_size > 0:
+        raise StoreError(
+            f"cannot read the metadata store {path}: its write-ahead log {wal.name} has no "
+            f"{shm.name} beside it and the folder is read-only; open it once where it is "
+            "writable"
+        )
+    else:
+        mode = "immutable=1"
+    uri = f"file:{quote(str(path.resolve()))}?{mode}"
+    return lambda: sqlite3.connect(uri, uri=True, **args)
+
+
+def _sqlite_setup(engine: Engine, readonly: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout=60000")
-        _wal(cur)
+        if not readonly:  # a read-only file keeps the journal mode it has
+            _wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
@@ -99,10 +174,20 @@ def current_revision(engine: Engine) -> str | None:
             return None  # a new database: no schema yet
 
 
-def migrate(engine: Engine) -> None:
-    """Upgrade the schema to head (no-op when it is there already)."""
-    if current_revision(engine) == HEAD:
+def migrate(engine: Engine, readonly: bool = False) -> None:
+    """Upgrade the schema to head (no-op when it is there already). A read-only store
+    cannot be upgraded: one at another revision is refused, naming it."""
+    revision = current_revision(engine)
+    if revision == HEAD:
         return
+    if readonly:
+        where = describe(str(engine.url))
+        if revision is None:
+            raise StoreError(f"no metadata store at {where} (it is read-only here)")
+        raise StoreError(
+            f"the metadata store {where} is read-only and its schema is at revision "
+            f"{revision}, not {HEAD}: open it once where it is writable to upgrade it"
+        )
     from alembic import command
     from alembic.config import Config
 

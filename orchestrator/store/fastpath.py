@@ -5,7 +5,7 @@ cache entries) and, per ready step, looks up one cache key. Through SQLAlchemy C
 statement costs tens of microseconds of Python before SQLite sees it; here it costs a
 few. Values are encoded exactly as the SQLAlchemy column types encode them (JSON text,
 naive-UTC `YYYY-MM-DD HH:MM:SS.ffffff`), so both paths read each other's rows. Other
-databases use the portable SQLAlchemy path in `metadata.py`.
+databases use the portable SQLAlchemy path in `batch.py`.
 """
 
 from __future__ import annotations

@@ -23,10 +23,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from orchestrator.store import schema as t
+from orchestrator.store.browse import run_for_request
 
 
 @dataclasses.dataclass
@@ -88,18 +87,7 @@ def start_run(
 
 
 def _find(store: Any, request: str, since: dt.datetime) -> str | None:
-    r = t.runs.c
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(r.id, r.trigger)
-            .where(r.started_at >= since - dt.timedelta(seconds=5))
-            .order_by(r.started_at.desc())
-            .limit(50)
-        )
-        for run_id, trigger in rows:
-            if (trigger or {}).get("request") == request:
-                return str(run_id)
-    return None
+    return run_for_request(store, request, since)
 
 
 def _tail(log: Path, lines: int = 20) -> str:

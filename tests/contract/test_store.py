@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import create_engine, event, func, inspect, select, text, update
 
 from orchestrator.artifacts.store import ArtifactStore
-from orchestrator.errors import NotFound
+from orchestrator.errors import NotFound, StoreError
 from orchestrator.store import schema as t
 from orchestrator.store.db import HEAD, connect, current_revision
 from orchestrator.store.metadata import Batch, MetadataStore
@@ -287,7 +287,7 @@ def test_batches_round_trip_through_step_runs(store: MetadataStore, fast: bool) 
 
 
 def test_hot_path_is_raw_sqlite_or_a_held_connection(store: MetadataStore, store_url: str) -> None:
-    expected = "_HeldConnection" if is_pg(store_url) else "SqliteFastPath"
+    expected = "HeldConnection" if is_pg(store_url) else "SqliteFastPath"
     assert type(store.fast()).__name__ == expected
     assert store.fast() is store.fast()  # one per store, reused for the engine's run
 
@@ -879,3 +879,224 @@ def test_json_columns_round_trip(store: MetadataStore, registry: StoreRegistry) 
     again = registry.get("m", version.version)
     assert as_json(again.metrics) == as_json({"accuracy": 0.1, "loss": 3.0})
     assert as_json(again.params) == as_json(v)
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+def test_events_wait_pending_until_handled_and_keys_drop_repeats(store: MetadataStore) -> None:
+    first, new = store.emit_event("data", {"b": 2, "a": [1, 2]}, "http", "key-1")
+    assert new is True
+    assert store.emit_event("data", {"other": 1}, "cli", "key-1") == (first, False)
+    second, new = store.emit_event("data", {}, "cli")
+    third, _ = store.emit_event("drift", {"x": 1.5})
+    assert new is True and first < second < third
+    assert [e["id"] for e in store.pending_events()] == [first, second, third]  # oldest first
+    assert [e["id"] for e in store.pending_events(limit=2)] == [first, second]
+    got = store.pending_events()[0]
+    assert (got["name"], got["data"], got["source"]) == ("data", {"a": [1, 2], "b": 2}, "http")
+    assert got["idempotency_key"] == "key-1" and got["status"] == "pending"
+    assert_utc(got["created_at"])
+
+    store.handle_event(first, "skipped", "no trigger listens to 'data'")
+    store.handle_event(second, "started", "started by trigger 't'", run_id="r9")
+    assert [e["id"] for e in store.pending_events()] == [third]
+    listed = {e["id"]: e for e in store.list_events()}
+    assert [e["id"] for e in store.list_events()] == [third, second, first]  # newest first
+    assert (listed[first]["status"], listed[first]["run_id"]) == ("skipped", None)
+    assert listed[first]["reason"] == "no trigger listens to 'data'"
+    assert (listed[second]["status"], listed[second]["run_id"]) == ("started", "r9")
+    assert_utc(listed[second]["handled_at"])
+    assert len(store.list_events(limit=1)) == 1
+
+
+def test_events_racing_on_one_idempotency_key_record_one_event(store_url: str) -> None:
+    barrier = threading.Barrier(4)
+    got: list[tuple[int, bool]] = []
+
+    def race() -> None:
+        s = MetadataStore(store_url)
+        try:
+            barrier.wait(timeout=60)
+            got.extend(s.emit_event("go", {"n": i}, "cli", f"k{i}") for i in range(20))
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=race) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert len(got) == 80 and sum(new for _, new in got) == 20
+    assert len({event_id for event_id, _ in got}) == 20
+    check = MetadataStore(store_url)
+    try:
+        assert len(check.list_events(limit=100)) == 20
+    finally:
+        check.close()
+
+
+# -- the facade ---------------------------------------------------------------------------
+
+
+def test_the_facade_and_its_repositories_answer_alike(store: MetadataStore) -> None:
+    """Each kind of record has its repository; the facade's methods are those answers."""
+    new_run(store, trigger={"kind": "schedule", "schedule": "hourly"})
+    store.write(Batch(artifacts={"h1": artifact("h1")}, cache_entries=[entry("k", [out("h1")])]))
+    store.claim("tick", "hourly@1", "me")
+    store.emit_event("go", {})
+    store.record_check(monitor="m", kind="drift", model="mv", version=1, rows=10, source="log",
+                       position=3, drifted=False, summary="")  # fmt: skip
+    assert store.get_run(RUN) == store.runs.get(RUN)
+    assert store.step_runs(RUN) == store.runs.steps(RUN)
+    assert store.cache_get("k") == store.cache.get("k")
+    assert store.cache_history("demo", "load") == store.cache.history("demo", "load")
+    assert store.artifact_ref("h1") == store.artifact_index.ref("h1")
+    assert store.claim_owner("tick", "hourly@1") == store.claims.owner("tick", "hourly@1") == "me"
+    assert store.schedule_running("hourly") is store.schedules.running("hourly") is True
+    assert store.list_events() == store.events.list()
+    assert store.monitor_position("m", "log") == store.checks.position("m", "log") == 3
+    assert store.tx is not None and store.readonly is False
+
+
+# -- schedules ----------------------------------------------------------------------------
+
+
+def test_schedule_state_cursor_only_moves_forward_and_paused_is_kept(
+    store: MetadataStore,
+) -> None:
+    assert store.schedule_state("daily") == {"cursor": None, "paused": False}
+    store.set_schedule_state("daily", paused=True)  # a new schedule, paused first
+    assert store.schedule_state("daily") == {"cursor": None, "paused": True}
+    store.set_schedule_state("daily", cursor=T0)
+    assert store.schedule_state("daily") == {"cursor": T0, "paused": True}
+    store.set_schedule_state("daily", cursor=T0 - dt.timedelta(hours=1))  # never back
+    assert store.schedule_state("daily")["cursor"] == T0
+    later = T0 + dt.timedelta(days=1)
+    store.set_schedule_state("daily", cursor=later, paused=False)
+    assert store.schedule_state("daily") == {"cursor": later, "paused": False}
+    store.set_schedule_state("fresh", cursor=T0)  # a new schedule, a cursor first
+    assert store.schedule_state("fresh") == {"cursor": T0, "paused": False}
+    assert_utc(store.schedule_state("fresh")["cursor"])
+
+
+def test_writers_racing_on_a_new_schedule_all_succeed(store_url: str) -> None:
+    """Two daemons meeting schedules neither has seen: one upsert each, no key violation,
+    and the cursor ends at the later of the two."""
+    names = [f"s{i}" for i in range(40)]
+    errors: list[BaseException] = []
+
+    def race(offset: int) -> None:
+        s = MetadataStore(store_url)
+        try:
+            for name in names:
+                barrier.wait(timeout=60)
+                s.set_schedule_state(name, cursor=T0 + dt.timedelta(minutes=offset))
+        except BaseException as exc:  # reported below, with the thread's message
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            s.close()
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=race, args=(k,)) for k in (1, 2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert errors == []
+    check = MetadataStore(store_url)
+    try:
+        for name in names:
+            assert check.schedule_state(name)["cursor"] == T0 + dt.timedelta(minutes=2)
+    finally:
+        check.close()
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_dead_run_of_a_schedule_does_not_count_as_running(store: MetadataStore) -> None:
+    new_run(store, "dead", trigger={"kind": "schedule", "schedule": "hourly"})
+    set_run(store, "dead", pid=dead_pid())
+    assert store.schedule_running("hourly") is False  # the next tick may go
+    assert store.get_run("dead")["status"] == "interrupted"
+    new_run(store, "live", trigger={"kind": "schedule", "schedule": "hourly"})
+    new_run(store, "other", trigger={"kind": "schedule", "schedule": "daily"})
+    assert store.schedule_running("hourly") is True
+    store.finish_run("live", "succeeded")
+    assert store.schedule_running("hourly") is False
+    assert store.schedule_running("daily") is True
+
+
+def test_a_schedule_run_behind_many_other_running_runs_is_seen(store: MetadataStore) -> None:
+    new_run(store, "sched", trigger={"kind": "schedule", "schedule": "hourly"})
+    for i in range(25):  # newer running runs of other kinds
+        new_run(store, f"manual{i:02d}")
+    assert store.schedule_running("hourly") is True
+
+
+# -- read-only stores ---------------------------------------------------------------------
+
+
+def test_a_store_opened_read_only_reads_and_refuses_every_write(store_url: str) -> None:
+    writer = MetadataStore(store_url)
+    try:
+        new_run(writer, "kept", trigger={"kind": "schedule", "schedule": "hourly"})
+        writer.write(Batch(step_inserts=[step_row("s", "succeeded", "kept")]))
+        writer.emit_event("go", {"k": 1})
+        writer.set_schedule_state("hourly", cursor=T0)
+    finally:
+        writer.close()
+    reader = MetadataStore(store_url, readonly=True)
+    try:
+        assert reader.readonly is True
+        assert [r["id"] for r in reader.list_runs()] == ["kept"]
+        assert [s["name"] for s in reader.step_runs("kept")] == ["s"]
+        assert [e["name"] for e in reader.list_events()] == ["go"]
+        assert reader.schedule_state("hourly")["cursor"] == T0
+        assert reader.schedule_running("hourly") is True
+        writes = [
+            lambda: new_run(reader, "new"),
+            lambda: reader.finish_run("kept", "failed"),
+            lambda: reader.write(Batch(step_inserts=[step_row("t", "running", "kept")])),
+            lambda: reader.write(Batch(cache_entries=[entry("k", [out("h")])]), fast=True),
+            lambda: reader.emit_event("go", {}),
+            lambda: reader.claim("tick", "hourly@1", "me"),
+            lambda: reader.set_schedule_state("hourly", paused=True),
+            lambda: reader.record_check(monitor="m", kind="drift", model="mv", version=1),
+            lambda: reader.prune_cache(set()),
+        ]
+        for attempt in writes:
+            with pytest.raises(StoreError, match="is read-only \\(opened read-only\\)"):
+                attempt()
+        assert [r["status"] for r in reader.list_runs()] == ["running"]
+        assert reader.claim_owner("tick", "hourly@1") is None
+    finally:
+        reader.close()
+
+
+def test_a_read_only_store_reports_a_dead_run_without_recording_it(store_url: str) -> None:
+    writer = MetadataStore(store_url)
+    try:
+        new_run(writer, "dead")
+        set_run(writer, "dead", pid=dead_pid())
+    finally:
+        writer.close()
+    reader = MetadataStore(store_url, readonly=True)
+    try:
+        assert reader.get_run("dead")["status"] == "interrupted"
+    finally:
+        reader.close()
+    with MetadataStore(store_url).engine.connect() as conn:  # still as recorded
+        assert conn.execute(select(t.runs.c.status)).scalar_one() == "running"
+
+
+def test_a_read_only_store_refuses_a_database_without_the_schema(store_url: str) -> None:
+    if not is_pg(store_url):
+        Path(store_url.removeprefix("sqlite:///")).touch()
+    with pytest.raises(StoreError, match="no metadata store at .*read-only"):
+        MetadataStore(store_url, readonly=True)

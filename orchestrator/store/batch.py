@@ -1,0 +1,150 @@
+"""The rows the engine writes: a `Batch` per scheduling round, and the writer of batches.
+
+A `Batch` holds every state change of one round (step-run inserts and updates, new
+artifacts, new cache entries); `BatchWriter.write` records it in one transaction, so a
+finished step is durable before any step that depends on it starts. Artifacts and cache
+entries are content-keyed: a row already there is skipped, never an error. The hot path
+(`hot()`) is raw sqlite3 on SQLite (store/fastpath.py) and one held connection elsewhere;
+both write exactly the rows the portable path writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, insert, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from orchestrator.errors import StoreError
+from orchestrator.store import schema as t
+from orchestrator.store.base import Db, Row
+from orchestrator.store.cache_index import CacheIndex
+from orchestrator.store.db import first_line
+
+
+@dataclasses.dataclass
+class Batch:
+    """State changes gathered during one scheduling round, written in one transaction."""
+
+    step_inserts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    step_updates: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    artifacts: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    cache_entries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.step_inserts or self.step_updates or self.artifacts or self.cache_entries)
+
+
+UPDATE_COLS = (
+    "state",
+    "attempts",
+    "ended_at",
+    "duration",
+    "reason",
+    "outputs",
+    "error",
+    "log",
+    "cache_key",
+    "inputs",
+)
+STEP_COLS = tuple(c.name for c in t.step_runs.columns if c.name != "id")
+
+
+def full_row(row: Row) -> Row:
+    out = {c: row.get(c) for c in STEP_COLS}
+    if out["attempts"] is None:
+        out["attempts"] = 0
+    return out
+
+
+class BatchWriter:
+    """Writes batches, through the portable path or the hot path."""
+
+    def __init__(self, db: Db, cache: CacheIndex) -> None:
+        self.db, self.cache = db, cache
+        self._insert_step = insert(t.step_runs)
+        self._update_step = (
+            update(t.step_runs)
+            .where(
+                and_(
+                    t.step_runs.c.run_id == bindparam("_run"),
+                    t.step_runs.c.name == bindparam("_name"),
+                )
+            )
+            .values({c: bindparam(c) for c in UPDATE_COLS})
+        )
+        self._hot: Any = None
+
+    def hot(self) -> Any:
+        """The engine thread's hot path: raw sqlite3 on SQLite, else one held connection
+        (no pool checkout and liveness ping per statement)."""
+        if self._hot is None:
+            if self.db.dialect == "sqlite":
+                from orchestrator.store.fastpath import SqliteFastPath
+
+                self._hot = SqliteFastPath(self.db.engine, STEP_COLS, UPDATE_COLS)
+            else:
+                self._hot = HeldConnection(self)
+        return self._hot
+
+    def close(self) -> None:
+        if self._hot is not None:
+            self._hot.close()
+            self._hot = None
+
+    def write(self, batch: Batch, fast: bool = False) -> None:
+        """Record a batch in one transaction (`fast`: through the hot path)."""
+        if not batch:
+            return
+        self.db.refuse_writes()
+        try:
+            if fast:
+                batch.step_inserts = [full_row(r) for r in batch.step_inserts]
+                self.hot().write(batch)
+                return
+            with self.db.tx() as conn:
+                self.write_rows(conn, batch)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot record step states: {first_line(exc)}") from None
+
+    def write_rows(self, conn: Connection, batch: Batch) -> None:
+        """A batch's statements, in the caller's transaction (the portable path)."""
+        if batch.step_inserts:
+            conn.execute(self._insert_step, [full_row(r) for r in batch.step_inserts])
+        if batch.step_updates:
+            rows = [
+                {c: r.get(c) for c in UPDATE_COLS} | {"_run": r["run_id"], "_name": r["name"]}
+                for r in batch.step_updates
+            ]
+            conn.execute(self._update_step, rows)
+        self.db.insert_ignored(conn, t.artifacts, list(batch.artifacts.values()))
+        self.db.insert_ignored(conn, t.cache_entries, batch.cache_entries)
+
+
+class HeldConnection:
+    """The engine thread's connection on databases other than SQLite, held for the run."""
+
+    def __init__(self, writer: BatchWriter) -> None:
+        self.writer = writer
+        self.conn = writer.db.engine.connect()
+
+    def write(self, batch: Batch) -> None:
+        with self.conn.begin():
+            self.writer.write_rows(self.conn, batch)
+
+    def cache_get(self, key: str) -> Row | None:
+        try:
+            return self.writer.cache.row(self.conn, key)
+        finally:
+            self.conn.rollback()  # end the read's implicit transaction
+
+    def history(self, pipeline: str, step: str, limit: int) -> list[Row]:
+        try:
+            return self.writer.cache.history_rows(self.conn, pipeline, step, limit)
+        finally:
+            self.conn.rollback()
+
+    def close(self) -> None:
+        self.conn.close()
