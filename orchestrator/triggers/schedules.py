@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from croniter import CroniterError, croniter
 
 from orchestrator.errors import OrchestratorError, did_you_mean
+from orchestrator.triggers.fields import DefinitionError, check_fields
 
 CatchUp = Literal["skip", "latest", "all"]
 Concurrency = Literal["skip", "queue", "allow"]
@@ -79,14 +80,16 @@ class Schedule:
     paused: bool = False
 
     def __post_init__(self) -> None:
+        try:
+            check_fields(self, f"schedule {self.name!r}")
+        except DefinitionError as exc:
+            raise ScheduleError(str(exc)) from None
         if not self.name:
             raise ScheduleError("a schedule needs a non-empty name")
         _check_cron(self.name, self.cron)
         _check_zone(self.name, self.timezone)
         _check_choice(self.name, "catchup", self.catchup, get_args(CatchUp))
         _check_choice(self.name, "concurrency", self.concurrency, get_args(Concurrency))
-        if isinstance(self.max_catchup, bool) or not isinstance(self.max_catchup, int):
-            raise ScheduleError(f"schedule '{self.name}': max_catchup must be an int")
         if self.max_catchup < 1:
             raise ScheduleError(
                 f"schedule '{self.name}': max_catchup must be >= 1, got {self.max_catchup}"
