@@ -318,11 +318,10 @@ def daemon(
     ] = None,
 ) -> None:
     """Run schedules, monitors, event triggers and file sensors (SIGTERM stops gracefully)."""
-    import datetime as dt
-
     from orchestrator.logs import get_logger
-    from orchestrator.triggers.daemon import load_definitions, run_forever, run_once
+    from orchestrator.triggers.daemon import load_definitions, parse_now, run_forever, run_once
 
+    at = parse_now(now, once)
     bound = load_definitions(files)
     log = get_logger(component="daemon")
 
@@ -333,9 +332,6 @@ def daemon(
         )
 
     if once:
-        at = dt.datetime.fromisoformat(now) if now else dt.datetime.now(dt.UTC)
-        if at.tzinfo is None:
-            raise ParamError(f"--now {now!r} needs a time zone, e.g. {now}Z")
         run_once(ENV.store, ENV.artifacts, bound, at, ENV.home / "launches", emit)
         return
     log.info("daemon started", schedules=len(bound))
@@ -423,6 +419,9 @@ def event_emit(
     as_json: JsonOpt = False,
 ) -> None:
     """Record an event durably; the daemon starts the pipelines whose triggers listen for it."""
+    from orchestrator.triggers.events import check_event_name, parse_event_data
+
+    name, payload = check_event_name(name), parse_event_data(data or [])
     if check:
         from orchestrator.triggers.daemon import load_definitions
         from orchestrator.triggers.events import EventTrigger
@@ -439,7 +438,7 @@ def event_emit(
                 f"no trigger listens for event '{name}'{did_you_mean(name, known)}; "
                 f"known events: {', '.join(known) or 'none'}"
             )
-    event_id, new = ENV.store.emit_event(name, _parse_data(data or []), "cli", key)
+    event_id, new = ENV.store.emit_event(name, payload, "cli", key)
     if as_json:
         typer.echo(json.dumps({"event_id": event_id, "name": name, "duplicate": not new}))
     elif new:

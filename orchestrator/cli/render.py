@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.errors import NotFound, OrchestratorError, did_you_mean
 from orchestrator.model.graph import Graph, type_name
@@ -188,12 +189,12 @@ def _print_result(result: Any) -> None:
             _state(s.state),
             _dur(s.duration) if s.state != "cached" else "",
             (s.cache_key or "")[:12],
-            why,
+            Text(why),  # user text: never read as markup
         )
     out.print(table)
     failed = [s for s in result.steps if s.state == "failed"]
     for s in failed:
-        err.print(f"[red]step '{s.name}' failed:[/]\n{s.error}", highlight=False, markup=False)
+        err.print(Text(f"step '{s.name}' failed:", style="red"), Text(s.error or ""), sep="\n")
     if failed:
         err.print(f"details: orch show {result.run_id}    resume: orch resume {result.run_id}")
 
@@ -557,10 +558,10 @@ def print_events(rows: list[dict[str, Any]], as_json: bool) -> None:
         table.add_row(
             str(r["id"]),
             r["name"],
-            json.dumps(r["data"]),
+            Text(json.dumps(r["data"])),
             r["status"],
             r["run_id"] or "",
-            r["reason"] or "",
+            Text(r["reason"] or ""),
             r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
         )
     out.print(table)

@@ -1,150 +1,107 @@
-"""The daemon: evaluates schedules and starts the runs they request, exactly once per tick.
+"""The daemon: evaluates schedules, events, sensors and monitors, and starts the runs they
+request, exactly once each.
 
-Schedules are `Schedule` objects defined at module level in the user's pipeline files;
-`pipeline` names a pipeline of the same file, a built-in pipeline, or a full target. Each
-tick's run key is claimed in the metadata store before its run starts, so two daemons on
-one database (or a restarted daemon) start each tick once; the schedule's cursor (the
-last scheduled time handled) is stored after every evaluation, so a restart neither
-repeats a tick nor drops one silently (the catch-up policy decides what missed ticks do).
+What is due comes from the pure evaluators (`schedules.evaluate`, `events.decide`); this
+module stores their cursors and claims each item (a tick's run key, an event for a
+trigger, a file's content) in the metadata store before its run is recorded, so two
+daemons on one database (or a restarted daemon) start each item once; the schedule's
+cursor (the last scheduled time handled) is stored after every evaluation, so a restart
+neither repeats a tick nor drops one silently (the catch-up policy decides what missed
+ticks do). Every item not started is logged with the reason: a skipped tick says whether
+its previous run still goes or another daemon took the tick itself.
 
-A run is started as a child `orch run` process with the tick recorded as its trigger;
-the daemon waits for it, so a SIGTERM lets it finish (or, if killed, the run is recorded
-as interrupted and `orch resume` continues it). Between ticks the daemon sleeps until the
-next fire time: no busy loop.
+Pending events are taken in batches of `EVENT_BATCH` until none is left (at most
+`MAX_EVENT_BATCHES` a pass; the pass says when more wait for the next one).
+
+Runs start as child `orch run` processes (`launcher.Launcher`) with the item recorded as
+their trigger; the daemon waits for them, so a SIGTERM lets them finish (or, if killed,
+the run is recorded as interrupted and `orch resume` continues it). Between ticks the
+daemon sleeps until the next fire time: no busy loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cache.hashing import hash_file, hash_text
-from orchestrator.errors import OrchestratorError, did_you_mean
-from orchestrator.execution.worker import load_module_from_path
-from orchestrator.loader import load_target
-from orchestrator.model.pipeline import Pipeline
+from orchestrator.cache.hashing import hash_file
+from orchestrator.errors import ParamError, did_you_mean
+from orchestrator.triggers.definitions import (
+    DEFINITIONS,
+    Bound,
+    load_definitions,
+    load_schedules,
+)
 from orchestrator.triggers.events import EventTrigger, FileSensor, decide
+from orchestrator.triggers.launcher import (
+    Launcher,
+    cli_args,
+    event_run_args,
+    launch_id,
+    owner_id,
+    run_args,
+)
 from orchestrator.triggers.monitors import Checker, DriftMonitor, MetricMonitor
 from orchestrator.triggers.schedules import (
-    SCHEDULED_TIME_PARAM,
+    SKIP_RUNNING,
     RunRequest,
     Schedule,
     evaluate,
     next_fire,
+    run_key,
 )
 
+EVENT_BATCH = 100
+"""Pending events read and handled at a time."""
 
-@dataclasses.dataclass(frozen=True)
-class Bound:
-    """A schedule with its pipeline resolved to a loadable target."""
-
-    schedule: Any  # a Schedule, EventTrigger, FileSensor, DriftMonitor or MetricMonitor
-    target: str
-    pipeline: Any  # the Pipeline; None for monitors, which watch a model
-
-
-def load_schedules(files: Iterable[Path]) -> list[Bound]:
-    """Every `Schedule` defined at module level in the given files, with its pipeline."""
-    return [b for b in load_definitions(files) if isinstance(b.schedule, Schedule)]
-
-
-def load_definitions(files: Iterable[Path]) -> list[Bound]:
-    """Every `Schedule` and `EventTrigger` defined at module level in the given files."""
-    out: list[Bound] = []
-    names: set[str] = set()
-    for file in files:
-        if not file.is_file():
-            raise OrchestratorError(f"pipeline file not found: {file}")
-        module = load_module_from_path(file)
-        for value in vars(module).values():
-            found = value if isinstance(value, list | tuple) else [value]
-            for item in found:
-                if not isinstance(item, DEFINITIONS):
-                    continue
-                if item.name in names:
-                    raise OrchestratorError(f"two schedules or triggers are named '{item.name}'")
-                names.add(item.name)
-                out.append(_bind(item, module, file))
-    return out
-
-
-DEFINITIONS = (Schedule, EventTrigger, FileSensor, DriftMonitor, MetricMonitor)
-
-
-def _bind(sch: Any, module: Any, file: Path) -> Bound:
-    if isinstance(sch, DriftMonitor | MetricMonitor):  # they watch a model, not a pipeline
-        return Bound(sch, "", None)
-    local = getattr(module, sch.pipeline, None)
-    if ":" not in sch.pipeline and isinstance(local, Pipeline):
-        return Bound(sch, f"{file.resolve()}:{sch.pipeline}", local)
-    try:
-        return Bound(sch, sch.pipeline, load_target(sch.pipeline))
-    except OrchestratorError as exc:
-        pipes = [n for n, v in vars(module).items() if isinstance(v, Pipeline)]
-        what = {Schedule: "schedule", EventTrigger: "trigger"}.get(type(sch), "sensor")
-        raise OrchestratorError(
-            f"{what} '{sch.name}': no pipeline '{sch.pipeline}'"
-            f"{did_you_mean(sch.pipeline, pipes)} ({exc})"
-        ) from None
-
-
-def cli_args(bound: Bound, params: dict[str, Any], trigger: dict[str, Any]) -> list[str]:
-    """`orch run` arguments: the target, its params, and what triggered the run."""
-    args = ["run", bound.target, "--json"]
-    for key, value in params.items():
-        args += ["--param", f"{key}={json.dumps(value)}"]
-    return [*args, "--trigger", json.dumps(trigger)]
-
-
-def run_args(bound: Bound, req: RunRequest) -> list[str]:
-    """A tick's run: the schedule's params (and the scheduled time if the pipeline takes it)."""
-    params = {
-        k: v
-        for k, v in req.params.items()
-        if k != SCHEDULED_TIME_PARAM or k in bound.pipeline.param_specs
-    }
-    trigger = {
-        "kind": "schedule",
-        "schedule": req.schedule,
-        "run_key": req.run_key,
-        "scheduled_time": req.scheduled_time.isoformat(),
-    }
-    return cli_args(bound, params, trigger)
-
-
-def event_run_args(bound: Bound, event: dict[str, Any], params: dict[str, Any]) -> list[str]:
-    """An event's run: the params its pipeline declares (others are ignored)."""
-    declared = {k: v for k, v in params.items() if k in bound.pipeline.param_specs}
-    trigger = {
-        "kind": "event",
-        "event": event["name"],
-        "event_id": event["id"],
-        "trigger": bound.schedule.name,
-    }
-    return cli_args(bound, declared, trigger)
-
-
-def launch_id(kind: str, key: str) -> str:
-    """The run id of the run a claimed item starts, fixed before it starts: a second start
-    of the same item fails on the id (runs.id is unique) instead of running twice."""
-    return hash_text(f"{kind}:{key}")[:12]
+MAX_EVENT_BATCHES = 100
+"""Batches per pass at most, so a flood of events cannot hold back the schedules' ticks."""
 
 
 def handle_events(
     store: Any, triggers: list[Bound], now: dt.datetime, owner: str
 ) -> list[dict[str, Any]]:
-    """Start or drop every pending event, each exactly once (claimed in the store)."""
-    events = store.pending_events()
+    """Start or drop every pending event, each exactly once (claimed in the store), taking
+    batches of `EVENT_BATCH` until none is left; a trigger's cooldown holds across them.
+
+    An event this daemon could not settle (another daemon holds its claim) stays pending
+    and is passed over, not read again, for the rest of the pass.
+    """
+    report: list[dict[str, Any]] = []
+    last = {b.schedule.name: store.last_launch(f"trigger:{b.schedule.name}") for b in triggers}
+    seen: set[int] = set()
+    unsettled = 0
+    for _ in range(MAX_EVENT_BATCHES):
+        limit = unsettled + EVENT_BATCH
+        rows = store.pending_events(limit=limit)
+        batch = [e for e in rows if e["id"] not in seen]
+        if not batch:
+            return report
+        seen.update(e["id"] for e in batch)
+        done = _handle_batch(store, triggers, batch, last, now, owner)
+        settled = {entry["event_id"] for entry in done}
+        unsettled += sum(e["id"] not in settled for e in batch)
+        report += done
+        if len(rows) < limit:
+            return report
+    reason = f"more than {len(seen)} pending events: the rest wait for the next pass"
+    return [*report, {"action": "events deferred", "reason": reason}]
+
+
+def _handle_batch(
+    store: Any,
+    triggers: list[Bound],
+    events: list[dict[str, Any]],
+    last: dict[str, dt.datetime | None],
+    now: dt.datetime,
+    owner: str,
+) -> list[dict[str, Any]]:
+    """Settle one batch; `last` (trigger name -> last start) is updated for the next one."""
     report: list[dict[str, Any]] = []
     known = sorted({b.schedule.event for b in triggers})
     for ev in events:
@@ -154,24 +111,29 @@ def handle_events(
             report.append(
                 {"event": ev["name"], "event_id": ev["id"], "action": "dropped", "reason": reason}
             )
+    by_id = {e["id"]: e for e in events}
+    started: set[int] = set()
     for bound in triggers:
-        source = f"trigger:{bound.schedule.name}"
-        last = store.last_launch(source)
-        for d in decide(bound.schedule, events, last, now):
-            key = f"{d.event_id}:{bound.schedule.name}"
-            ev = next(e for e in events if e["id"] == d.event_id)
-            entry = {"event": ev["name"], "event_id": d.event_id, "trigger": bound.schedule.name}
+        name = bound.schedule.name
+        decisions = decide(bound.schedule, events, last[name], now)
+        if any(d.start for d in decisions):
+            last[name] = now
+        for d in decisions:
+            key, ev = f"{d.event_id}:{name}", by_id[d.event_id]
+            entry = {"event": ev["name"], "event_id": d.event_id, "trigger": name}
             if not d.start:
                 if store.claim("event", key, owner):
-                    store.handle_event(d.event_id, "dropped", d.reason)
+                    if d.event_id not in started:  # another trigger's start is what it did
+                        store.handle_event(d.event_id, "dropped", d.reason)
                     report.append(entry | {"action": "dropped", "reason": d.reason})
                 continue
             run_id = launch_id("event", key)
             if store.claim_launch(
-                [("event", key)], owner, run_id=run_id, source=source,
+                [("event", key)], owner, run_id=run_id, source=f"trigger:{name}",
                 args=event_run_args(bound, ev, d.params),
                 event={"id": d.event_id, "reason": d.reason},
             ):  # fmt: skip
+                started.add(d.event_id)
                 report.append(entry | {"action": "accepted", "run_id": run_id})
     return report
 
@@ -183,40 +145,64 @@ def tick(store: Any, schedules: list[Bound], now: dt.datetime, owner: str) -> li
         sch = bound.schedule
         state = store.schedule_state(sch.name)
         effective = dataclasses.replace(sch, paused=sch.paused or state["paused"])
-        source = f"schedule:{sch.name}"
         result = evaluate(effective, state["cursor"], now, False)
         # whether a previous run still goes only matters when a tick is due: ask then
         if result.requests and sch.concurrency != "allow":
-            if store.launch_busy(source) or store.schedule_running(sch.name):
+            if store.launch_busy(f"schedule:{sch.name}") or store.schedule_running(sch.name):
                 result = evaluate(effective, state["cursor"], now, True)
         for skip in result.skipped:
-            events.append(
-                {
-                    "schedule": sch.name,
-                    "scheduled_time": skip.scheduled_time,
-                    "action": "skipped",
-                    "reason": skip.reason,
-                }
-            )
+            reason = skip.reason
+            if reason == SKIP_RUNNING:  # or is the run that goes this very tick's?
+                reason = _taken(store, run_key(sch, skip.scheduled_time)) or reason
+            events.append(_entry(sch, skip.scheduled_time, "skipped", reason=reason))
         for n, req in enumerate(result.requests):
-            run_id = launch_id("tick", req.run_key)
             # without `allow`, caught-up ticks run one after the other
             later = n > 0 and sch.concurrency != "allow"
-            status = "queued" if req.queued or later else "pending"
-            won = store.claim_launch(
-                [("tick", req.run_key)], owner, run_id=run_id, source=source,
-                args=run_args(bound, req), status=status,
-            )  # fmt: skip
-            events.append(
-                {
-                    "schedule": sch.name,
-                    "scheduled_time": req.scheduled_time,
-                    "action": status if won else "skipped",
-                    **({"run_id": run_id} if won else {"reason": "claimed by another daemon"}),
-                }
-            )
+            events.append(_claim_tick(store, bound, req, later, owner))
         store.set_schedule_state(sch.name, cursor=result.cursor)
     return events
+
+
+def _claim_tick(
+    store: Any, bound: Bound, req: RunRequest, later: bool, owner: str
+) -> dict[str, Any]:
+    run_id = launch_id("tick", req.run_key)
+    status = "queued" if req.queued or later else "pending"
+    if store.claim_launch(
+        [("tick", req.run_key)], owner, run_id=run_id, source=f"schedule:{req.schedule}",
+        args=run_args(bound, req), status=status,
+    ):  # fmt: skip
+        return _entry(bound.schedule, req.scheduled_time, status, run_id=run_id)
+    reason = _taken(store, req.run_key) or "claimed by another daemon"
+    return _entry(bound.schedule, req.scheduled_time, "skipped", reason=reason)
+
+
+def _taken(store: Any, key: str) -> str | None:
+    """`claimed by another daemon (OWNER)` if a daemon has claimed the tick `key`."""
+    owner = store.claim_owner("tick", key)
+    return None if owner is None else f"claimed by another daemon ({owner})"
+
+
+def _entry(sch: Schedule, at: dt.datetime, action: str, **extra: Any) -> dict[str, Any]:
+    return {"schedule": sch.name, "scheduled_time": at, "action": action, **extra}
+
+
+def parse_now(text: str | None, once: bool) -> dt.datetime:
+    """The time a pass evaluates at: `orch daemon --once --now TIME` (ISO 8601 with a zone),
+    else the current time. A bad value is a `ParamError` naming the option."""
+    if text is None:
+        return dt.datetime.now(dt.UTC)
+    if not once:
+        raise ParamError("--now sets the time of a single pass: use it with --once")
+    try:
+        at = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ParamError(
+            f"--now {text!r} is not an ISO 8601 time; expected e.g. 2026-11-23T10:00:00Z"
+        ) from None
+    if at.tzinfo is None:
+        raise ParamError(f"--now {text!r} needs a time zone, e.g. {text}Z")
+    return at
 
 
 def handle_sensors(
@@ -251,148 +237,6 @@ def handle_sensors(
                 {"sensor": sensor.name, "files": files, "action": "accepted", "run_id": run_id}
             )
     return report
-
-
-class Launcher:
-    """Starts the runs claimed in the `launches` table as child `orch run` processes.
-
-    `dispatch` starts what may start: pending launches (its own at once, another daemon's
-    once that daemon has left them for `takeover` seconds, i.e. it died between claim and
-    start) and queued ticks whose schedule is no longer running. `reap` records children
-    that ended: done if their run exists, failed (with the child's last stderr lines)
-    if it never started. A launch left `launched` by a dead daemon whose run never
-    appeared is started again; its fixed run id keeps it from running twice.
-    """
-
-    def __init__(
-        self, store: Any, owner: str, log_dir: Path, takeover: float = 30.0, prewarm: bool = False
-    ) -> None:
-        self.store, self.owner, self.log_dir, self.takeover = store, owner, log_dir, takeover
-        self.children: dict[str, tuple[subprocess.Popen[bytes], Path, dict[str, Any]]] = {}
-        self.prewarm = prewarm  # keep a spare process with the imports done (launchpad)
-        self.spare: subprocess.Popen[bytes] | None = None
-
-    def dispatch(self, now: dt.datetime) -> list[dict[str, Any]]:
-        report = []
-        for row in self.store.launches(["pending", "queued", "launched"]):
-            rid = row["run_id"]
-            if rid in self.children:
-                continue
-            age = (now - row["updated_at"]).total_seconds()
-            gone = _owner_gone(row["owner"])
-            if row["status"] == "launched":  # started by a daemon that is gone?
-                if row["owner"] == self.owner or not (gone or age > 4 * self.takeover):
-                    continue
-                if rid in self.store.existing_runs([rid]):
-                    self.store.set_launch(rid, "done", expect={"status": "launched"})
-                    continue
-            elif row["owner"] != self.owner and not (gone or age > self.takeover):
-                continue  # its daemon is starting it
-            if row["status"] == "queued" and self.store.launch_busy(row["source"]):
-                continue
-            expect = {"status": row["status"], "owner": row["owner"]}
-            if self.store.set_launch(rid, "launched", owner=self.owner, expect=expect):
-                report.append(self._start(row))
-        return report
-
-    def _start(self, row: dict[str, Any]) -> dict[str, Any]:
-        rid = row["run_id"]
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_dir / f"{rid}.log"
-        args = [*row["args"], "--run-id", rid]
-        proc = self._hand_over(args, log)
-        if proc is None:
-            with open(log, "ab") as err:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "orchestrator", *args],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                )
-        self.children[rid] = (proc, log, row)
-        return {"action": "started", "run_id": rid, "source": row["source"]}
-
-    def _hand_over(self, args: list[str], log: Path) -> subprocess.Popen[bytes] | None:
-        """Give the run to the spare process, if there is a live one."""
-        spare, self.spare = self.spare, None
-        if spare is None or spare.poll() is not None or spare.stdin is None:
-            return None
-        try:
-            spare.stdin.write(json.dumps({"args": args, "log": str(log)}).encode() + b"\n")
-            spare.stdin.close()
-        except OSError:
-            spare.kill()
-            spare.wait()
-            return None
-        return spare
-
-    def keep_spare(self) -> None:
-        """Start a spare process (imports done, waiting for a run) if there is none."""
-        if not self.prewarm or (self.spare is not None and self.spare.poll() is None):
-            return
-        self.spare = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.triggers.launchpad"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def close_spare(self) -> None:
-        spare, self.spare = self.spare, None
-        if spare is not None and spare.stdin is not None:
-            spare.stdin.close()  # end of input: it exits without running anything
-            try:
-                spare.wait(10)
-            except subprocess.TimeoutExpired:
-                spare.kill()
-
-    def reap(self) -> list[dict[str, Any]]:
-        done = [rid for rid, (proc, _, _) in self.children.items() if proc.poll() is not None]
-        if not done:
-            return []
-        runs = self.store.existing_runs(done)
-        report = []
-        for rid in done:
-            proc, log, row = self.children.pop(rid)
-            if rid in runs:
-                self.store.set_launch(rid, "done")
-                report.append({"action": "finished", "run_id": rid, "status": runs[rid]})
-                continue
-            tail = log.read_text(errors="replace").strip()[-800:] or f"exit code {proc.returncode}"
-            self.store.set_launch(rid, "failed", error=tail)
-            if row["source"].startswith("trigger:"):
-                event_id = int(row["key"].split(":", 1)[0])
-                self.store.handle_event(event_id, "failed", f"run did not start: {tail}", rid)
-            report.append({"action": "failed", "run_id": rid, "error": tail})
-        return report
-
-    def busy(self) -> bool:
-        return bool(self.children)
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for every child (they finish their runs; a SIGTERM'd run is resumable)."""
-        for proc, _, _ in list(self.children.values()):
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def terminate(self) -> None:
-        for proc, _, _ in self.children.values():
-            if proc.poll() is None:
-                proc.terminate()
-
-
-def _owner_gone(owner: str) -> bool:
-    """Whether the daemon `owner` (host:pid) is known to be dead: on this host only."""
-    import psutil
-
-    host, _, pid = owner.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
-
-
-def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def handle_monitors(
@@ -488,3 +332,17 @@ def run_forever(
         launcher.wait()
     for event in launcher.reap():
         log(event)
+
+
+__all__ = [
+    "Bound",
+    "evaluate_all",
+    "handle_events",
+    "launch_id",
+    "load_definitions",
+    "load_schedules",
+    "parse_now",
+    "run_forever",
+    "run_once",
+    "tick",
+]

@@ -3,7 +3,8 @@
 The event is written to the metadata store before the 202 answer, so an acknowledged
 event is never lost; the daemon starts what it triggers. Body (optional):
 `{"data": {...}, "key": "idempotency key"}`. A missing or wrong token is a 401; a body
-that is not such an object is a 422 naming the field.
+that is not such an object is a 422 naming the field, and so is a name that breaks the
+event-name rule (`events.check_event_name`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import FastAPI, Header, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.triggers.events import EventNameError, check_event_name
 
 
 class EventBody(BaseModel):
@@ -35,6 +37,10 @@ def create_events_app(store: Any, token: str) -> FastAPI:
         given = (authorization or "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise HTTPException(status_code=401, detail="missing or wrong token")
+        try:
+            check_event_name(name)
+        except EventNameError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
         body = body or EventBody()
         event_id, new = store.emit_event(name, body.data, "http", body.key)
         return {"event_id": event_id, "name": name, "duplicate": not new}

@@ -30,6 +30,8 @@ from orchestrator.cache.hashing import hash_file
 from orchestrator.errors import OrchestratorError
 from orchestrator.store.metadata import Batch, MetadataStore, now
 from orchestrator.store.registry import StoreRegistry
+from orchestrator.triggers.events import EventNameError, check_event_name
+from orchestrator.triggers.fields import check_fields, seconds
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 CLASSIFICATION_METRICS = frozenset({"accuracy", "f1_macro", "precision_macro", "recall_macro"})
@@ -50,10 +52,12 @@ class DriftMonitor:
     ks_pvalue_threshold: float = 0.01
     bins: int = 10
     exclude: tuple[str, ...] = ("target",)
-    debounce: float = 2.0
+    debounce: float = seconds(2.0)
 
     def __post_init__(self) -> None:
         where = f"drift monitor '{self.name}'"
+        check_fields(self, where)
+        _check_event(where, self.event)
         if (self.requests is None) == (self.batches is None):
             raise OrchestratorError(f"{where}: give exactly one of requests= or batches=")
         if self.min_rows < 1:
@@ -77,9 +81,11 @@ class MetricMonitor:
     metric: str = "accuracy"
     target: str = "target"
     event: str = "metric_drop"
-    debounce: float = 2.0
+    debounce: float = seconds(2.0)
 
     def __post_init__(self) -> None:
+        check_fields(self, f"metric monitor {self.name!r}")
+        _check_event(f"metric monitor {self.name!r}", self.event)
         known = CLASSIFICATION_METRICS | REGRESSION_METRICS
         if self.metric not in known:
             raise OrchestratorError(
@@ -89,6 +95,13 @@ class MetricMonitor:
 
     def fires(self, value: float) -> bool:
         return value > self.threshold if self.metric in LOWER_IS_BETTER else value < self.threshold
+
+
+def _check_event(where: str, event: str) -> None:
+    try:
+        check_event_name(event)
+    except EventNameError as exc:
+        raise OrchestratorError(f"{where}: {exc}") from None
 
 
 Monitor = DriftMonitor | MetricMonitor

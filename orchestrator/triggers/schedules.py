@@ -12,6 +12,9 @@ Invariants:
 * **Spring forward** (a wall time that does not exist): the tick fires once, at the first
   instant after the gap (02:30 on 2026-03-08 in New York fires at 03:00 EDT = 07:00 UTC). Every
   tick inside the gap collapses into that one instant, together with a tick at the gap's end.
+  An expression whose hour field matches every hour (an hourly or more frequent job) instead
+  drops the ticks inside the gap: the hour did not happen, and the job still fires once in
+  every real hour (`45 * * * *` fires at 01:45 CET, then 03:45 CEST, not also at 03:00).
 * **Fall back** (a wall time that happens twice): the tick fires at the first occurrence only,
   unless the expression's hour field matches every hour (an hourly or more frequent job), in
   which case it fires in each real hour: an hourly job has 25 fire times on a fall-back day.
@@ -38,6 +41,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from croniter import CroniterError, croniter
 
 from orchestrator.errors import OrchestratorError, did_you_mean
+from orchestrator.triggers.fields import DefinitionError, check_fields
 
 CatchUp = Literal["skip", "latest", "all"]
 Concurrency = Literal["skip", "queue", "allow"]
@@ -76,14 +80,16 @@ class Schedule:
     paused: bool = False
 
     def __post_init__(self) -> None:
+        try:
+            check_fields(self, f"schedule {self.name!r}")
+        except DefinitionError as exc:
+            raise ScheduleError(str(exc)) from None
         if not self.name:
             raise ScheduleError("a schedule needs a non-empty name")
         _check_cron(self.name, self.cron)
         _check_zone(self.name, self.timezone)
         _check_choice(self.name, "catchup", self.catchup, get_args(CatchUp))
         _check_choice(self.name, "concurrency", self.concurrency, get_args(Concurrency))
-        if isinstance(self.max_catchup, bool) or not isinstance(self.max_catchup, int):
-            raise ScheduleError(f"schedule '{self.name}': max_catchup must be an int")
         if self.max_catchup < 1:
             raise ScheduleError(
                 f"schedule '{self.name}': max_catchup must be >= 1, got {self.max_catchup}"
@@ -188,15 +194,15 @@ def _gap_end(zone: tzinfo, before: datetime, after: datetime) -> datetime:
     return after
 
 
-def _instants(wall: datetime, zone: tzinfo, repeat_ambiguous: bool) -> list[datetime]:
+def _instants(wall: datetime, zone: tzinfo, every_hour: bool) -> list[datetime]:
     """Map one naive wall-clock tick to its UTC instants (see the DST rules above)."""
     first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
     second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
     if first == second:
         return [first]
     if first.astimezone(zone).replace(tzinfo=None) != wall:  # in a spring-forward gap
-        return [_gap_end(zone, min(first, second), max(first, second))]
-    return [first, second] if repeat_ambiguous else [first]
+        return [] if every_hour else [_gap_end(zone, min(first, second), max(first, second))]
+    return [first, second] if every_hour else [first]
 
 
 def _wall_margin(first: datetime, last: datetime) -> timedelta:

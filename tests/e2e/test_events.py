@@ -95,3 +95,51 @@ def test_unknown_event_names_are_clear_errors(orch: Orch, project: Project) -> N
     assert ev["status"] == "dropped"
     assert ev["reason"] == "no trigger listens for event 'new-dta' (did you mean 'new-data'?)"
     assert orch.runs() == []
+
+
+def _emit_many(orch: Orch, names: list[str]) -> None:
+    """Record events as `orch event emit` and the HTTP endpoint do, many at once."""
+    from orchestrator.store.metadata import MetadataStore
+
+    orch("events")  # creates the store
+    store = MetadataStore(f"sqlite:///{orch.db}")
+    try:
+        for i, name in enumerate(names):
+            store.emit_event(name, {"rows": i}, "http")
+    finally:
+        store.close()
+
+
+def test_one_pass_drains_more_events_than_one_batch(orch: Orch, project: Project) -> None:
+    _setup(project, cooldown=3600)
+    _emit_many(orch, ["new-data" if i % 6 else "other" for i in range(250)])
+    _daemon(orch)
+    res = orch("events", "--json", "--limit", "1000")
+    evs = sorted(res.json["events"], key=lambda e: e["id"])
+    assert len(evs) == 250
+    assert [e["id"] for e in evs if e["status"] == "pending"] == []
+    assert [e["status"] for e in evs].count("started") == 1  # the cooldown holds across batches
+    other = [e for e in evs if e["name"] == "other"]
+    assert len(other) == 42 and all("no trigger listens" in e["reason"] for e in other)
+    assert len(orch.runs()) == 1
+
+
+def test_an_earlier_now_than_the_last_real_start_is_outside_the_cooldown(
+    orch: Orch, project: Project
+) -> None:
+    _setup(project, cooldown=60)
+    _emit(orch, "new-data", "--data", "rows=1")
+    res = orch("daemon", "flow.py", "--once")  # the real clock
+    assert res.code == 0, res.describe()
+    _emit(orch, "new-data", "--data", "rows=2")
+    _daemon(orch, "2025-11-23T10:00:00+00:00")  # a year before that start
+    evs = _events(orch)
+    assert [e["status"] for e in evs] == ["started", "started"], evs
+    assert len(orch.runs()) == 2
+
+
+def test_events_table_shows_data_with_brackets_as_written(orch: Orch) -> None:
+    _emit(orch, "new-data", "--data", "note=[/x] [bold]b")
+    res = orch("events")
+    assert res.code == 0 and "Traceback" not in res.err, res.describe()
+    assert '"[/x] [bold]b"' in res.out, res.describe()

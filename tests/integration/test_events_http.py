@@ -111,3 +111,13 @@ def test_endpoint_without_a_token_refuses_to_start(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "the events endpoint needs a token" in proc.stderr
+
+
+def test_an_event_name_breaking_the_rule_is_a_422_and_nothing_is_stored(endpoint) -> None:
+    base, env = endpoint
+    res = httpx.post(
+        f"{base}/events/new%20data", headers={"Authorization": "Bearer s3cret"}, json={}
+    )
+    assert res.status_code == 422, res.text
+    assert "invalid event name 'new data'" in res.json()["detail"]
+    assert _events(env) == []

@@ -122,6 +122,33 @@ def test_hourly_job_fires_once_per_real_hour(
     assert all(b - a == timedelta(hours=1) for a, b in zip(times, times[1:], strict=False))
 
 
+@pytest.mark.parametrize(("cron", "per_hour"), [("45 * * * *", 1), ("*/20 * * * *", 3)])
+@pytest.mark.parametrize(
+    ("zone", "day"), [("Europe/Berlin", (2026, 3, 29)), ("America/New_York", (2026, 3, 8))]
+)
+def test_wildcard_hour_job_skips_the_missing_hour_instead_of_doubling_the_next(
+    cron: str, per_hour: int, zone: str, day: tuple[int, int, int]
+) -> None:
+    """`45 * * * *`: 02:45 does not exist; 03:45 is the tick of that real hour, not 03:00."""
+    times = fire_times(sched(cron, timezone=zone), *local_day(ZoneInfo(zone), *day))
+    assert len(times) == 23 * per_hour
+    gap = timedelta(minutes=60 // per_hour)
+    assert all(b - a == gap for a, b in zip(times, times[1:], strict=False))
+
+
+def test_hourly_job_evaluated_each_minute_starts_one_run_per_real_hour() -> None:
+    s = sched("45 * * * *", timezone="Europe/Berlin")
+    cursor, now, requested = None, utc(2026, 3, 28, 22), []
+    while now < utc(2026, 3, 29, 4):
+        result = evaluate(s, cursor, now)
+        requested += [r.scheduled_time for r in result.requests]
+        cursor, now = result.cursor, now + timedelta(minutes=1)
+    local = [t.astimezone(BERLIN).strftime("%H:%M%z") for t in requested]
+    assert local == [
+        "23:45+0100", "00:45+0100", "01:45+0100", "03:45+0200", "04:45+0200", "05:45+0200",
+    ]  # fmt: skip
+
+
 def test_quarter_hourly_job_covers_the_repeated_hour_twice() -> None:
     s = sched("*/15 * * * *", timezone="America/New_York")
     times = fire_times(s, utc(2026, 11, 1, 4, 59), utc(2026, 11, 1, 7))
