@@ -8,7 +8,8 @@ executor only chooses where the work happens:
   interrupt a step here);
 * `thread`: one daemon thread per attempt (default; steps share memory, so outputs pass
   without a reload; a timeout stops pure Python code, and abandons a step blocked in C);
-* `process`: one forked process per step attempt (for CPU-bound steps; a timeout kills it).
+* `process`: one forked process per step attempt (for CPU-bound steps; a timeout kills it,
+  and it dies with its runner, even one killed with SIGKILL).
 
 Executors never touch the metadata store.
 """
@@ -16,10 +17,14 @@ Executors never touch the metadata store.
 from __future__ import annotations
 
 import abc
+import contextlib
 import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -31,6 +36,8 @@ from orchestrator.execution.worker import StepInvocation, StepResult, execute, p
 from orchestrator.model.step import Step
 
 _STOP_WAIT = 0.2  # seconds a stopped thread step gets to unwind
+_PARENT_POLL = 1.0  # seconds between a step process's checks that its runner lives
+_PR_SET_PDEATHSIG = 1
 
 
 class Executor(abc.ABC):
@@ -156,13 +163,35 @@ class ThreadExecutor(Executor):
         return not thread.is_alive()
 
 
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked step process: end when the runner `parent` ends, however it ends.
+
+    On Linux the kernel sends SIGKILL when the parent dies (`PR_SET_PDEATHSIG`); a
+    daemon thread polling the parent's pid backs it up (other systems, and a step that
+    holds the interpreter in C code long after the signal would have come)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the runner died between the fork and the line above
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
 def _child(
     conn: Any,
+    parent: int,
     inv: StepInvocation,
     step: Step[Any],
     artifacts: ArtifactStore,
     registry_factory: Callable[[], Registry] | None,
 ) -> None:
+    die_with_parent(parent)
     result = execute(inv, step, artifacts, registry_factory=registry_factory)
     conn.send(result.without_values())
     conn.close()
@@ -195,7 +224,7 @@ class ProcessExecutor(Executor):
         recv, send = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=_child,
-            args=(send, inv, step, self.artifacts, self.registry_factory),
+            args=(send, os.getpid(), inv, step, self.artifacts, self.registry_factory),
             daemon=True,
         )
         proc.start()
