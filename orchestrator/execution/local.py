@@ -156,6 +156,8 @@ class ThreadExecutor(Executor):
         thread = self._threads.pop(id(future), None)
         if thread is None or thread.ident is None:
             return False
+        if not thread.is_alive():  # it just ended: its ident may be another thread's now
+            return True
         ctypes.pythonapi.PyThreadState_SetAsyncExc(
             ctypes.c_ulong(thread.ident), ctypes.py_object(StepTimedOut)
         )
