@@ -174,9 +174,10 @@ def _watch_parent(parent: int) -> None:
 def die_with_parent(parent: int) -> None:
     """In a forked step process: end when the runner `parent` ends, however it ends.
 
-    On Linux the kernel sends SIGKILL when the parent dies (`PR_SET_PDEATHSIG`); a
-    daemon thread polling the parent's pid backs it up (other systems, and a step that
-    holds the interpreter in C code long after the signal would have come)."""
+    On Linux the kernel sends SIGKILL when the forking thread dies (`PR_SET_PDEATHSIG`):
+    `submit` runs in the engine's scheduling thread, which outlives every step it
+    starts. A daemon thread polling the parent's pid backs it up where `prctl` is
+    missing (macOS), within `_PARENT_POLL` seconds."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
