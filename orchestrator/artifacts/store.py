@@ -14,6 +14,7 @@ name is the xxh3-128 hash of the serialized bytes. Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import io
@@ -207,6 +208,12 @@ def _is_estimator(value: Any) -> bool:
     return isinstance(value, BaseEstimator)
 
 
+def _touch(path: Path) -> None:
+    """Content written again is as young as new content: `cache gc` keeps it its grace."""
+    with contextlib.suppress(OSError):  # a shared file we may read but not touch
+        os.utime(path)
+
+
 class ArtifactStore:
     """Content-addressed files under `root`."""
 
@@ -239,6 +246,7 @@ class ArtifactStore:
             self._dirs.add(key)
         try:
             if path.stat().st_size == len(data) and hash_file(path) == path.name.split(".")[0]:
+                _touch(path)
                 return  # the same content is already stored, intact
         except FileNotFoundError:
             pass
@@ -265,6 +273,7 @@ class ArtifactStore:
         dest = self.path(ref)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if self.verify(ref) is None:
+            _touch(dest)
             return  # already stored, intact
         tmp = dest.parent / f".tmp-adopt-{os.getpid()}-{ref.hash}"
         shutil.copyfile(src, tmp)  # the scratch folder may be on another filesystem

@@ -265,19 +265,22 @@ def cache_gc(
         int | None,
         typer.Option("--keep-runs", help="Keep the N newest runs' artifacts (default: all runs)."),
     ] = None,
+    grace: Annotated[
+        str,
+        typer.Option(
+            "--grace",
+            help="Keep unreferenced files younger than this (e.g. 10m, 2h, 0): "
+            "a live run may still record them.",
+        ),
+    ] = "10m",
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
 ) -> None:
-    """Delete artifacts that no kept run or registered model references."""
-    keep = ENV.store.referenced_artifacts(keep_runs)
-    files = ENV.artifacts.all_files()
-    doomed = [p for p in files if p.name.split(".")[0] not in keep]
-    freed = sum(p.stat().st_size for p in doomed)
-    if not dry_run:
-        for p in doomed:
-            p.unlink(missing_ok=True)
-        ENV.store.prune_cache(keep)
-    verb = "would remove" if dry_run else "removed"
-    typer.echo(f"{verb} {len(doomed)} of {len(files)} artifact files ({freed / 1e6:.1f} MB)")
+    """Delete artifacts that no kept run, running run or registered model references."""
+    from orchestrator.artifacts.gc import collect
+
+    report = collect(ENV.store, ENV.artifacts, keep_runs=keep_runs, grace=grace, dry_run=dry_run)
+    for line in report.lines():
+        typer.echo(line)
 
 
 @app.command()

@@ -19,7 +19,7 @@ from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.errors import OrchestratorError
 from orchestrator.execution.context import Registry
 from orchestrator.execution.local import Executor
-from orchestrator.execution.worker import StepInvocation, StepResult
+from orchestrator.execution.worker import StepInvocation, StepResult, pack_error
 from orchestrator.model.step import Step
 
 
@@ -91,7 +91,7 @@ class DaskExecutor(Executor):
             try:
                 fut.set_result(StepResult.from_json(t.result()))
             except BaseException as exc:  # noqa: BLE001 - a lost worker or a cancelled task
-                why = f"{type(exc).__name__}: {exc}"
+                why = pack_error(exc)[0]
                 fut.set_result(
                     StepResult(
                         False, [], f"step '{inv.step}': its Dask task failed ({why})", None, "", 0.0

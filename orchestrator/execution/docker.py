@@ -14,14 +14,20 @@ with neither runs on the local thread pool), `env`, `cpus`, `memory` (e.g. "256m
 only when the store is a network database it can reach; with the embedded SQLite file it
 runs on the local thread pool. A timeout kills the container. Every failure names the
 step: image not found, engine unreachable, OOM-killed, non-zero exit with the last lines.
+
+A container never outlives its runner: each is listed with a small reaper process
+(`orchestrator.execution.reaper`) from its creation until it is removed, and the reaper
+removes what is still listed when the runner ends, even by SIGKILL.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -56,6 +62,44 @@ def _stop(container: Any, keep: bool) -> bool:
     except Exception:  # noqa: BLE001 - it may have exited, or been removed, already
         return False
     return True
+
+
+class _Reaper:
+    """The runner's end of `orchestrator.execution.reaper`, started with the first
+    container: it removes the containers listed here if the runner dies."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            if self._proc is None:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "orchestrator.execution.reaper"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            assert self._proc.stdin is not None
+            with contextlib.suppress(OSError):  # it died: the containers are removed now
+                self._proc.stdin.write(line.encode() + b"\n")
+                self._proc.stdin.flush()
+
+    def watch(self, container_id: str) -> None:
+        self._send(f"+{container_id}")
+
+    def forget(self, container_id: str) -> None:
+        self._send(f"-{container_id}")
+
+    def close(self) -> None:
+        """End of file for the reaper: it removes what is left listed, then exits."""
+        with self._lock:
+            if self._proc is not None and self._proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.close()
+            self._proc = None
 
 
 def _code_mounts(step: Step[Any], step_ref: str) -> list[str]:
@@ -96,6 +140,7 @@ class DockerExecutor(Executor):
         self._containers: dict[int, Any] = {}
         self._keep: set[int] = set()  # futures whose container is kept if it fails
         self._local_futures: set[int] = set()
+        self._reaper = _Reaper()
         self.scratch_root = Path(artifacts.root).resolve().parent / ".scratch"
 
     # -- engine connection ---------------------------------------------------------------
@@ -235,6 +280,7 @@ class DockerExecutor(Executor):
         client.images.get(image)  # ImageNotFound here: never pull from a registry
         kwargs.pop("detach")
         container = client.containers.create(image, cmd, **kwargs)
+        self._reaper.watch(container.id)  # removed if this process dies before it does
         keep = (
             bool(step.hints.get("keep_failed")) or os.environ.get("ORCH_DOCKER_KEEP_FAILED") == "1"
         )
@@ -257,6 +303,7 @@ class DockerExecutor(Executor):
             container.remove(force=True)
         else:
             result.error = f"{result.error}\n(container {container.short_id} kept for inspection)"
+        self._reaper.forget(container.id)
         return result
 
     def _result(
@@ -302,5 +349,6 @@ class DockerExecutor(Executor):
     def shutdown(self) -> None:
         for key, container in list(self._containers.items()):
             _stop(container, keep=key in self._keep)
+        self._reaper.close()
         if self.local is not None:
             self.local.shutdown()

@@ -6,8 +6,10 @@ executor only chooses where the work happens:
 
 * `sequential`: in the calling thread, one at a time (for debugging; timeouts cannot
   interrupt a step here);
-* `thread`: a thread pool (default; steps share memory, so outputs pass without a reload);
-* `process`: one forked process per step attempt (for CPU-bound steps; a timeout kills it).
+* `thread`: one daemon thread per attempt (default; steps share memory, so outputs pass
+  without a reload; a timeout stops pure Python code, and abandons a step blocked in C);
+* `process`: one forked process per step attempt (for CPU-bound steps; a timeout kills it,
+  and it dies with its runner, even one killed with SIGKILL).
 
 Executors never touch the metadata store.
 """
@@ -15,18 +17,27 @@ Executors never touch the metadata store.
 from __future__ import annotations
 
 import abc
+import contextlib
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.errors import OrchestratorError
 from orchestrator.execution.context import Registry
-from orchestrator.execution.worker import StepInvocation, StepResult, execute
+from orchestrator.execution.worker import StepInvocation, StepResult, execute, pack_error
 from orchestrator.model.step import Step
+
+_STOP_WAIT = 0.2  # seconds a stopped thread step gets to unwind
+_PARENT_POLL = 1.0  # seconds between a step process's checks that its runner lives
+_PR_SET_PDEATHSIG = 1
 
 
 class Executor(abc.ABC):
@@ -75,7 +86,35 @@ class SequentialExecutor(Executor):
         return fut
 
 
+class StepTimedOut(BaseException):
+    """Raised inside a thread step whose timeout passed (pure Python code only sees it)."""
+
+
+def _in_thread(fut: Future[StepResult], work: Callable[[], StepResult], step: str) -> None:
+    try:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            result = work()
+        except BaseException as exc:  # noqa: BLE001 - nothing escapes the boundary
+            message, tb = pack_error(exc)
+            result = StepResult(False, [], f"step '{step}': {message}", tb, "", 0.0)
+        if not fut.done():
+            fut.set_result(result)
+    except BaseException:  # noqa: BLE001, S110 - a stop request landing after the step ended
+        pass
+
+
 class ThreadExecutor(Executor):
+    """One daemon thread per attempt (the engine bounds how many run at once).
+
+    Daemon threads, not a `ThreadPoolExecutor`, whose threads the interpreter joins at
+    exit: a step abandoned after its timeout must not keep the command from exiting.
+    `kill` raises `StepTimedOut` in the step's thread, which stops pure Python code at
+    its next bytecode; a step blocked in C (`time.sleep`, a socket, a NumPy kernel) runs
+    on until it returns, or until the command exits.
+    """
+
     name = "thread"
 
     def __init__(
@@ -87,32 +126,75 @@ class ThreadExecutor(Executor):
     ) -> None:
         super().__init__(artifacts, registry_factory, echo)
         self.workers = workers or min(16, (os.cpu_count() or 2) * 4)
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="orch-step")
+        self._threads: dict[int, threading.Thread] = {}
 
     def submit(
         self, inv: StepInvocation, step: Step[Any], memo: dict[str, Any] | None
     ) -> Future[StepResult]:
-        return self._pool.submit(
-            execute,
-            inv,
-            step,
-            self.artifacts,
-            memo=memo,
-            registry_factory=self.registry_factory,
-            echo=self.echo,
-        )
+        fut: Future[StepResult] = Future()
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        def work() -> StepResult:
+            return execute(
+                inv,
+                step,
+                self.artifacts,
+                memo=memo,
+                registry_factory=self.registry_factory,
+                echo=self.echo,
+            )
+
+        thread = threading.Thread(
+            target=_in_thread, args=(fut, work, inv.step), daemon=True, name=f"orch-step-{inv.step}"
+        )
+        self._threads[id(fut)] = thread
+        fut.add_done_callback(lambda f: self._threads.pop(id(f), None))
+        thread.start()
+        return fut
+
+    def kill(self, future: Future[StepResult]) -> bool:
+        """Raise `StepTimedOut` in the step's thread; True if the thread then ended."""
+        thread = self._threads.pop(id(future), None)
+        if thread is None or thread.ident is None:
+            return False
+        if not thread.is_alive():  # it just ended: its ident may be another thread's now
+            return True
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(StepTimedOut)
+        )
+        thread.join(_STOP_WAIT)
+        return not thread.is_alive()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked step process: end when the runner `parent` ends, however it ends.
+
+    On Linux the kernel sends SIGKILL when the forking thread dies (`PR_SET_PDEATHSIG`):
+    `submit` runs in the engine's scheduling thread, which outlives every step it
+    starts. A daemon thread polling the parent's pid backs it up where `prctl` is
+    missing (macOS), within `_PARENT_POLL` seconds."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the runner died between the fork and the line above
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
 def _child(
     conn: Any,
+    parent: int,
     inv: StepInvocation,
     step: Step[Any],
     artifacts: ArtifactStore,
     registry_factory: Callable[[], Registry] | None,
 ) -> None:
+    die_with_parent(parent)
     result = execute(inv, step, artifacts, registry_factory=registry_factory)
     conn.send(result.without_values())
     conn.close()
@@ -145,7 +227,7 @@ class ProcessExecutor(Executor):
         recv, send = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=_child,
-            args=(send, inv, step, self.artifacts, self.registry_factory),
+            args=(send, os.getpid(), inv, step, self.artifacts, self.registry_factory),
             daemon=True,
         )
         proc.start()

@@ -22,7 +22,6 @@ import json
 import os
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from orchestrator.execution.worker import (
     StepInvocation,
     StepResult,
     execute,
+    pack_error,
     resolve_step,
     revalidate_params,
 )
@@ -68,8 +68,8 @@ def run_invocation(
         step = resolve_step(inv.step_ref)
         inv.params = revalidate_params(step, inv.params)
     except BaseException as exc:  # noqa: BLE001 - failures cross the boundary as data
-        msg = f"cannot load step '{invocation.get('step')}' ({invocation.get('step_ref')}): {exc}"
-        tb = "".join(traceback.format_exception(exc))
+        text, tb = pack_error(exc)
+        msg = f"cannot load step '{invocation.get('step')}' ({invocation.get('step_ref')}): {text}"
         return StepResult(False, [], msg, tb, "", 0.0).to_json()
     artifacts = ArtifactStore(Path(artifact_root))
     out = ArtifactStore(Path(out_dir)) if out_dir else None

@@ -236,6 +236,30 @@ def _split_outputs(step: Step[Any], name: str, value: Any) -> list[Any]:
     return list(value)
 
 
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    module = getattr(cls, "__module__", "")
+    qual = getattr(cls, "__qualname__", cls.__name__)
+    return qual if module in ("builtins", "__main__") or not module else f"{module}.{qual}"
+
+
+def pack_error(exc: BaseException) -> tuple[str, str]:
+    """A user exception as plain text `(message, traceback)`; never raises, whatever the
+    exception's `__str__`, `__repr__` or traceback does."""
+    try:
+        text = str(exc)
+    except Exception as bad:  # noqa: BLE001 - user code: its __str__ may do anything
+        text = f"<its message could not be printed: {type(bad).__name__} in __str__>"
+        message = f"{type(exc).__name__}: {text}"
+    else:
+        message = text if isinstance(exc, OrchestratorError) else f"{type(exc).__name__}: {text}"
+    try:
+        tb = "".join(traceback.format_exception(exc))
+    except Exception as bad:  # noqa: BLE001 - a broken __cause__ chain, a hostile frame
+        tb = f"{_type_name(exc)} (its traceback could not be formatted: {type(bad).__name__})"
+    return message, tb
+
+
 def execute(
     inv: StepInvocation,
     step: Step[Any],
@@ -283,8 +307,7 @@ def execute(
             and threading.current_thread() is threading.main_thread()
         ):
             raise
-        message = str(exc) if isinstance(exc, OrchestratorError) else f"{type(exc).__name__}: {exc}"
-        tb = "".join(traceback.format_exception(exc))
+        message, tb = pack_error(exc)
         return StepResult(False, [], message, tb, "".join(lines), time.perf_counter() - t0)
     finally:
         deactivate(ctx_token)

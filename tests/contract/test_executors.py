@@ -42,6 +42,25 @@ def sleepy(df: pd.DataFrame) -> int:
     return 1
 
 
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr either")
+
+
+@step
+def unprintable(df: pd.DataFrame) -> int:
+    raise Unprintable()
+
+
+@step
+def spinning(df: pd.DataFrame) -> int:
+    while True:
+        pass
+
+
 @pytest.fixture(params=sorted(EXECUTORS))
 def executor(request: pytest.FixtureRequest, tmp_path: Path):
     artifacts = ArtifactStore(tmp_path / "artifacts")
@@ -103,3 +122,29 @@ def test_process_executor_kills_on_request(tmp_path: Path) -> None:
     assert ex.kill(fut)
     result = fut.result(timeout=10)
     assert not result.ok and "killed by signal 9" in (result.error or "")
+
+
+def test_an_exception_that_cannot_be_printed_comes_back_as_data(executor) -> None:
+    result = _invoke(executor, unprintable).result(timeout=60)
+    assert not result.ok
+    assert result.error == (
+        "Unprintable: <its message could not be printed: RuntimeError in __str__>"
+    )
+    assert "Unprintable" in (result.traceback or "")
+
+
+def test_thread_executor_stops_a_pure_python_loop(tmp_path: Path) -> None:
+    ex = make_executor("thread", ArtifactStore(tmp_path / "a"))
+    fut = _invoke(ex, spinning)
+    time.sleep(0.3)
+    assert ex.kill(fut)  # the loop saw the exception and its thread ended
+    result = fut.result(timeout=5)
+    assert not result.ok and "StepTimedOut" in (result.error or "")
+
+
+def test_thread_executor_cannot_stop_a_step_blocked_in_c(tmp_path: Path) -> None:
+    ex = make_executor("thread", ArtifactStore(tmp_path / "a"))
+    fut = _invoke(ex, sleepy)
+    time.sleep(0.3)
+    assert not ex.kill(fut)  # time.sleep runs on; its daemon thread does not hold exit
+    assert not fut.done()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from orchtest import Orch, Project, states, step_of
 
 VALIDATE_PIPELINE = """
@@ -148,6 +149,8 @@ RETRY_PIPELINE = """
 import time
 from pathlib import Path
 
+import pytest
+
 from orchestrator import pipeline, step
 
 COUNTER = Path({counter!r})
@@ -284,3 +287,100 @@ def test_wrong_outputs_fail_the_step_with_a_clear_message(orch: Orch, project: P
     assert states(run) == {"two": "failed", "lock": "failed", "fine": "succeeded"}
     assert "declares 2 outputs but returned 3 values" in step_of(run, "two")["error"]
     assert "no serializer" in step_of(run, "lock")["error"]
+
+
+BAD_EXCEPTION_PIPELINE = """
+from orchestrator import pipeline, step
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ of Unprintable fails")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ of Unprintable fails")
+
+
+@step
+def bad() -> int:
+    raise Unprintable("no text")
+
+
+@step
+def after(x: int) -> int:
+    return x
+
+
+@step
+def fine() -> int:
+    return 5
+
+
+@pipeline
+def unprintable():
+    after(bad())
+    fine()
+"""
+
+
+@pytest.mark.parametrize("executor", ["thread", "process", "sequential"])
+def test_an_exception_that_cannot_be_printed_fails_its_step_only(
+    orch: Orch, project: Project, executor: str
+) -> None:
+    project.write("bad_exc.py", BAD_EXCEPTION_PIPELINE)
+    run = orch.run("bad_exc.py:unprintable", "--executor", executor, code=1)
+    assert run["status"] == "failed"
+    assert states(run) == {"bad": "failed", "after": "skipped", "fine": "succeeded"}
+    error = step_of(run, "bad")["error"]
+    assert "Unprintable" in error
+    assert "its message could not be printed" in error
+    assert [r["status"] for r in orch.runs()] == ["failed"]
+
+
+ENDLESS_PIPELINE = """
+import time
+
+from orchestrator import pipeline, step
+
+
+@step(timeout=1)
+def endless() -> int:
+    while True:
+        pass
+
+
+@step(timeout=1)
+def sleeper() -> int:
+    time.sleep(60)
+    return 1
+
+
+@step
+def fine() -> int:
+    return 3
+
+
+@pipeline
+def spinning():
+    endless()
+    fine()
+
+
+@pipeline
+def sleeping():
+    sleeper()
+"""
+
+
+@pytest.mark.parametrize("target", ["spinning", "sleeping"])
+def test_a_timed_out_thread_step_does_not_hold_the_command(
+    orch: Orch, project: Project, target: str
+) -> None:
+    project.write("endless.py", ENDLESS_PIPELINE)
+    res = orch("run", f"endless.py:{target}", "--json", timeout=30)  # never ending otherwise
+    assert res.code == 1, res.describe()
+    name = "endless" if target == "spinning" else "sleeper"
+    error = step_of(res.json, name)["error"]
+    assert f"step '{name}' timed out after 1s" in error
+    assert [r["status"] for r in orch.runs()] == ["failed"]
+    assert step_of(orch.show(res.json["run_id"]), name)["state"] == "failed"

@@ -1,0 +1,143 @@
+"""Garbage collection of the artifact store: delete files that nothing references.
+
+What is kept, whatever else `collect` is told:
+
+* every artifact the metadata store references (kept runs' step runs, the cache index,
+  model versions, monitor reports): `GcStore.referenced_artifacts`;
+* every artifact a run still marked running has recorded so far, even with `keep_runs`;
+* every file younger than the grace period, referenced or not. A live run writes an
+  output's file, then records it: between the two, and for files of runs this store
+  cannot see (another metadata database on a shared artifact folder), the file's age is
+  the only sign that it is wanted. Writing content that is already stored refreshes the
+  file's time, so a deduplicated output is as young as a new one.
+
+The references are read before the files are listed: a file written after that is
+younger than the grace period by construction, and never taken for garbage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.errors import OrchestratorError
+from orchestrator.state import RunStatus
+
+DEFAULT_GRACE = "10m"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+class GcStore(Protocol):
+    """What garbage collection reads from (and prunes in) the metadata store."""
+
+    def referenced_artifacts(self, keep_runs: int | None = None) -> set[str]: ...
+
+    def list_runs(
+        self, limit: int = 20, pipeline: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def step_runs(self, run_id: str) -> list[dict[str, Any]]: ...
+
+    def prune_cache(self, keep: set[str]) -> int: ...
+
+
+@dataclasses.dataclass
+class GcReport:
+    files: int  # artifact files found
+    removed: list[Path]
+    freed: int  # bytes
+    young: int  # unreferenced files kept for their age
+    live_runs: list[str]  # runs still running, whose artifacts were kept
+    grace: str
+    dry_run: bool
+
+    def lines(self) -> list[str]:
+        verb = "would remove" if self.dry_run else "removed"
+        out = [
+            f"{verb} {len(self.removed)} of {self.files} artifact files ({self.freed / 1e6:.1f} MB)"
+        ]
+        if self.young:
+            s = "" if self.young == 1 else "s"
+            out.append(
+                f"kept {self.young} unreferenced artifact file{s} younger than "
+                f"{self.grace} (--grace)"
+            )
+        for run_id in self.live_runs:
+            out.append(f"run {run_id} is still running: kept every artifact it has recorded")
+        return out
+
+
+def parse_grace(text: str) -> float:
+    """`"10m"`, `"90s"`, `"2h"`, `"1d"`, `"0"` -> seconds."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise OrchestratorError(
+            f"--grace '{text}' is not a duration; give a number with an optional unit "
+            "s, m, h or d, e.g. --grace 10m or --grace 0"
+        )
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def _live_runs(store: GcStore) -> tuple[list[str], set[str]]:
+    """Ids of the runs still running (a dead runner's run is marked interrupted by the
+    store as it lists them) and every artifact hash they have recorded."""
+    ids: list[str] = []
+    hashes: set[str] = set()
+    for run in store.list_runs(limit=1000, status=RunStatus.RUNNING):
+        if run["status"] != RunStatus.RUNNING:
+            continue
+        ids.append(run["id"])
+        for sr in store.step_runs(run["id"]):
+            hashes.update(o["hash"] for o in sr.get("outputs") or [])
+            hashes.update(h for h in (sr.get("inputs") or {}).values() if isinstance(h, str))
+    return ids, hashes
+
+
+def _file_hash(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
+def collect(
+    store: GcStore,
+    artifacts: ArtifactStore,
+    *,
+    keep_runs: int | None = None,
+    grace: str = DEFAULT_GRACE,
+    dry_run: bool = False,
+) -> GcReport:
+    """Delete (unless `dry_run`) the artifact files that may go; say what was kept."""
+    grace_s = parse_grace(grace)
+    started = time.time()
+    live, live_hashes = _live_runs(store)
+    keep = store.referenced_artifacts(keep_runs) | live_hashes
+    files = artifacts.all_files()
+    doomed: list[Path] = []
+    young = 0
+    for path in files:
+        if _file_hash(path) in keep:
+            continue
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            continue  # renamed into place or removed meanwhile
+        if mtime > started - grace_s:
+            young += 1
+        else:
+            doomed.append(path)
+    freed = 0
+    for path in doomed:
+        try:
+            freed += path.stat().st_size
+            if not dry_run:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+    if not dry_run:
+        gone = set(doomed)
+        store.prune_cache(keep | {_file_hash(p) for p in files if p not in gone})
+    return GcReport(len(files), doomed, freed, young, live, grace, dry_run)
