@@ -31,18 +31,15 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import dis
 import enum
 import functools
 import importlib
 import importlib.util
 import inspect
-import marshal
 import os
 import pickle
 import re
 import sys
-import textwrap
 import types
 from collections.abc import Callable
 from typing import Any
@@ -50,69 +47,10 @@ from typing import Any
 from orchestrator.cache.hashing import canonical, dumps, hash_file, hash_text
 from orchestrator.cache.identity import module_identity, module_root
 from orchestrator.cache.packages import is_user_module, package_version, third_party_origin
+from orchestrator.cache.source import code_digest, code_names, imports, parse
 
 UNFOLLOWED = "not followed: "
 _DYNAMIC_CALLS = {"eval", "exec", "__import__"}
-
-
-def _strip_docstrings(tree: ast.AST) -> ast.AST:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
-            body = node.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                node.body = body[1:] or [ast.Pass()]
-    return tree
-
-
-def _parse(obj: Any, strip_decorators: bool) -> tuple[str, ast.AST | None] | None:
-    """(hash of the source, its AST) of a function, code object or class; None: no source."""
-    try:
-        src = textwrap.dedent(inspect.getsource(obj))
-    except (OSError, TypeError):
-        return None
-    try:
-        tree = _strip_docstrings(ast.parse(src))
-    except SyntaxError:  # a lambda inside a larger expression
-        return hash_text(src), None
-    if strip_decorators:  # the decorators of the definition itself, e.g. @step(retries=2)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                node.decorator_list = []
-                break
-    return hash_text(ast.dump(tree)), tree
-
-
-def _code_digest(code: types.CodeType) -> str:
-    """Bytecode, constants and names, for code with no source (made by exec)."""
-    return hash_text(repr(marshal.dumps(code.replace(co_filename="", co_firstlineno=1))))
-
-
-def _code_names(code: types.CodeType) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _code_names(const)
-    return names
-
-
-def _imports(code: types.CodeType) -> list[tuple[str, int, tuple[str, ...]]]:
-    """`(module, level, fromlist)` of every import statement in the code (nested too)."""
-    found = []
-    consts: list[Any] = []
-    for ins in dis.get_instructions(code):
-        if ins.opname == "IMPORT_NAME" and len(consts) >= 2:
-            level, fromlist = consts[-2], consts[-1]
-            found.append((ins.argval, int(level or 0), tuple(fromlist or ())))
-        consts = [*consts[-1:], ins.argval] if ins.opname == "LOAD_CONST" else []
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            found += _imports(const)
-    return found
 
 
 def _type_name(value: Any) -> str:
@@ -299,10 +237,10 @@ class _Walker:
         code = fn.__code__
         qual = code.co_qualname
         name = label if "<lambda>" in qual else f"{module_identity(modname)}.{qual}"
-        parsed = _parse(code, strip_decorators=True)
+        parsed = parse(code, strip_decorators=True)
         if parsed is None:
             why = "no source code (made by exec or at run time); its bytecode is hashed"
-            self.parts[f"{UNFOLLOWED}function {name}: {why}"] = _code_digest(code)
+            self.parts[f"{UNFOLLOWED}function {name}: {why}"] = code_digest(code)
             tree = None
         else:
             self.parts[f"function {name}"], tree = parsed
@@ -310,7 +248,7 @@ class _Walker:
 
     def visit_refs(self, fn: types.FunctionType, name: str, tree: ast.AST | None) -> None:
         """What a user function reaches: globals, imports, closures, defaults, wrapped."""
-        names = _code_names(fn.__code__)
+        names = code_names(fn.__code__)
         if tree is not None:
             names |= self.scan_dynamic(fn, name, tree)
         g = fn.__globals__
@@ -321,7 +259,7 @@ class _Walker:
                     self.visit_module(g[n], names)
                 else:
                     self.visit_value(f"{ident}.{n}", g[n])
-        for module, level, fromlist in _imports(fn.__code__):
+        for module, level, fromlist in imports(fn.__code__):
             self.visit_import(fn, name, module, level, fromlist, names)
         for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
             try:
@@ -377,7 +315,7 @@ class _Walker:
             return
         self.seen.add(id(cls))
         qual = f"{module_identity(cls.__module__)}.{cls.__qualname__}"
-        parsed = _parse(cls, strip_decorators=False)
+        parsed = parse(cls, strip_decorators=False)
         if parsed is None:
             why = "no source code (made at run time)"
             self.parts[f"{UNFOLLOWED}class {qual}: {why}"] = hash_text(repr(sorted(vars(cls))))
@@ -390,9 +328,9 @@ class _Walker:
         generated = dataclasses.is_dataclass(cls) or hasattr(cls, "__attrs_attrs__")
         for attr, member in vars(cls).items():
             if isinstance(member, types.FunctionType):
-                if generated and member.__code__.co_filename.startswith("<"):
+                if generated and inspect.unwrap(member).__code__.co_filename.startswith("<"):
                     continue  # made from the fields, which `visit_fields` follows
-                parsed = _parse(member.__code__, strip_decorators=True)
+                parsed = parse(member.__code__, strip_decorators=True)
                 self.visit_refs(member, f"{qual}.{attr}", parsed[1] if parsed else None)
             elif isinstance(member, staticmethod | classmethod | property | functools.partial):
                 self.visit_value(f"{qual}.{attr}", member)
