@@ -103,19 +103,41 @@ def _joblib_loads(data: bytes, _type: str) -> Any:
 
 
 def _pydantic_dumps(value: Any) -> bytes:
-    data = value.model_dump_json().encode()
-    back = type(value).model_validate_json(data)
-    if back != value:
+    """Python-mode fields as tagged JSON (keeps NaN, tuples in `Any`, ...), else pydantic's
+    JSON; either way refused when the model would not validate back to an equal one."""
+    fields = value.model_dump(mode="python", round_trip=True)
+    try:
+        data = tagged.dumps({"$model": fields})
+    except TypeError:
+        data = value.model_dump_json(round_trip=True).encode()
+    try:
+        back = _pydantic_loads(data, "", type(value))
+        same = _model_text(back) == _model_text(value)
+    except Exception as exc:  # noqa: BLE001 - reported as the reason below
+        same, why = False, f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+    else:
+        why = "a field's type is looser than its value's"
+    if not same:
         raise ArtifactError(
-            f"a {_type_path(value)} would not come back the same from JSON (a field's type "
-            "is looser than its value's, e.g. Any holding a tuple); give its fields exact "
-            "types, or store it with @step(hints={'serializer': 'pickle'})"
+            f"a {_type_path(value)} would not come back the same from JSON ({why}); give its "
+            "fields exact types, or store it with @step(hints={'serializer': 'pickle'})"
         )
     return data
 
 
-def _pydantic_loads(data: bytes, type_: str) -> Any:
-    return _import_type(type_).model_validate_json(data)
+def _model_text(model: Any) -> bytes | Any:
+    try:
+        return tagged.dumps(model.model_dump(mode="python"))
+    except TypeError:
+        return model
+
+
+def _pydantic_loads(data: bytes, type_: str, cls: Any = None) -> Any:
+    cls = cls or _import_type(type_)
+    doc = tagged.loads(data)
+    if isinstance(doc, dict) and doc.keys() == {"$model"}:
+        return cls.model_validate(doc["$model"])
+    return cls.model_validate_json(data)
 
 
 def _json_dumps(value: Any) -> bytes:

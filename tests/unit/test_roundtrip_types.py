@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import uuid
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from orchestrator.artifacts import tagged
 from orchestrator.artifacts.store import ArtifactStore, choose_serializer
@@ -201,3 +203,28 @@ def test_numpy_values_keep_their_dtype(tmp_path: Path) -> None:
 def test_decimal_and_complex_keep_their_type() -> None:
     for value in (decimal.Decimal("1.10"), complex(1, -2)):
         assert same(value, tagged.loads(tagged.dumps(value)))
+
+
+class Scores(BaseModel):
+    auc: float
+    pair: tuple[int, int]
+
+
+class Loose(BaseModel):
+    value: Any
+
+
+class LooseWithId(BaseModel):
+    id: uuid.UUID  # tagged JSON has no UUID: pydantic's own JSON is used
+    value: Any
+
+
+def test_pydantic_models_keep_their_field_types_and_nan(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    scores = Scores(auc=float("nan"), pair=(1, 2))
+    back = store.get(store.put(scores))
+    assert type(back) is Scores and math.isnan(back.auc) and back.pair == (1, 2)
+    loose = store.get(store.put(Loose(value=(1, {2: "x"}))))
+    assert type(loose.value) is tuple and loose.value == (1, {2: "x"})
+    with pytest.raises(ArtifactError, match="would not come back the same from JSON"):
+        store.put(LooseWithId(id=uuid.uuid4(), value=(1, 2)))
