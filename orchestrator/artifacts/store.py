@@ -9,16 +9,20 @@ name is the xxh3-128 hash of the serialized bytes. Invariants:
 * a read re-hashes the bytes and raises `ArtifactError` on a missing or corrupt file,
   so a damaged artifact is never silently used;
 * a type with no serializer is an error, never a silent pickle: pickling happens only
-  when the step asks for it with `hints={"serializer": "pickle"}`.
+  when the step asks for it with `hints={"serializer": "pickle"}`;
+* a value comes back with the type it went in with (`tuple` stays `tuple`, int dict keys
+  stay int, numpy scalars keep their dtype, a RangeIndex stays a RangeIndex): JSON goes
+  through `tagged`, Parquet keeps index frequency, RangeIndex columns and object columns
+  in its schema metadata, and a value whose type a serializer would still change (a
+  DataFrame whose first rows do not come back equal, a pydantic model with looser field
+  types than its values) is refused with one error, never stored changed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import io
-import json
 import os
 import pickle
 import shutil
@@ -26,7 +30,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from orchestrator.artifacts import tagged
+from orchestrator.artifacts.frames import df_dumps, df_loads, series_dumps, series_loads
 from orchestrator.cache.hashing import hash_bytes, hash_file
+from orchestrator.cache.identity import find_module, module_identity
 from orchestrator.errors import ArtifactError
 
 
@@ -54,47 +61,18 @@ class ArtifactRef:
 
 def _type_path(value: Any) -> str:
     t = type(value)
-    return f"{t.__module__}:{t.__qualname__}"
+    return f"{module_identity(t.__module__)}:{t.__qualname__}"
 
 
 def _import_type(path: str) -> Any:
     mod, _, qual = path.partition(":")
-    obj: Any = importlib.import_module(mod)
+    obj: Any = find_module(mod)
     for part in qual.split("."):
         obj = getattr(obj, part)
     return obj
 
 
 # -- serializers: (name, ext, dumps(value) -> bytes, loads(bytes, type_path) -> value) --
-
-
-def _df_dumps(value: Any) -> memoryview:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(value, preserve_index=True)
-    # dictionary encoding pays off for repeated values (strings, categories), not floats
-    dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", use_dictionary=dictionary)
-    return memoryview(sink.getvalue())  # no copy: hashed and written from Arrow's buffer
-
-
-def _df_loads(data: bytes, _type: str) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    return pq.read_table(pa.BufferReader(data)).to_pandas()
-
-
-def _series_dumps(value: Any) -> memoryview:
-    name = value.name if value.name is not None else "__series__"
-    return _df_dumps(value.to_frame(name=str(name)))
-
-
-def _series_loads(data: bytes, type_: str) -> Any:
-    s = _df_loads(data, type_).iloc[:, 0]
-    return s.rename(None) if s.name == "__series__" else s
 
 
 def _npy_dumps(value: Any) -> bytes:
@@ -126,24 +104,54 @@ def _joblib_loads(data: bytes, _type: str) -> Any:
 
 
 def _pydantic_dumps(value: Any) -> bytes:
-    return value.model_dump_json().encode()
+    """Python-mode fields as tagged JSON (keeps NaN, tuples in `Any`, ...), else pydantic's
+    JSON; either way refused when the model would not validate back to an equal one."""
+    fields = value.model_dump(mode="python", round_trip=True)
+    try:
+        data = tagged.dumps({"$model": fields})
+    except TypeError:
+        data = value.model_dump_json(round_trip=True).encode()
+    try:
+        back = _pydantic_loads(data, "", type(value))
+        same = _model_text(back) == _model_text(value)
+    except Exception as exc:  # noqa: BLE001 - reported as the reason below
+        same, why = False, f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+    else:
+        why = "a field's type is looser than its value's"
+    if not same:
+        raise ArtifactError(
+            f"a {_type_path(value)} would not come back the same from JSON ({why}); give its "
+            "fields exact types, or store it with @step(hints={'serializer': 'pickle'})"
+        )
+    return data
 
 
-def _pydantic_loads(data: bytes, type_: str) -> Any:
-    return _import_type(type_).model_validate_json(data)
+def _model_text(model: Any) -> bytes | Any:
+    try:
+        return tagged.dumps(model.model_dump(mode="python"))
+    except TypeError:
+        return model
+
+
+def _pydantic_loads(data: bytes, type_: str, cls: Any = None) -> Any:
+    cls = cls or _import_type(type_)
+    doc = tagged.loads(data)
+    if isinstance(doc, dict) and doc.keys() == {"$model"}:
+        return cls.model_validate(doc["$model"])
+    return cls.model_validate_json(data)
 
 
 def _json_dumps(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
+    return tagged.dumps(value)
 
 
 def _json_loads(data: bytes, _type: str) -> Any:
-    return json.loads(data)
+    return tagged.loads(data)
 
 
 SERIALIZERS: dict[str, tuple[str, Any, Any]] = {
-    "parquet": (".parquet", _df_dumps, _df_loads),
-    "series": (".parquet", _series_dumps, _series_loads),
+    "parquet": (".parquet", df_dumps, df_loads),
+    "series": (".parquet", series_dumps, series_loads),
     "npy": (".npy", _npy_dumps, _npy_loads),
     "joblib": (".joblib", _joblib_dumps, _joblib_loads),
     "pydantic": (".json", _pydantic_dumps, _pydantic_loads),
@@ -151,19 +159,14 @@ SERIALIZERS: dict[str, tuple[str, Any, Any]] = {
     "pickle": (".pkl", lambda v: pickle.dumps(v, protocol=5), lambda d, _t: pickle.loads(d)),
 }
 
-_JSON_SCALARS = (type(None), bool, int, float, str)
 
-
-def _is_jsonable(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, _JSON_SCALARS):
-        return True
-    if depth > 50:
-        return False
-    if isinstance(value, list | tuple):
-        return all(_is_jsonable(v, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_jsonable(v, depth + 1) for k, v in value.items())
-    return False
+def _json_problem(value: Any) -> str | None:
+    """None when tagged JSON gives `value` back unchanged, else what it cannot carry."""
+    try:
+        tagged.encode(value)
+    except TypeError as exc:
+        return str(exc)
+    return None
 
 
 def choose_serializer(value: Any, requested: str | None = None) -> str:
@@ -178,23 +181,30 @@ def choose_serializer(value: Any, requested: str | None = None) -> str:
     if mod == "pandas":
         import pandas as pd
 
-        if isinstance(value, pd.DataFrame):
+        if type(value) is pd.DataFrame:
             return "parquet"
-        if isinstance(value, pd.Series):
+        if type(value) is pd.Series:
             return "series"
     if mod == "numpy":
         import numpy as np
 
-        if isinstance(value, np.ndarray) and value.dtype != object:
+        if type(value) is np.ndarray and not value.dtype.hasobject:
             return "npy"
     if hasattr(value, "model_dump_json") and hasattr(type(value), "model_validate_json"):
         return "pydantic"
-    if _is_jsonable(value):
+    problem = _json_problem(value)
+    if problem is None:
         return "json"
     if _is_estimator(value):
         return "joblib"
+    inside = (
+        ""
+        if problem == f"a {type(value).__module__}.{type(value).__qualname__}"
+        else (f" (it holds {problem})")
+    )
     raise ArtifactError(
-        f"no serializer for a value of type {_type_path(value)}; return a DataFrame, numpy array, "
+        f"no serializer for a value of type {_type_path(value)}{inside}; return a DataFrame, "
+        "numpy array, "
         "scikit-learn estimator, pydantic model or JSON-able value, or ask for pickling with "
         "@step(hints={'serializer': 'pickle'})"
     )

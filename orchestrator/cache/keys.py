@@ -4,7 +4,10 @@ A node's key hashes its step's code fingerprint, its canonical parameters (a `Fi
 parameter contributes its file's content hash), its input artifacts' content hashes and
 the step's version salt. `explain_miss` compares the components of a key with the
 closest earlier entry of the same step and says what differs, naming the function,
-constant, parameter or input.
+constant, parameter or input; `explain_hit` and `explain_miss` both list what the code
+fingerprint could not follow, so a hit on code the cache cannot see is never silent. A
+`FileInput` must name a regular file: a FIFO, a device or a folder fails the step at
+once with one line naming the step, the parameter and the path.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cache.fingerprint import code_fingerprint, unfollowed
 from orchestrator.cache.hashing import (
+    NotRegularFile,
     cache_key,
     canonical,
-    code_fingerprint,
     digest,
     dumps,
     hash_file,
@@ -60,6 +64,11 @@ class KeyMaker:
                 path = Path(value)
                 try:
                     out[name] = {"path": str(path), "content": hash_file(path)}
+                except NotRegularFile as exc:
+                    raise OrchestratorError(
+                        f"step '{node.name}' parameter '{name}': {path} is {exc.strerror}; "
+                        "a FileInput must name a regular file"
+                    ) from None
                 except OSError as exc:
                     raise OrchestratorError(
                         f"step '{node.name}' parameter '{name}': cannot read {path}: "
@@ -122,10 +131,29 @@ def _size(d: dict[str, Any]) -> int:
     return sum(len(v) for v in d.values())
 
 
+def _not_followed(parts: KeyParts) -> list[str]:
+    return [f"not followed: {what}" for what in unfollowed(parts.code)]
+
+
+def explain_hit(parts: KeyParts, run_id: str | None, how: str) -> dict[str, Any]:
+    """Why `parts` hit: the same key as an earlier run, and what the key could not see."""
+    summary = f"cached: same code, params and inputs as run {run_id}"
+    blind = _not_followed(parts)
+    reason: dict[str, Any] = {"cache": how, "summary": summary, "from_run": run_id}
+    if blind:
+        reason["summary"] = f"{summary}; {'; '.join(blind)}"
+        reason["details"] = [summary, *blind]
+    return reason
+
+
 def explain_miss(parts: KeyParts, history: list[dict[str, Any]]) -> dict[str, Any]:
     """Why `parts` missed the cache, against the closest of this step's earlier entries."""
     if not history:
-        return {"cache": "miss", "summary": "no cache entry for this step yet"}
+        first = "no cache entry for this step yet"
+        blind = _not_followed(parts)
+        if not blind:
+            return {"cache": "miss", "summary": first}
+        return {"cache": "miss", "summary": "; ".join([first, *blind]), "details": [first, *blind]}
     best, best_diff = None, None
     for entry in reversed(history[-50:]):
         d = diff(parts, entry)
@@ -145,6 +173,7 @@ def explain_miss(parts: KeyParts, history: list[dict[str, Any]]) -> dict[str, An
         lines.append(f"input '{k}' changed (new content hash)")
     if not lines:
         lines.append("version salt or cache format changed")
+    lines += _not_followed(parts)
     return {
         "cache": "miss",
         "summary": "; ".join(lines),

@@ -30,7 +30,7 @@ from typing import Any
 
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.cache.hashing import canonical
-from orchestrator.cache.keys import KeyMaker, KeyParts, explain_miss
+from orchestrator.cache.keys import KeyMaker, KeyParts, explain_hit, explain_miss
 from orchestrator.errors import OrchestratorError
 from orchestrator.execution.local import Executor
 from orchestrator.execution.worker import StepInvocation, StepResult
@@ -254,11 +254,7 @@ class _Run:
             refs = [ArtifactRef.from_json(o) for o in cand["outputs"]]
             bad = next((p for r in refs if (p := self.artifacts.verify(r))), None)
             if bad is None:
-                return cand, {
-                    "cache": how,
-                    "summary": f"cached: same code, params and inputs as run {cand.get('run_id')}",
-                    "from_run": cand.get("run_id"),
-                }
+                return cand, explain_hit(parts, cand.get("run_id"), how)
             problems.append(bad)
             if how == "hit":
                 self.store.drop_cache_entries([parts.key])

@@ -363,3 +363,67 @@ def test_each_output_of_a_multi_output_step_is_tracked_on_its_own(
     low1, high1 = step_of(run, "split")["outputs"]
     assert low1 == low0 and high1 != high0
     assert "input 'xs' changed" in orch.explain(run["run_id"], "high_sum")
+
+
+# -- where the project lives ----------------------------------------------------------------
+
+
+def test_the_same_project_in_another_folder_is_all_cached(
+    orch: Orch, demo_project: Project, tmp_path
+) -> None:
+    """A second clone, a CI checkout, a container mount: the same code hits the cache."""
+    import shutil
+
+    demo_project.write(
+        "pkg/__init__.py", ""
+    )  # a package inside the project, reached from the pipeline file
+    demo_project.write("pkg/tools.py", "BASE = __file__\n\n\ndef inc(x):\n    return x + 1\n")
+    demo_project.edit("pipe.py", "return sum(a) + sum(b)", "return tools.inc(sum(a) + sum(b))")
+    demo_project.edit("pipe.py", "import helpers\n", "import helpers\nfrom pkg import tools\n")
+    first = orch.run("pipe.py:demo")
+    assert states(first) == dict.fromkeys(DEMO_STEPS, "succeeded")
+
+    elsewhere = tmp_path / "elsewhere" / "deeper" / "copy"
+    shutil.copytree(demo_project.root, elsewhere)
+    run = orch.run(str(elsewhere / "pipe.py") + ":demo")
+    assert states(run) == ALL_CACHED, run
+    for name in DEMO_STEPS:
+        assert step_of(run, name)["cache_key"] == step_of(first, name)["cache_key"]
+
+    # an edit in the copy is still seen, and named without the folder's path
+    Project(elsewhere).edit(
+        "pipe.py", "return [x * k for x in xs]", "return [x * k + 1 for x in xs]"
+    )
+    run = orch.run(str(elsewhere / "pipe.py") + ":demo")
+    assert states(run)["double"] == "succeeded"
+    why = orch.explain(run["run_id"], "double")
+    assert "code changed: function pipe.double" in why, why
+    assert "elsewhere" not in why and "orch_user" not in why
+
+
+# -- file inputs that are not regular files ---------------------------------------------------
+
+
+def test_a_file_input_that_is_not_a_regular_file_is_refused_at_once(
+    orch: Orch, project: Project
+) -> None:
+    import os
+
+    project.write("files.py", FILES_PIPELINE)
+    fifo = project.path("pipe.fifo")
+    os.mkfifo(fifo)
+    project.path("adir").mkdir()
+    for path, kind in (
+        ("/dev/zero", "a character device"),
+        (str(fifo), "a FIFO"),
+        ("adir", "a directory"),
+    ):
+        res = orch("run", "files.py:files", "--json", "--param", f"path={path}", timeout=30)
+        assert res.code == 1, res.describe()
+        assert "Traceback" not in res.err, res.describe()
+        got = states(res.json)
+        assert (got["ingest"], got["enrich"], got["summarize"]) == ("failed", "skipped", "skipped")
+        assert step_of(res.json, "ingest")["error"] == (
+            f"step 'ingest' parameter 'path': {path} is not a regular file ({kind}); "
+            "a FileInput must name a regular file"
+        )

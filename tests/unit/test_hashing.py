@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cache.hashing import canonical, clear_fingerprints, code_fingerprint, dumps
+from orchestrator.cache.fingerprint import clear_fingerprints, code_fingerprint
+from orchestrator.cache.hashing import canonical, dumps
 from orchestrator.errors import ArtifactError
+from orchestrator.model.step import FileInput
 
 
 @pytest.fixture
@@ -117,3 +119,174 @@ def test_canonical_params_are_order_independent_and_typed() -> None:
 def test_uncanonical_param_is_a_clear_error() -> None:
     with pytest.raises(ArtifactError, match="has no canonical form"):
         canonical(object())
+
+
+# -- what the fingerprint follows, and what it reports ------------------------------------
+
+FOLLOW = """
+import functools
+import helpers
+
+TRIPLE = functools.partial(helpers.mul, k=3)
+SCALER = helpers.Scaler(2)
+BUFFER = (c for c in "x")
+
+
+def by_partial():
+    return TRIPLE(2)
+
+
+def by_instance():
+    return SCALER.apply(3)
+
+
+def by_import_in_body():
+    from helpers import mul
+
+    return mul(1, 2)
+
+
+def by_computed_getattr(name):
+    return getattr(helpers, name)(1, 2)
+
+
+def by_unhashable():
+    return next(BUFFER)
+"""
+
+FOLLOW_HELPERS = """
+def mul(x, k):
+    return x * k
+
+
+class Scaler:
+    def __init__(self, f):
+        self.f = f
+
+    def apply(self, x):
+        return mul(x, self.f)
+"""
+
+
+def _flow_fp(name: str) -> dict[str, str]:
+    import flow
+
+    return code_fingerprint(getattr(flow, name))
+
+
+def test_partials_instances_and_body_imports_are_followed(project) -> None:
+    project("helpers", FOLLOW_HELPERS)
+    project("flow", FOLLOW)
+    assert {"function helpers.mul", "constant flow.TRIPLE.<keyword k>"} <= _flow_fp(
+        "by_partial"
+    ).keys()
+    inst = _flow_fp("by_instance")
+    assert {"class helpers.Scaler", "constant flow.SCALER.f", "function helpers.mul"} <= inst.keys()
+    assert "function helpers.mul" in _flow_fp("by_import_in_body")
+
+
+def test_what_cannot_be_followed_is_a_named_component(project) -> None:
+    from orchestrator.cache.fingerprint import unfollowed
+
+    project("helpers", FOLLOW_HELPERS)
+    project("flow", FOLLOW)
+    assert unfollowed(_flow_fp("by_computed_getattr")) == [
+        "flow.by_computed_getattr: getattr(helpers, ...) with a computed name"
+    ]
+    assert unfollowed(_flow_fp("by_unhashable")) == [
+        "constant flow.BUFFER: a builtins.generator whose state cannot be hashed"
+    ]
+    assert unfollowed(_flow_fp("by_partial")) == []
+
+
+def test_a_module_loaded_from_a_path_is_named_relative_to_its_package_root(tmp_path: Path) -> None:
+    from orchestrator.cache.identity import module_identity
+    from orchestrator.execution.worker import load_module_from_path
+
+    for where in ("a/proj", "b/deeper/proj"):
+        root = tmp_path / where
+        (root / "pkg").mkdir(parents=True)
+        (root / "pkg" / "__init__.py").write_text("")
+        (root / "pkg" / "flow.py").write_text("def f():\n    return 1\n")
+        mod = load_module_from_path(root / "pkg" / "flow.py")
+        assert mod.__name__.startswith("orch_user_")
+        assert module_identity(mod.__name__) == "pkg.flow"
+        assert "function pkg.flow.f" in code_fingerprint(mod.f)
+
+
+# -- cache keys -------------------------------------------------------------------------
+
+
+def _node(fn, **bindings):
+    from orchestrator.model.step import Node, Step
+
+    return Node(fn.__name__, Step(fn), bindings)
+
+
+def _ingest(path: FileInput, n: int = 1) -> int:
+    return n
+
+
+def test_key_changes_with_params_inputs_and_salt_only(tmp_path: Path) -> None:
+    from orchestrator.cache.keys import KeyMaker
+
+    data = tmp_path / "d.csv"
+    data.write_text("x\n1\n")
+    keys = KeyMaker()
+    base = keys.make(_node(_ingest, path=str(data)), {"a": "h1"})
+    assert keys.make(_node(_ingest, path=str(data)), {"a": "h1"}).key == base.key
+    assert keys.make(_node(_ingest, path=str(data), n=2), {"a": "h1"}).key != base.key
+    assert keys.make(_node(_ingest, path=str(data)), {"a": "h2"}).key != base.key
+    assert base.params["path"]["content"] and base.params["n"] == 1
+    data.write_text("x\n2\n")
+    assert keys.make(_node(_ingest, path=str(data)), {"a": "h1"}).key != base.key
+
+
+@pytest.mark.parametrize(("kind", "make"), [("a FIFO", "fifo"), ("a directory", "dir")])
+def test_file_input_that_is_not_a_regular_file_fails_at_once(
+    tmp_path: Path, kind: str, make: str
+) -> None:
+    import os
+
+    from orchestrator.cache.keys import KeyMaker
+    from orchestrator.errors import OrchestratorError
+
+    target = tmp_path / "odd"
+    os.mkfifo(target) if make == "fifo" else target.mkdir()
+    with pytest.raises(OrchestratorError) as err:
+        KeyMaker().make(_node(_ingest, path=str(target)), {})
+    assert str(err.value) == (
+        f"step '_ingest' parameter 'path': {target} is not a regular file ({kind}); "
+        "a FileInput must name a regular file"
+    )
+
+
+def test_explain_miss_names_changes_and_what_was_not_followed() -> None:
+    from orchestrator.cache.keys import KeyParts, explain_hit, explain_miss
+
+    blind = "not followed: f: getattr(m, ...) with a computed name"
+    old = {
+        "cache_key": "k0",
+        "run_id": "r0",
+        "code": {"function m.f": "1", blind: "d"},
+        "params": {"n": 1},
+        "inputs": {"a": "h"},
+    }
+    parts = KeyParts(
+        "k1", {"function m.f": "2", blind: "d", "constant m.C": "3"}, {"n": 2}, {"a": "h2"}, ""
+    )
+    why = explain_miss(parts, [old])
+    assert why["details"] == [
+        "code changed: function m.f",
+        "code added: constant m.C",
+        "parameter 'n' changed: 1 -> 2",
+        "input 'a' changed (new content hash)",
+        blind,
+    ]
+    assert why["compared_with_run"] == "r0"
+    hit = explain_hit(parts, "r0", "hit")
+    assert hit["details"] == ["cached: same code, params and inputs as run r0", blind]
+    assert blind in hit["summary"]
+    clean = KeyParts("k2", {"function m.f": "2"}, {}, {}, "")
+    assert "details" not in explain_hit(clean, "r0", "hit")
+    assert explain_miss(clean, [])["summary"] == "no cache entry for this step yet"
