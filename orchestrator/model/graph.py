@@ -279,6 +279,12 @@ class Pipeline:
             )
         return params, per_step
 
+    def run(self, **params: Any) -> Any:
+        """Run this pipeline with `params` (see `orchestrator.api.run`) -> `orchestrator.Run`."""
+        from orchestrator.api import run
+
+        return run(self, params)
+
     def build(self, overrides: dict[str, Any] | None = None) -> Graph:
         params, per_step = self.resolve_params(overrides)
         builder = new_builder()
