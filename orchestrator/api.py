@@ -213,7 +213,7 @@ def execute(
     engine = Engine(ws.store, ws.artifacts, ws.executors(options), listener=listener, logger=log)
     try:
         engine.executor(executor)  # an unreachable cluster fails before the run is recorded
-        with _live_logs(ws.logs_dir / run_id, run_id, on_log):
+        with _live_logs(ws, run_id, on_log):
             return engine.run(
                 graph,
                 target=target,
@@ -227,20 +227,36 @@ def execute(
 
 
 @contextlib.contextmanager
-def _live_logs(folder: Path, run_id: str, on_log: LogWriter | None) -> Iterator[None]:
-    """Steps tee their log lines to `folder` while the run goes; `on_log` follows them."""
+def _live_logs(ws: Workspace, run_id: str, on_log: LogWriter | None) -> Iterator[None]:
+    """Steps tee their log lines to `logs/RUN/` while the run goes; `on_log` follows them.
+
+    Steps that ran elsewhere (Docker, Dask) wrote no live file: once the run has ended,
+    their stored logs are passed to `on_log` too.
+    """
     from orchestrator.execution.worker import stream_logs
     from orchestrator.logs import LivePrinter
 
+    folder = ws.logs_dir / run_id
     stream_logs(run_id, folder)
     printer = LivePrinter(folder, on_log).start() if on_log is not None else None
+    ended = False
     try:
         yield
+        ended = True
     finally:
         stream_logs(run_id, None)
         if printer is not None:
             printer.stop()
+            if ended:
+                _late_logs(ws, run_id, set(printer.tail.offsets), on_log)
         shutil.rmtree(folder, ignore_errors=True)  # the full logs are in the store now
+
+
+def _late_logs(ws: Workspace, run_id: str, seen: set[str], on_log: Any) -> None:
+    for row in ws.store.step_runs(run_id):
+        if row.get("log") and row["name"] not in seen and row["state"] != "cached":
+            for line in str(row["log"]).splitlines():
+                on_log(row["name"], line)
 
 
 def run(
