@@ -131,29 +131,30 @@ def stream_logs(run_id: str, folder: Path | None) -> None:
 
 
 class _Lines(list[str]):
-    """A step's captured log: kept in memory for the store, and teed to a live file."""
+    """A step's captured log: kept in memory for the store, and teed to a live file
+    (opened on the first line, so a silent step costs no file)."""
 
     def __init__(self, path: Path | None) -> None:
         super().__init__()
+        self._path = path
         self._file: Any = None
-        if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115
-            except OSError:
-                self._file = None  # live logs are a convenience; the store keeps the log
 
     def append(self, s: str) -> None:
         super().append(s)
-        if self._file is not None:
-            try:
-                self._file.write(s)
-                if "\n" in s:
-                    self._file.flush()
-            except (OSError, ValueError):
-                self._file = None
+        if self._path is None:
+            return
+        try:
+            if self._file is None:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self._path, "a", encoding="utf-8")  # noqa: SIM115
+            self._file.write(s)
+            if "\n" in s:
+                self._file.flush()
+        except (OSError, ValueError):
+            self._path = None  # live logs are a convenience; the store keeps the log
 
     def close(self) -> None:
+        self._path = None
         if self._file is not None:
             self._file.close()
             self._file = None
