@@ -65,6 +65,8 @@ class _Package(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
+if "orchestrator.run" in sys.modules:  # bound before this module could make it callable
+    sys.modules["orchestrator.run"].__class__ = _CallableRunPackage
 
 
 def __getattr__(name: str) -> Any:
