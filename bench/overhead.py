@@ -7,8 +7,8 @@ What it measures
     distinct `i` parameter and returns it, so every step has its own cache key and its
     own small JSON artifact file, as real steps would.
 
-    The stores are composed as the CLI does it (see `orchestrator.cli.app.Env` and
-    `orchestrator.cli.render.run_pipeline`): `MetadataStore("sqlite:///<tmp>/orchestrator.db")`,
+    The stores are composed as the CLI does it (see `orchestrator.config.Workspace` and
+    `orchestrator.api.execute`): `MetadataStore("sqlite:///<tmp>/orchestrator.db")`,
     `ArtifactStore(<tmp>/artifacts)` and `Engine(store, artifacts, make_executor)`; the
     store is opened (and migrated) outside the timed region.
 

@@ -1,9 +1,10 @@
 """`orch`: the command line, and the composition root.
 
-Only here are concrete parts chosen and configuration read: `ORCH_HOME` (default
-`./.orchestrator`) holds the SQLite file and the artifact folder; `ORCH_DB_URL` points the
-metadata store elsewhere; `ORCH_LOG_FORMAT=json` switches logs to JSON lines. Every
-`OrchestratorError` ends as one line on stderr and a non-zero exit, never a traceback.
+A thin layer: parse the options, call the Python API (`orchestrator.api`) over the
+workspace `orchestrator.config.Workspace` composes from `ORCH_HOME` (default
+`./.orchestrator`), `ORCH_DB_URL` and `ORCH_ARTIFACTS`, print. `ORCH_LOG_FORMAT=json`
+switches logs to JSON lines. Every `OrchestratorError` ends as one line on stderr and a
+non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.errors import NotFound, OrchestratorError, ParamError, did_you_mean
-from orchestrator.model.graph import parse_cli_value
+from orchestrator.config import Workspace
+from orchestrator.errors import NotFound, OrchestratorError, did_you_mean
 from orchestrator.model.params import cli_overrides
 from orchestrator.state import STEP_KINDS
 
@@ -44,60 +45,7 @@ ImageOpt = Annotated[
 
 
 def _backend_options(dask_address: str | None, image: str | None) -> dict[str, Any]:
-    return {
-        "dask_address": dask_address or os.environ.get("ORCH_DASK_ADDRESS"),
-        "image": image or os.environ.get("ORCH_IMAGE"),
-    }
-
-
-class Env:
-    """The configured store, artifact store and engine (built on first use)."""
-
-    def __init__(self) -> None:
-        self.home = Path(os.environ.get("ORCH_HOME", ".orchestrator"))
-        self.db_url = os.environ.get("ORCH_DB_URL") or f"sqlite:///{self.home / 'orchestrator.db'}"
-        self._store: Any = None
-        self._artifacts: Any = None
-
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from orchestrator.store.metadata import MetadataStore
-
-            self.home.mkdir(parents=True, exist_ok=True)
-            forced = os.environ.get("ORCH_DB_READONLY", "") not in ("", "0")
-            self._store = MetadataStore(self.db_url, readonly=True if forced else None)
-        return self._store
-
-    @property
-    def artifacts(self) -> Any:
-        if self._artifacts is None:
-            from orchestrator.artifacts.store import ArtifactStore
-
-            self._artifacts = ArtifactStore(
-                Path(os.environ.get("ORCH_ARTIFACTS", self.home / "artifacts"))
-            )
-        return self._artifacts
-
-    def registry(self) -> Any:
-        from orchestrator.store.registry import StoreRegistry
-
-        return StoreRegistry(self.store, self.artifacts)
-
-    def registry_factory(self) -> Any:
-        """A factory safe to call in a forked child (which opens its own connection pool)."""
-        parent, url, root = os.getpid(), self.db_url, self.artifacts.root
-
-        def make() -> Any:
-            from orchestrator.artifacts.store import ArtifactStore
-            from orchestrator.store.metadata import MetadataStore
-            from orchestrator.store.registry import StoreRegistry
-
-            if os.getpid() == parent:
-                return self.registry()
-            return StoreRegistry(MetadataStore(url), ArtifactStore(root))
-
-        return make
+    return {"dask_address": dask_address, "image": image}
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -115,18 +63,52 @@ ParamsFileOpt = Annotated[
 ]
 
 
-def _parse_params(items: list[str], params_file: Path | None = None) -> dict[str, Any]:
-    return cli_overrides(items, params_file)
+def _overrides(param: list[str] | None, params_file: Path | None = None) -> dict[str, Any]:
+    """The run's parameter overrides, from every option of `run` that sets parameters."""
+    return cli_overrides(param or [], params_file)
 
 
-def _parse_data(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ParamError(f"--data expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = parse_cli_value(raw)
-    return out
+def _run_graph(
+    graph: Any,
+    *,
+    target: str,
+    executor: str,
+    as_json: bool,
+    options: dict[str, Any],
+    trigger: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    resumed_from: str | None = None,
+) -> Any:
+    """Run through the API with live progress and log lines on stderr; print the result."""
+    from orchestrator import api
+    from orchestrator.cli.progress import Progress, json_log_printer, print_log_line, print_result
+
+    run_id = run_id or api.new_run_id()
+    progress = Progress(graph, f"{graph.pipeline} ({len(graph.order)} steps)", quiet=as_json)
+    json_logs = os.environ.get("ORCH_LOG_FORMAT") == "json"
+    on_log = json_log_printer(run_id, graph.pipeline) if json_logs else print_log_line
+    try:
+        with progress:
+            result = api.execute(
+                ENV, graph, target=target, executor=executor, listener=progress, on_log=on_log,
+                run_id=run_id, resumed_from=resumed_from, trigger=trigger, options=options,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        # the run is recorded as interrupted; steps still running in pool threads are
+        # abandoned rather than awaited, so Ctrl-C ends the command at once
+        typer.echo(
+            f"interrupted: run {run_id} is recorded; resume it with `orch resume {run_id}`",
+            err=True,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        ENV.close()
+        os._exit(130)
+    if as_json:
+        sys.stdout.write(_json(result.to_json()) + "\n")
+    else:
+        print_result(result)
+    return result
 
 
 @app.command()
@@ -148,14 +130,11 @@ def run(
     trigger: Annotated[str | None, typer.Option("--trigger", hidden=True)] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", hidden=True)] = None,
 ) -> None:
-    """Validate, plan and run a pipeline; cached steps are reused."""
-    from orchestrator.cli.render import run_pipeline
+    """Validate, plan and run a pipeline; cached steps are reused. Step logs go to stderr."""
     from orchestrator.loader import load_target, normalize_target
 
-    pipe = load_target(target)
-    graph = pipe.build(_parse_params(param or [], params_file))
-    result = run_pipeline(
-        ENV,
+    graph = load_target(target).build(_overrides(param, params_file))
+    result = _run_graph(
         graph,
         target=normalize_target(target),
         executor=executor,
@@ -176,15 +155,11 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a failed or interrupted run again, reusing every step it finished."""
-    from orchestrator.cli.render import run_pipeline
     from orchestrator.loader import load_target
 
     old = ENV.store.get_run(run_id)
-    pipe = load_target(old["target"])
-    overrides = {k: v for k, v in old["params"].items()}
-    graph = pipe.build(overrides)
-    result = run_pipeline(
-        ENV,
+    graph = load_target(old["target"]).build(dict(old["params"]))
+    result = _run_graph(
         graph,
         target=old["target"],
         executor=executor or old["executor"],
@@ -213,14 +188,57 @@ def show(
     run_id: Annotated[str, typer.Argument()],
     as_json: JsonOpt = False,
     logs: Annotated[bool, typer.Option("--logs/--no-logs")] = True,
+    full_logs: Annotated[
+        bool, typer.Option("--full-logs", help="Every log line (default: each step's last 200).")
+    ] = False,
 ) -> None:
     """A run: its steps, params, artifacts, errors and logs."""
-    from orchestrator.cli.render import print_show
+    from orchestrator.cli.show import print_show
     from orchestrator.loader import output_names
 
     run_row = ENV.store.get_run(run_id)
     names = output_names(run_row["target"], run_row.get("params") or {})
-    print_show(run_row, ENV.store.step_runs(run_row["id"]), as_json, logs, names)
+    print_show(run_row, ENV.store.step_runs(run_row["id"]), as_json, logs, full_logs, names)
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="A run (an id prefix is enough).")],
+    step: Annotated[str | None, typer.Argument(help="Only this step (lines unprefixed).")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Print new lines until the run ends.")
+    ] = False,
+) -> None:
+    """A run's step logs (`STEP | line`); live lines of running steps with --follow."""
+    from orchestrator.cli.logs import print_logs
+
+    print_logs(ENV, run_id, step, follow)
+
+
+@app.command()
+def artifact(
+    run_id: Annotated[str, typer.Argument(help="A run (an id prefix is enough).")],
+    step: Annotated[str, typer.Argument(help="One of its steps.")],
+    output: Annotated[
+        str | None, typer.Argument(help="For a step with several outputs: a name or index.")
+    ] = None,
+    to: Annotated[
+        Path | None,
+        typer.Option("--to", help="Write it: .csv/.parquet (frames), .json, else the stored file."),
+    ] = None,
+) -> None:
+    """Preview one output of a step of a run, or write it to a file."""
+    from orchestrator.api import history
+    from orchestrator.cli.artifact import show_artifact, write_artifact
+
+    run_row = ENV.store.get_run(run_id)
+    past = history(ENV, run_row, ENV.store.step_runs(run_row["id"]))
+    which: str | int | None = int(output) if output and output.isdigit() else output
+    if to is None:
+        show_artifact(past, ENV.artifacts, step, which)
+        return
+    what = write_artifact(past, ENV.artifacts, step, which, to)
+    typer.echo(f"wrote {to}: {what}")
 
 
 @app.command()
@@ -230,7 +248,7 @@ def explain(
     as_json: JsonOpt = False,
 ) -> None:
     """Why a step of a run ran, or was cached."""
-    from orchestrator.cli.render import print_explain
+    from orchestrator.cli.show import print_explain
 
     run_row = ENV.store.get_run(run_id)
     print_explain(run_row, ENV.store.step_runs(run_row["id"]), step, as_json)
@@ -247,7 +265,7 @@ def graph(
     from orchestrator.cli.render import print_graph
     from orchestrator.loader import load_target
 
-    g = load_target(target).build(_parse_params(param or [], params_file))
+    g = load_target(target).build(_overrides(param, params_file))
     print_graph(g, fmt)
 
 
@@ -524,7 +542,8 @@ def kinds() -> None:
     typer.echo(" ".join(STEP_KINDS))
 
 
-ENV = Env()
+ENV = Workspace()
+Env = Workspace  # the name scripts used before the composition moved to orchestrator.config
 
 
 def main() -> None:
@@ -540,8 +559,7 @@ def main() -> None:
         typer.echo("interrupted: resume with `orch resume RUN` (see `orch runs`)", err=True)
         sys.exit(130)
     finally:
-        if ENV._store is not None:
-            ENV._store.close()
+        ENV.close()
 
 
 def _json(obj: Any) -> str:

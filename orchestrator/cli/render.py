@@ -1,4 +1,7 @@
-"""What the CLI prints: live progress, the final step table, runs, show, explain, graph, models.
+"""What the CLI prints for runs, graph, models, schedules, events and monitor checks.
+
+A running pipeline's output is in `cli.progress`; `show`, `explain`, `logs` and
+`artifact` are in `cli.show`.
 
 Human output goes through rich; `--json` prints exactly one JSON document on stdout.
 Progress and logs go to stderr so stdout stays clean for scripts.
@@ -6,162 +9,22 @@ Progress and logs go to stderr so stdout stays clean for scripts.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
-import re
-import sys
-import threading
 from typing import Any
 
-from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.errors import NotFound, OrchestratorError, did_you_mean
+from orchestrator.cli.progress import duration_text, out, state_markup
+from orchestrator.errors import NotFound
 from orchestrator.model.graph import Graph, type_name
 
-out = Console()
-err = Console(stderr=True)
-if not out.is_terminal:
-    out = Console(width=160)
-if not err.is_terminal:
-    err = Console(stderr=True, width=160)
-
-STYLE = {
-    "succeeded": "green",
-    "cached": "cyan",
-    "failed": "red",
-    "skipped": "yellow",
-    "running": "blue",
-    "pending": "dim",
-    "interrupted": "magenta",
-    "retrying": "yellow",
-}
-
-
-def _state(s: str) -> str:
-    return f"[{STYLE.get(s, 'white')}]{s}[/]"
+_state = state_markup
+_dur = duration_text
 
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=str)
-
-
-def _dur(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    return f"{seconds * 1000:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
-
-
-class Progress:
-    """Live per-step progress on stderr: a redrawn table on a terminal, else one line per change."""
-
-    def __init__(self, graph: Graph, run_label: str, quiet: bool) -> None:
-        self.graph, self.quiet = graph, quiet
-        self.states = {n: ("pending", "") for n in graph.order}
-        self.lock = threading.Lock()
-        self.live: Live | None = None
-        self.label = run_label
-        if not quiet and err.is_terminal:
-            self.live = Live(self._table(), console=err, refresh_per_second=8, transient=True)
-
-    def _table(self) -> Table:
-        table = Table(title=self.label, title_justify="left")
-        for col in ("step", "kind", "state", "note"):
-            table.add_column(col)
-        for n in self.graph.order:
-            state, note = self.states[n]
-            table.add_row(n, self.graph.nodes[n].step.kind, _state(state), note)
-        return table
-
-    def __call__(self, name: str, state: str, info: dict[str, Any]) -> None:
-        note = ""
-        if state == "retrying":
-            note = f"attempt {info.get('attempt')} failed; retry in {info.get('delay'):g}s"
-        elif "duration" in info:
-            note = _dur(info["duration"])
-        with self.lock:
-            self.states[name] = (state, note)
-            if self.live is not None:
-                self.live.update(self._table())
-            elif not self.quiet:
-                stamp = dt.datetime.now().strftime("%H:%M:%S")
-                err.print(f"[dim]{stamp}[/] {name:<24} {_state(state)} {note}", highlight=False)
-
-    def __enter__(self) -> Progress:
-        if self.live is not None:
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-
-def run_pipeline(
-    env: Any,
-    graph: Graph,
-    *,
-    target: str,
-    executor: str,
-    as_json: bool,
-    resumed_from: str | None = None,
-    options: dict[str, Any] | None = None,
-    trigger: dict[str, Any] | None = None,
-    run_id: str | None = None,
-) -> Any:
-    from orchestrator.execution.backends import NAMES, make_executor
-    from orchestrator.execution.worker import install_capture
-    from orchestrator.logs import get_logger
-    from orchestrator.run.engine import Engine, new_run_id
-
-    if executor not in NAMES:  # before the run is recorded
-        raise OrchestratorError(f"unknown executor '{executor}'; choose one of {', '.join(NAMES)}")
-    run_id = run_id or new_run_id()
-    log = get_logger(pipeline=graph.pipeline, run_id=run_id)
-    factory = env.registry_factory()
-    opts = {"db_url": env.db_url, **(options or {})}
-
-    def executors(name: str) -> Any:
-        return make_executor(name, env.artifacts, registry_factory=factory, options=opts)
-
-    install_capture()
-    progress = Progress(graph, f"{graph.pipeline} ({len(graph.order)} steps)", quiet=as_json)
-    engine = Engine(env.store, env.artifacts, executors, listener=progress, logger=log)
-    try:
-        engine.executor(executor)  # an unreachable cluster fails before the run is recorded
-    except BaseException:
-        engine.close()
-        raise
-    try:
-        with progress:
-            result = engine.run(
-                graph,
-                target=target,
-                executor=executor,
-                run_id=run_id,
-                resumed_from=resumed_from,
-                trigger=trigger,
-            )
-    except KeyboardInterrupt:
-        # the run is recorded as interrupted; steps still running in pool threads are
-        # abandoned rather than awaited, so Ctrl-C ends the command at once
-        err.print(f"interrupted: run {run_id} is recorded; resume it with `orch resume {run_id}`")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        env.store.close()
-        os._exit(130)
-    finally:
-        engine.close()
-    if as_json:
-        doc = result.to_json()
-        name_outputs(doc["steps"], {n: graph.output_names(n) for n in graph.order})
-        sys.stdout.write(_dumps(doc) + "\n")
-        return result
-    _print_result(result)
-    return result
 
 
 def name_outputs(steps: list[dict[str, Any]], names: dict[str, list[str]]) -> None:
@@ -171,32 +34,6 @@ def name_outputs(steps: list[dict[str, Any]], names: dict[str, list[str]]) -> No
         for i, o in enumerate(s.get("outputs") or []):
             if i < len(known):
                 o.setdefault("name", known[i])
-
-
-def _print_result(result: Any) -> None:
-    table = Table(
-        title=f"run {result.run_id}  {result.pipeline}  {_state(result.status)}  "
-        f"{_dur(result.duration)}",
-        title_justify="left",
-    )
-    for col in ("step", "kind", "state", "duration", "cache key", "why"):
-        table.add_column(col)
-    for s in result.steps:
-        why = (s.error or "").splitlines()[0] if s.error else (s.reason or {}).get("summary", "")
-        table.add_row(
-            s.name,
-            s.kind,
-            _state(s.state),
-            _dur(s.duration) if s.state != "cached" else "",
-            (s.cache_key or "")[:12],
-            Text(why),  # user text: never read as markup
-        )
-    out.print(table)
-    failed = [s for s in result.steps if s.state == "failed"]
-    for s in failed:
-        err.print(Text(f"step '{s.name}' failed:", style="red"), Text(s.error or ""), sep="\n")
-    if failed:
-        err.print(f"details: orch show {result.run_id}    resume: orch resume {result.run_id}")
 
 
 def print_runs(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -241,141 +78,6 @@ def _run_json(r: dict[str, Any]) -> dict[str, Any]:
     if "counts" in r:
         d["counts"] = r["counts"]
     return d
-
-
-def _step_json(s: dict[str, Any], logs: bool = True) -> dict[str, Any]:
-    keys = (
-        "name",
-        "kind",
-        "state",
-        "attempts",
-        "started_at",
-        "ended_at",
-        "duration",
-        "cache_key",
-        "params",
-        "inputs",
-        "outputs",
-        "error",
-        "reason",
-    )
-    d = {k: s.get(k) for k in keys}
-    if logs:
-        d["log"] = s.get("log")
-    return d
-
-
-def _out_label(i: int, o: dict[str, Any]) -> str:
-    """A declared output name, else the output's index."""
-    name = o.get("name")
-    return str(i) if not name or re.fullmatch(r"output(_\d+)?", name) else name
-
-
-def _print_tree(tree: dict[str, Any], indent: int) -> None:
-    for key, value in tree.items():
-        pad = "  " * indent
-        if isinstance(value, dict) and value:
-            out.print(f"{pad}{key}:", highlight=False, markup=False)
-            _print_tree(value, indent + 1)
-        else:
-            out.print(
-                f"{pad}{key}: {json.dumps(value, default=str)}", highlight=False, markup=False
-            )
-
-
-def print_show(
-    run: dict[str, Any],
-    steps: list[dict[str, Any]],
-    as_json: bool,
-    logs: bool,
-    output_names: dict[str, list[str]] | None = None,
-) -> None:
-    name_outputs(steps, output_names or {})
-    if as_json:
-        print(_dumps(_run_json(run) | {"steps": [_step_json(s, logs) for s in steps]}))
-        return
-    out.print(
-        f"run [bold]{run['id']}[/]  pipeline {run['pipeline']}  {_state(run['status'])}  "
-        f"executor {run['executor']}  target {run['target']}",
-        highlight=False,
-    )
-    if run.get("resumed_from"):
-        out.print(f"resumed from {run['resumed_from']}")
-    trig = run.get("trigger") or {}
-    if trig.get("kind", "manual") != "manual":
-        detail = ", ".join(f"{k} {v}" for k, v in trig.items() if k != "kind")
-        out.print(f"trigger: {trig['kind']} ({detail})", highlight=False, markup=False)
-    if run["params"]:
-        out.print("params:", highlight=False)
-        _print_tree(run["params"], 1)
-    else:
-        out.print("params: {}", highlight=False)
-    for s in steps:
-        out.rule(f"{s['name']}  ({s['kind']})  {s['state']}  {_dur(s['duration'])}", align="left")
-        out.print(
-            f"cache key: {s['cache_key'] or '-'}   attempts: {s['attempts']}", highlight=False
-        )
-        if s.get("reason"):
-            out.print(f"why: {s['reason'].get('summary')}", highlight=False, markup=False)
-        if s.get("params"):
-            out.print(
-                f"params: {json.dumps(s['params'], default=str)}", highlight=False, markup=False
-            )
-        for arg, h in (s.get("inputs") or {}).items():
-            out.print(f"input  {arg}: {h[:16]}", highlight=False)
-        for i, o in enumerate(s.get("outputs") or []):
-            out.print(
-                f"output {_out_label(i, o)}: {o['hash'][:16]}  {o['type']}  {o['size']} bytes",
-                highlight=False,
-            )
-        if s.get("error"):
-            out.print("error:", style="red")
-            out.print(s["error"], highlight=False, markup=False)
-        if logs and s.get("log"):
-            out.print("log:", style="dim")
-            out.print(s["log"].rstrip(), highlight=False, markup=False)
-
-
-def print_explain(
-    run: dict[str, Any], steps: list[dict[str, Any]], name: str, as_json: bool
-) -> None:
-    by_name = {s["name"]: s for s in steps}
-    s = by_name.get(name)
-    if s is None:
-        raise NotFound(
-            f"run {run['id']} has no step '{name}'{did_you_mean(name, by_name)}; "
-            f"its steps: {', '.join(by_name)}"
-        )
-    reason = s.get("reason") or {}
-    if as_json:
-        print(
-            _dumps(
-                {
-                    "run_id": run["id"],
-                    "step": name,
-                    "state": s["state"],
-                    "cache_key": s["cache_key"],
-                    "reason": reason,
-                }
-            )
-        )
-        return
-    verb = {
-        "cached": "was cached",
-        "succeeded": "ran",
-        "failed": "ran and failed",
-        "skipped": "was skipped",
-    }.get(s["state"], s["state"])
-    out.print(f"step '{name}' of run {run['id']} {verb}.", highlight=False)
-    details = reason.get("details") or [reason.get("summary", "no explanation recorded")]
-    for line in details:
-        out.print(f"  - {line}", highlight=False, markup=False)
-    if reason.get("compared_with_run"):
-        out.print(
-            f"  (compared with the closest earlier cache entry, from run "
-            f"{reason['compared_with_run']})",
-            highlight=False,
-        )
 
 
 def print_graph(g: Graph, fmt: str) -> None:

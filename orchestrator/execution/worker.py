@@ -27,6 +27,7 @@ from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.cache.hashing import canonical
 from orchestrator.errors import ArtifactError, OrchestratorError, ParamError
 from orchestrator.execution.context import Registry, RunContext, activate, deactivate
+from orchestrator.logs import live_log_file
 from orchestrator.model.graph import validate_value
 from orchestrator.model.step import Step
 
@@ -116,6 +117,47 @@ class _Router(io.TextIOBase):
 
 
 _install_lock = threading.Lock()
+
+# run id -> folder of live per-step log files (inherited by forked process-executor children)
+_live_dirs: dict[str, Path] = {}
+
+
+def stream_logs(run_id: str, folder: Path | None) -> None:
+    """While `run_id` runs here, also append each step's log lines to `folder/STEP.log`."""
+    if folder is None:
+        _live_dirs.pop(run_id, None)
+    else:
+        _live_dirs[run_id] = folder
+
+
+class _Lines(list[str]):
+    """A step's captured log: kept in memory for the store, and teed to a live file
+    (opened on the first line, so a silent step costs no file)."""
+
+    def __init__(self, path: Path | None) -> None:
+        super().__init__()
+        self._path = path
+        self._file: Any = None
+
+    def append(self, s: str) -> None:
+        super().append(s)
+        if self._path is None:
+            return
+        try:
+            if self._file is None:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self._path, "a", encoding="utf-8")  # noqa: SIM115
+            self._file.write(s)
+            if "\n" in s:
+                self._file.flush()
+        except (OSError, ValueError):
+            self._path = None  # live logs are a convenience; the store keeps the log
+
+    def close(self) -> None:
+        self._path = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def install_capture() -> None:
@@ -272,7 +314,8 @@ def execute(
 ) -> StepResult:
     """Run one attempt; outputs go to `out` (default: `artifacts`, where inputs are read)."""
     install_capture()
-    lines: list[str] = []
+    folder = _live_dirs.get(inv.run_id)
+    lines = _Lines(live_log_file(folder, inv.step) if folder is not None else None)
     t0 = time.perf_counter()
     sink_token = _sink.set(lines)
     ctx = RunContext(
@@ -312,3 +355,4 @@ def execute(
     finally:
         deactivate(ctx_token)
         _sink.reset(sink_token)
+        lines.close()

@@ -120,6 +120,12 @@ class Pipeline:
         return functools.partial(self.__call__, _name=name)
 
     # -- building --------------------------------------------------------------------------
+    def run(self, **params: Any) -> Any:
+        """Run this pipeline with `params` (see `orchestrator.run`) -> `orchestrator.Run`."""
+        from orchestrator.api import run
+
+        return run(self, params)
+
     def build(self, overrides: Mapping[str, Any] | None = None) -> Graph:
         """Trace the body with `overrides` (a tree or dotted keys) into a validated graph."""
         sig = self.signature
