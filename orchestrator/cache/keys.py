@@ -21,7 +21,7 @@ from orchestrator.cache.hashing import (
     dumps,
     hash_file,
 )
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, ParamError
 from orchestrator.model.graph import has_hash_content
 from orchestrator.model.step import Node, Output, Step
 
@@ -61,7 +61,7 @@ class KeyMaker:
                 try:
                     out[name] = {"path": str(path), "content": hash_file(path)}
                 except OSError as exc:
-                    raise OrchestratorError(
+                    raise ParamError(
                         f"step '{node.name}' parameter '{name}': cannot read {path}: "
                         f"{exc.strerror or exc}"
                     ) from None

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.errors import NotFound, OrchestratorError, ParamError, did_you_mean
+from orchestrator.errors import NotFound, OrchestratorError, ParamError, ServingError, did_you_mean
 from orchestrator.model.graph import parse_cli_value
 from orchestrator.state import STEP_KINDS
 
@@ -130,10 +130,16 @@ def run(
     as_json: JsonOpt = False,
     trigger: Annotated[str | None, typer.Option("--trigger", hidden=True)] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", hidden=True)] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Run only STEP[,STEP].")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Run STEP and downstream.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Run STEP and upstream.")] = None,
+    tags: Annotated[str | None, typer.Option("--tags", help="Run steps tagged A[,B].")] = None,
 ) -> None:
-    """Validate, plan and run a pipeline; cached steps are reused."""
+    """Validate, plan and run a pipeline; cached steps are reused. With --only, --from, --to
+    or --tags only part of it runs; the steps it needs upstream come from the cache."""
     from orchestrator.cli.render import run_pipeline
     from orchestrator.loader import load_target, normalize_target
+    from orchestrator.run.selection import Selection
 
     pipe = load_target(target)
     graph = pipe.build(_parse_params(param or []))
@@ -146,6 +152,7 @@ def run(
         options=_backend_options(dask_address, image),
         trigger=json.loads(trigger) if trigger else None,
         run_id=run_id,
+        selection=Selection.parse(only, from_, to, tags),
     )
     raise typer.Exit(0 if result.status == "succeeded" else 1)
 
@@ -161,6 +168,7 @@ def resume(
     """Run a failed or interrupted run again, reusing every step it finished."""
     from orchestrator.cli.render import run_pipeline
     from orchestrator.loader import load_target
+    from orchestrator.run.selection import Selection
 
     old = ENV.store.get_run(run_id)
     pipe = load_target(old["target"])
@@ -174,6 +182,7 @@ def resume(
         as_json=as_json,
         resumed_from=old["id"],
         options=_backend_options(dask_address, image),
+        selection=Selection.from_json((old.get("trigger") or {}).get("selection")),
     )
     raise typer.Exit(0 if result.status == "succeeded" else 1)
 
@@ -365,7 +374,7 @@ def ui(
     try:
         from orchestrator.ui.app import serve_ui
     except ImportError as exc:
-        raise OrchestratorError(
+        raise ServingError(
             f"the web UI needs its extra dependencies ({exc.name} is missing): "
             "pip install 'orchestrator[ui]'"
         ) from None

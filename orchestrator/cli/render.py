@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from orchestrator.errors import NotFound, OrchestratorError, did_you_mean
+from orchestrator.errors import ExecutorError, NotFound, did_you_mean
 from orchestrator.model.graph import Graph, type_name
 
 out = Console()
@@ -109,6 +109,7 @@ def run_pipeline(
     options: dict[str, Any] | None = None,
     trigger: dict[str, Any] | None = None,
     run_id: str | None = None,
+    selection: Any = None,
 ) -> Any:
     from orchestrator.execution.backends import NAMES, make_executor
     from orchestrator.execution.worker import install_capture
@@ -116,7 +117,7 @@ def run_pipeline(
     from orchestrator.run.engine import Engine, new_run_id
 
     if executor not in NAMES:  # before the run is recorded
-        raise OrchestratorError(f"unknown executor '{executor}'; choose one of {', '.join(NAMES)}")
+        raise ExecutorError(f"unknown executor '{executor}'; choose one of {', '.join(NAMES)}")
     run_id = run_id or new_run_id()
     log = get_logger(pipeline=graph.pipeline, run_id=run_id)
     factory = env.registry_factory()
@@ -142,6 +143,7 @@ def run_pipeline(
                 run_id=run_id,
                 resumed_from=resumed_from,
                 trigger=trigger,
+                selection=selection,
             )
     except KeyboardInterrupt:
         # the run is recorded as interrupted; steps still running in pool threads are
@@ -267,6 +269,9 @@ def print_show(run: dict[str, Any], steps: list[dict[str, Any]], as_json: bool, 
     if trig.get("kind", "manual") != "manual":
         detail = ", ".join(f"{k} {v}" for k, v in trig.items() if k != "kind")
         out.print(f"trigger: {trig['kind']} ({detail})", highlight=False, markup=False)
+    if trig.get("selection"):
+        picked = " ".join(f"--{k} {','.join(v)}" for k, v in trig["selection"].items())
+        out.print(f"selection: {picked}", highlight=False, markup=False)
     out.print(f"params: {json.dumps(run['params'], default=str)}", highlight=False, markup=False)
     for s in steps:
         out.rule(f"{s['name']}  ({s['kind']})  {s['state']}  {_dur(s['duration'])}", align="left")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cache.hashing import hash_file, hash_text
-from orchestrator.errors import OrchestratorError, did_you_mean
+from orchestrator.errors import OrchestratorError, TriggerError, did_you_mean
 from orchestrator.execution.worker import load_module_from_path
 from orchestrator.loader import load_target
 from orchestrator.model.graph import Pipeline
@@ -64,7 +64,7 @@ def load_definitions(files: Iterable[Path]) -> list[Bound]:
     names: set[str] = set()
     for file in files:
         if not file.is_file():
-            raise OrchestratorError(f"pipeline file not found: {file}")
+            raise TriggerError(f"pipeline file not found: {file}")
         module = load_module_from_path(file)
         for value in vars(module).values():
             found = value if isinstance(value, list | tuple) else [value]
@@ -72,7 +72,7 @@ def load_definitions(files: Iterable[Path]) -> list[Bound]:
                 if not isinstance(item, DEFINITIONS):
                     continue
                 if item.name in names:
-                    raise OrchestratorError(f"two schedules or triggers are named '{item.name}'")
+                    raise TriggerError(f"two schedules or triggers are named '{item.name}'")
                 names.add(item.name)
                 out.append(_bind(item, module, file))
     return out
@@ -92,7 +92,7 @@ def _bind(sch: Any, module: Any, file: Path) -> Bound:
     except OrchestratorError as exc:
         pipes = [n for n, v in vars(module).items() if isinstance(v, Pipeline)]
         what = {Schedule: "schedule", EventTrigger: "trigger"}.get(type(sch), "sensor")
-        raise OrchestratorError(
+        raise TriggerError(
             f"{what} '{sch.name}': no pipeline '{sch.pipeline}'"
             f"{did_you_mean(sch.pipeline, pipes)} ({exc})"
         ) from None

@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import TriggerError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,9 +27,9 @@ class EventTrigger:
 
     def __post_init__(self) -> None:
         if not self.name or not self.event:
-            raise OrchestratorError("an event trigger needs a name and an event name")
+            raise TriggerError("an event trigger needs a name and an event name")
         if self.cooldown < 0:
-            raise OrchestratorError(
+            raise TriggerError(
                 f"event trigger '{self.name}': cooldown must be >= 0 seconds, got {self.cooldown}"
             )
 
@@ -92,8 +92,8 @@ class FileSensor:
 
     def __post_init__(self) -> None:
         if not self.glob:
-            raise OrchestratorError(f"file sensor '{self.name}': glob is empty")
+            raise TriggerError(f"file sensor '{self.name}': glob is empty")
         if self.debounce < 0:
-            raise OrchestratorError(
+            raise TriggerError(
                 f"file sensor '{self.name}': debounce must be >= 0 seconds, got {self.debounce}"
             )

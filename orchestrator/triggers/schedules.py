@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterError, croniter
 
-from orchestrator.errors import OrchestratorError, did_you_mean
+from orchestrator.errors import TriggerError, did_you_mean
 
 CatchUp = Literal["skip", "latest", "all"]
 Concurrency = Literal["skip", "queue", "allow"]
@@ -57,7 +57,7 @@ SKIP_RUNNING = "previous run still running"
 SKIP_PAUSED = "paused"
 
 
-class ScheduleError(OrchestratorError):
+class ScheduleError(TriggerError):
     """A schedule definition is wrong, or it was evaluated with invalid arguments."""
 
 
