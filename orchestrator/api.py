@@ -29,8 +29,17 @@ from typing import Any
 
 from orchestrator.artifacts.store import ArtifactRef
 from orchestrator.config import Workspace
-from orchestrator.errors import ArtifactError, NotFound, OrchestratorError, did_you_mean
-from orchestrator.model.graph import Graph, Pipeline
+from orchestrator.errors import (
+    ArtifactError,
+    ExecutorError,
+    NotFound,
+    StepFailed,
+    StepTimeout,
+    TargetNotFound,
+    did_you_mean,
+)
+from orchestrator.model.graph import Graph
+from orchestrator.model.pipeline import Pipeline
 
 Listener = Callable[[str, str, dict[str, Any]], None]
 LogWriter = Callable[[str, str], None]
@@ -103,6 +112,8 @@ class Run:
         """The stored artifact of one output of `step` (see `output`)."""
         s = self.step(step)
         where = f"step '{step}' of run {self.run_id}"
+        if s.state == "failed":
+            raise _step_error(self.run_id, s)
         if not s.outputs:
             raise NotFound(f"{where} has no stored output (it {s.state})")
         return s.outputs[_output_index(s, output, where)]
@@ -130,9 +141,21 @@ class Run:
             "reason": s.reason,
         }
 
+    def raise_for_status(self) -> None:
+        """Raise `StepFailed` (`StepTimeout` for a timeout) for the first failed step."""
+        for s in self._steps:
+            if s.state == "failed":
+                raise _step_error(self.run_id, s)
+
     def to_json(self) -> dict[str, Any]:
         """The document `orch run --json` prints."""
         return dict(self._doc)
+
+
+def _step_error(run_id: str, s: StepRun) -> StepFailed:
+    cause = (s.error or "failed").splitlines()[0]
+    cls = StepTimeout if f"step '{s.name}' timed out after" in cause else StepFailed
+    return cls(s.name, run_id, cause)
 
 
 def _output_index(s: StepRun, output: str | int | None, where: str) -> int:
@@ -191,6 +214,7 @@ def execute(
     trigger: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     logger: Any = None,
+    selection: Any = None,
 ) -> Any:
     """Run `graph` in workspace `ws`; returns the engine's `RunResult`.
 
@@ -204,7 +228,7 @@ def execute(
     from orchestrator.run.engine import Engine, new_run_id
 
     if executor not in NAMES:  # before the run is recorded
-        raise OrchestratorError(f"unknown executor '{executor}'; choose one of {', '.join(NAMES)}")
+        raise ExecutorError(f"unknown executor '{executor}'; choose one of {', '.join(NAMES)}")
     ws.ensure_writable()
     run_id = run_id or new_run_id()
     log = logger.bind(run_id=run_id) if logger is not None else get_logger(run_id=run_id)
@@ -221,6 +245,7 @@ def execute(
                 run_id=run_id,
                 resumed_from=resumed_from,
                 trigger=trigger,
+                selection=selection,
             )
     finally:
         engine.close()
@@ -268,15 +293,26 @@ def run(
     db_url: str | None = None,
     artifacts: str | Path | None = None,
     progress: bool = False,
+    only: str | list[str] | None = None,
+    from_: str | list[str] | None = None,
+    to: str | list[str] | None = None,
+    tags: str | list[str] | None = None,
 ) -> Run:
     """Run a pipeline (a `@pipeline` object, a built-in name or `path/file.py:function`).
 
     `params` are the pipeline's parameters and `STEP.PARAM` overrides, as `--param` takes
     them. `home`, `db_url` and `artifacts` default to ORCH_HOME, ORCH_DB_URL and
     ORCH_ARTIFACTS. With `progress=True`, step states and step log lines are printed to
-    stderr as the CLI does. A failed step does not raise: look at `status` and `steps`.
+    stderr as the CLI does. `only`, `from_`, `to` and `tags` select part of the pipeline as
+    the CLI's `--only`, `--from`, `--to` and `--tags` do (a name or a list of names). A
+    failed step does not raise: look at `status` and `steps`, or call `raise_for_status()`.
     """
     from orchestrator.loader import normalize_target
+    from orchestrator.run.selection import Selection
+
+    picked = Selection.parse(
+        *(",".join(v) if isinstance(v, list) else v for v in (only, from_, to, tags))
+    )
 
     pipe, label = _resolve(target)
     graph = pipe.build(dict(params or {}))
@@ -288,14 +324,14 @@ def run(
             with Progress(graph, f"{graph.pipeline} ({len(graph.order)} steps)") as bar:
                 result = execute(
                     ws, graph, target=normalize_target(label), executor=executor,
-                    listener=bar, on_log=print_log_line,
+                    listener=bar, on_log=print_log_line, selection=picked,
                 )  # fmt: skip
         else:
             from orchestrator.logs import StdlibLogger
 
             result = execute(
                 ws, graph, target=normalize_target(label), executor=executor,
-                logger=StdlibLogger(),
+                logger=StdlibLogger(), selection=picked,
             )  # fmt: skip
         return from_result(result, graph, ws.artifacts)
     finally:
@@ -315,7 +351,7 @@ def _resolve(target: Pipeline | str) -> tuple[Pipeline, str]:
         return target, f"{module}:{fn.__name__}"
     if isinstance(target, str):
         return load_target(target), target
-    raise OrchestratorError(
+    raise TargetNotFound(
         f"orchestrator.run expects a @pipeline or a target string, got {type(target).__name__}"
     )
 

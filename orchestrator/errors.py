@@ -7,11 +7,21 @@ Hierarchy::
     |   +-- InvalidPipeline           one or more problems in the graph, listed in one message
     +-- ParamError                    a run-time parameter does not validate
     +-- TargetNotFound                `orch run X`: X is no built-in pipeline nor file.py:func
-    +-- StepFailed                    user code raised inside a step (wraps the cause)
-    +-- StepTimeout                   a step ran past its timeout
+    +-- SelectionError                a partial run's --only/--from/--to/--tags is wrong
+    |   +-- NeverComputed             a step it needs but does not run was never computed
+    +-- StepFailed                    a step failed for good (`RunResult.raise_for_status`)
+    |   +-- StepTimeout               ... because it ran past its timeout
+    +-- ExecutorError                 an executor cannot be made, reached or used
     +-- ArtifactError                 an artifact is missing, corrupt or cannot be serialised
     +-- StoreError                    the metadata store cannot be reached or is inconsistent
     +-- NotFound                      a run, step or model version that does not exist
+    +-- TriggerError                  a schedule, event trigger, sensor or monitor is wrong
+    |   +-- ScheduleError             (orchestrator.triggers.schedules) a cron schedule
+    +-- ServingError                  the model server or the web UI cannot start or answer
+
+A step's own exception never crosses the worker boundary: the engine records it as the
+step run's error (data, not an exception), and `RunResult.raise_for_status()` turns a
+failed step into `StepFailed` or `StepTimeout` for callers that want an exception.
 
 Each message names the object, says what was expected and what was found, and
 where it can, the fix.
@@ -50,16 +60,28 @@ class TargetNotFound(OrchestratorError):
     """A run target could not be resolved."""
 
 
+class SelectionError(OrchestratorError):
+    """A partial run's `--only/--from/--to/--tags` names no step, or selects nothing."""
+
+
+class NeverComputed(SelectionError):
+    """A step a partial run needs but does not run has no cached output for its inputs."""
+
+
 class StepFailed(OrchestratorError):
-    """User code raised inside a step."""
+    """A step failed for good in a run (its code raised, or it ran past its timeout)."""
 
     def __init__(self, step: str, run_id: str, cause: str) -> None:
         self.step, self.run_id, self.cause = step, run_id, cause
         super().__init__(f"step '{step}' failed in run {run_id}: {cause}")
 
 
-class StepTimeout(OrchestratorError):
+class StepTimeout(StepFailed):
     """A step ran past its timeout."""
+
+
+class ExecutorError(OrchestratorError):
+    """An executor cannot be made, reached or used (unknown name, no cluster, no engine)."""
 
 
 class ArtifactError(OrchestratorError):
@@ -72,6 +94,14 @@ class StoreError(OrchestratorError):
 
 class NotFound(OrchestratorError):
     """A run, step or model version that does not exist."""
+
+
+class TriggerError(OrchestratorError):
+    """A schedule, event trigger, file sensor or monitor is defined or used wrongly."""
+
+
+class ServingError(OrchestratorError):
+    """The model server or the web UI cannot start or answer."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -16,11 +16,25 @@ from orchestrator.errors import OrchestratorError, TargetNotFound, did_you_mean
 from orchestrator.execution.worker import load_module_from_path
 from orchestrator.model.pipeline import Pipeline
 
+PIPELINES_GROUP = "orchestrator.pipelines"
+_BUILTIN = "orchestrator.pipelines:BUILTIN"  # what pyproject declares as `builtin`
+
 
 def builtin_pipelines() -> dict[str, Pipeline]:
-    from orchestrator.pipelines import BUILTIN
+    """Pipelines registered under the entry-point group `orchestrator.pipelines`: each entry
+    is a `Pipeline` or a mapping of names to pipelines (ours: `builtin`). An install whose
+    metadata predates the group (an old editable install) still gets the built-ins."""
+    from importlib.metadata import EntryPoint, entry_points
 
-    return dict(BUILTIN)
+    found = list(entry_points(group=PIPELINES_GROUP))
+    if not any(ep.value == _BUILTIN for ep in found):
+        found.append(EntryPoint("builtin", _BUILTIN, PIPELINES_GROUP))
+    out: dict[str, Pipeline] = {}
+    for ep in found:
+        obj = ep.load()
+        items = [obj] if isinstance(obj, Pipeline) else list(dict(obj).values())
+        out.update({p.name: p for p in items if isinstance(p, Pipeline)})
+    return out
 
 
 def normalize_target(target: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.artifacts.store import ArtifactStore
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ParamError
 from orchestrator.state import RunStatus
 
 DEFAULT_GRACE = "10m"
@@ -76,7 +76,7 @@ def parse_grace(text: str) -> float:
     """`"10m"`, `"90s"`, `"2h"`, `"1d"`, `"0"` -> seconds."""
     m = _DURATION.match(text)
     if m is None:
-        raise OrchestratorError(
+        raise ParamError(
             f"--grace '{text}' is not a duration; give a number with an optional unit "
             "s, m, h or d, e.g. --grace 10m or --grace 0"
         )

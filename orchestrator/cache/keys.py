@@ -25,7 +25,7 @@ from orchestrator.cache.hashing import (
     dumps,
     hash_file,
 )
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, ParamError
 from orchestrator.model.graph import has_hash_content
 from orchestrator.model.step import Node, Output, Step
 
@@ -65,12 +65,12 @@ class KeyMaker:
                 try:
                     out[name] = {"path": str(path), "content": hash_file(path)}
                 except NotRegularFile as exc:
-                    raise OrchestratorError(
+                    raise ParamError(
                         f"step '{node.name}' parameter '{name}': {path} is {exc.strerror}; "
                         "a FileInput must name a regular file"
                     ) from None
                 except OSError as exc:
-                    raise OrchestratorError(
+                    raise ParamError(
                         f"step '{node.name}' parameter '{name}': cannot read {path}: "
                         f"{exc.strerror or exc}"
                     ) from None

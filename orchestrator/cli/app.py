@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.config import Workspace
-from orchestrator.errors import NotFound, OrchestratorError, did_you_mean
+from orchestrator.errors import NotFound, OrchestratorError, ServingError, did_you_mean
 from orchestrator.model.params import cli_overrides
 from orchestrator.state import STEP_KINDS
 
@@ -78,6 +78,7 @@ def _run_graph(
     trigger: dict[str, Any] | None = None,
     run_id: str | None = None,
     resumed_from: str | None = None,
+    selection: Any = None,
 ) -> Any:
     """Run through the API with live progress and log lines on stderr; print the result."""
     from orchestrator import api
@@ -92,6 +93,7 @@ def _run_graph(
             result = api.execute(
                 ENV, graph, target=target, executor=executor, listener=progress, on_log=on_log,
                 run_id=run_id, resumed_from=resumed_from, trigger=trigger, options=options,
+                selection=selection,
             )  # fmt: skip
     except KeyboardInterrupt:
         # the run is recorded as interrupted; steps still running in pool threads are
@@ -129,9 +131,16 @@ def run(
     as_json: JsonOpt = False,
     trigger: Annotated[str | None, typer.Option("--trigger", hidden=True)] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", hidden=True)] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Run only STEP[,STEP].")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Run STEP and downstream.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Run STEP and upstream.")] = None,
+    tags: Annotated[str | None, typer.Option("--tags", help="Run steps tagged A[,B].")] = None,
 ) -> None:
-    """Validate, plan and run a pipeline; cached steps are reused. Step logs go to stderr."""
+    """Validate, plan and run a pipeline; cached steps are reused; step logs go to stderr.
+    With --only, --from, --to or --tags only part of it runs; the steps it needs upstream
+    come from the cache."""
     from orchestrator.loader import load_target, normalize_target
+    from orchestrator.run.selection import Selection
 
     graph = load_target(target).build(_overrides(param, params_file))
     result = _run_graph(
@@ -142,6 +151,7 @@ def run(
         options=_backend_options(dask_address, image),
         trigger=json.loads(trigger) if trigger else None,
         run_id=run_id,
+        selection=Selection.parse(only, from_, to, tags),
     )
     raise typer.Exit(0 if result.status == "succeeded" else 1)
 
@@ -156,6 +166,7 @@ def resume(
 ) -> None:
     """Run a failed or interrupted run again, reusing every step it finished."""
     from orchestrator.loader import load_target
+    from orchestrator.run.selection import Selection
 
     old = ENV.store.get_run(run_id)
     graph = load_target(old["target"]).build(dict(old["params"]))
@@ -166,6 +177,7 @@ def resume(
         as_json=as_json,
         resumed_from=old["id"],
         options=_backend_options(dask_address, image),
+        selection=Selection.from_json((old.get("trigger") or {}).get("selection")),
     )
     raise typer.Exit(0 if result.status == "succeeded" else 1)
 
@@ -402,7 +414,7 @@ def ui(
     try:
         from orchestrator.ui.app import serve_ui
     except ImportError as exc:
-        raise OrchestratorError(
+        raise ServingError(
             f"the web UI needs its extra dependencies ({exc.name} is missing): "
             "pip install 'orchestrator[ui]'"
         ) from None

@@ -21,7 +21,7 @@ from typing import Any
 from orchestrator.api import Run
 from orchestrator.artifacts.store import ArtifactRef
 from orchestrator.cli.progress import out
-from orchestrator.errors import ArtifactError, OrchestratorError
+from orchestrator.errors import ArtifactError
 
 PREVIEW_ROWS = 10
 PREVIEW_CHARS = 4000
@@ -116,13 +116,13 @@ def _atomic(target: Path, write: Callable[[Path], Any], label: str) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
     except OSError as exc:
-        raise OrchestratorError(f"cannot write {target} ({label}): {exc.strerror}") from None
+        raise ArtifactError(f"cannot write {target} ({label}): {exc.strerror}") from None
     os.close(fd)
     try:
         write(Path(tmp))
         os.replace(tmp, target)
     except OSError as exc:
-        raise OrchestratorError(f"cannot write {target} ({label}): {exc.strerror}") from None
+        raise ArtifactError(f"cannot write {target} ({label}): {exc.strerror}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

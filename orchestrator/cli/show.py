@@ -105,6 +105,9 @@ def print_show(
     if trig.get("kind", "manual") != "manual":
         detail = ", ".join(f"{k} {v}" for k, v in trig.items() if k != "kind")
         out.print(f"trigger: {trig['kind']} ({detail})", highlight=False, markup=False)
+    if trig.get("selection"):
+        picked = " ".join(f"--{k} {','.join(v)}" for k, v in trig["selection"].items())
+        out.print(f"selection: {picked}", highlight=False, markup=False)
     if run["params"]:
         out.print("params:", highlight=False)
         _print_tree(run["params"], 1)

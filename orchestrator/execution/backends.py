@@ -1,4 +1,8 @@
-"""Choosing an executor by name: the local pools, Dask and Docker (imported only when asked)."""
+"""Making an executor by name: the local pools, Dask and Docker (imported only when asked).
+
+This only builds executors; which executor runs a given step is decided in one place,
+`orchestrator.run.routing`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactStore
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ExecutorError
 from orchestrator.execution.context import Registry
 from orchestrator.execution.local import EXECUTORS, Executor
 
@@ -43,6 +47,5 @@ def make_executor(
             registry_factory,
             image=options.get("image"),
             db_url=options.get("db_url"),
-            local=EXECUTORS["thread"](artifacts, registry_factory),
         )
-    raise OrchestratorError(f"unknown executor '{name}'; choose one of {', '.join(NAMES)}")
+    raise ExecutorError(f"unknown executor '{name}'; choose one of {', '.join(NAMES)}")

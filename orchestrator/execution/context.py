@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ExecutorError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,7 @@ class RunContext:
     def registry(self) -> Registry:
         if self._registry is None:
             if self.registry_factory is None:
-                raise OrchestratorError(f"step '{self.step}': no model registry is available here")
+                raise ExecutorError(f"step '{self.step}': no model registry is available here")
             self._registry = self.registry_factory()
         return self._registry
 
@@ -94,7 +94,7 @@ def current() -> RunContext:
     """The context of the step being run; raises outside a step."""
     ctx = _current.get()
     if ctx is None:
-        raise OrchestratorError("orchestrator.current() was called outside a running step")
+        raise ExecutorError("orchestrator.current() was called outside a running step")
     return ctx
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactStore
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ExecutorError
 from orchestrator.execution.context import Registry
 from orchestrator.execution.local import Executor
 from orchestrator.execution.worker import StepInvocation, StepResult, pack_error
@@ -43,7 +43,7 @@ class DaskExecutor(Executor):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise OrchestratorError(
+            raise ExecutorError(
                 "the dask executor needs dask.distributed: pip install 'dask[distributed]'"
             ) from None
         self.db_url, self.task = db_url, task
@@ -63,9 +63,7 @@ class DaskExecutor(Executor):
                 )
                 self.client = Client(self._cluster)
         except (OSError, TimeoutError) as exc:
-            raise OrchestratorError(
-                f"cannot reach the Dask scheduler at {address}: {exc}"
-            ) from None
+            raise ExecutorError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         info = self.client.scheduler_info()
         self.workers = max(1, sum(w.get("nthreads", 1) for w in info["workers"].values()))
         self._tasks: dict[int, Any] = {}

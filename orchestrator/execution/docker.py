@@ -6,13 +6,13 @@ mounted read-only at the same path as on the host, and writes its outputs to a s
 folder; the executor then verifies each output's hash and moves it into the store. No
 pickles cross the socket and nothing depends on the host's virtualenv.
 
-Per step, from `@step(hints={...})`: `image` (else the executor's default image; a step
-with neither runs on the local thread pool), `env`, `cpus`, `memory` (e.g. "256m"),
-`network` (off unless True), `user` (default `65534:65534`, nobody), `keep_failed`
-(keep a failed container for inspection). A step that talks to the metadata store
-(`hints={"store": True}`, e.g. the built-in evaluate and deploy) runs in a container
-only when the store is a network database it can reach; with the embedded SQLite file it
-runs on the local thread pool. A timeout kills the container. Every failure names the
+Per step, from `@step(hints={...})`: `image` (else the executor's default image), `env`,
+`cpus`, `memory` (e.g. "256m"), `network` (off unless True), `user` (default
+`65534:65534`, nobody), `keep_failed` (keep a failed container for inspection). Which
+steps of a Docker run go to a container at all (a step without an image, or one that
+talks to the embedded SQLite store, runs on the local thread pool) is decided by
+`orchestrator.run.routing`; this executor runs what it is given. A timeout kills the
+container. Every failure names the
 step: image not found, engine unreachable, OOM-killed, non-zero exit with the last lines.
 
 A container never outlives its runner: each is listed with a small reaper process
@@ -130,16 +130,14 @@ class DockerExecutor(Executor):
         *,
         image: str | None = None,
         db_url: str | None = None,
-        local: Executor | None = None,
     ) -> None:
         super().__init__(artifacts, registry_factory, echo)
-        self.image, self.db_url, self.local = image, db_url, local
+        self.image, self.db_url = image, db_url
         self.workers = os.cpu_count() or 2
         self._client: Any = None
         self._lock = threading.Lock()
         self._containers: dict[int, Any] = {}
         self._keep: set[int] = set()  # futures whose container is kept if it fails
-        self._local_futures: set[int] = set()
         self._reaper = _Reaper()
         self.scratch_root = Path(artifacts.root).resolve().parent / ".scratch"
 
@@ -154,21 +152,10 @@ class DockerExecutor(Executor):
                 self._client = client
             return self._client
 
-    def _runs_locally(self, step: Step[Any]) -> bool:
-        image = step.hints.get("image") or self.image
-        if not image:
-            return True
-        network_db = bool(self.db_url) and not str(self.db_url).startswith("sqlite")
-        return bool(step.hints.get("store")) and not network_db
-
     def submit(
         self, inv: StepInvocation, step: Step[Any], memo: dict[str, Any] | None
     ) -> cf.Future[StepResult]:
-        if self._runs_locally(step) and self.local is not None:
-            fut = self.local.submit(inv, step, None)
-            self._local_futures.add(id(fut))
-            return fut
-        fut = cf.Future()
+        fut: cf.Future[StepResult] = cf.Future()
         threading.Thread(
             target=self._run, args=(fut, inv, step), daemon=True, name=f"orch-docker-{inv.step}"
         ).start()
@@ -339,16 +326,10 @@ class DockerExecutor(Executor):
     def kill(self, future: cf.Future[StepResult]) -> bool:
         container = self._containers.get(id(future))
         if container is None:
-            return (
-                self.local.kill(future)
-                if self.local and id(future) in self._local_futures
-                else False
-            )
+            return False
         return _stop(container, keep=id(future) in self._keep)
 
     def shutdown(self) -> None:
         for key, container in list(self._containers.items()):
             _stop(container, keep=key in self._keep)
         self._reaper.close()
-        if self.local is not None:
-            self.local.shutdown()

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ExecutorError
 
 DOCKERFILE = """\
 FROM {base}
@@ -53,11 +53,11 @@ def build_image(
         client = docker.from_env(timeout=600)
         client.ping()
     except docker.errors.DockerException as exc:
-        raise OrchestratorError(f"cannot reach the Docker engine: {exc}") from None
+        raise ExecutorError(f"cannot reach the Docker engine: {exc}") from None
     try:
         client.images.get(base)
     except docker.errors.ImageNotFound:
-        raise OrchestratorError(
+        raise ExecutorError(
             f"base image '{base}' not found; make one with scripts/base-image.sh"
         ) from None
     with tempfile.TemporaryDirectory(prefix="orch-image-") as tmp:
@@ -81,11 +81,11 @@ def build_image(
         log(f"building wheels: {' '.join(cmd[3:])}")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise OrchestratorError(f"pip wheel failed:\n{proc.stderr[-2000:]}")
+            raise ExecutorError(f"pip wheel failed:\n{proc.stderr[-2000:]}")
         code_step = ""
         if code is not None:
             if not code.is_dir():
-                raise OrchestratorError(f"--code {code}: not a folder")
+                raise ExecutorError(f"--code {code}: not a folder")
             shutil.copytree(
                 code,
                 ctx / "app",
@@ -103,5 +103,5 @@ def build_image(
             image, _ = client.images.build(path=str(ctx), tag=tag, rm=True, network_mode="none")
         except docker.errors.BuildError as exc:
             lines = "".join(str(c.get("stream", c.get("error", ""))) for c in exc.build_log)
-            raise OrchestratorError(f"docker build failed: {exc}\n{lines[-2000:]}") from None
+            raise ExecutorError(f"docker build failed: {exc}\n{lines[-2000:]}") from None
     return str(image.id)

@@ -30,7 +30,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactStore
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ExecutorError
 from orchestrator.execution.context import Registry
 from orchestrator.execution.worker import StepInvocation, StepResult, execute, pack_error
 from orchestrator.model.step import Step
@@ -215,7 +215,7 @@ class ProcessExecutor(Executor):
     ) -> None:
         super().__init__(artifacts, registry_factory, echo)
         if "fork" not in mp.get_all_start_methods():
-            raise OrchestratorError("the process executor needs fork (Linux or macOS)")
+            raise ExecutorError("the process executor needs fork (Linux or macOS)")
         self._ctx = mp.get_context("fork")
         self.workers = workers or (os.cpu_count() or 2)
         self._procs: dict[int, Any] = {}
@@ -280,7 +280,7 @@ def make_executor(
     try:
         cls = EXECUTORS[name]
     except KeyError:
-        raise OrchestratorError(
+        raise ExecutorError(
             f"unknown executor '{name}'; choose one of {', '.join(EXECUTORS)}"
         ) from None
     return cls(artifacts, registry_factory, echo)

@@ -25,7 +25,7 @@ from typing import Any
 
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.cache.hashing import canonical
-from orchestrator.errors import ArtifactError, OrchestratorError, ParamError
+from orchestrator.errors import ArtifactError, ExecutorError, OrchestratorError, ParamError
 from orchestrator.execution.context import Registry, RunContext, activate, deactivate
 from orchestrator.logs import live_log_file
 from orchestrator.model.graph import validate_value
@@ -210,7 +210,7 @@ def load_module_from_path(path: Path) -> Any:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise OrchestratorError(f"cannot import {path}")
+        raise ExecutorError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     module.__orch_from_path__ = True  # type: ignore[attr-defined]
     sys.modules[name] = module
@@ -236,7 +236,7 @@ def resolve_step(ref: str) -> Step[Any]:
     for part in qual.split("."):
         obj = getattr(obj, part)
     if not isinstance(obj, Step):
-        raise OrchestratorError(f"{ref} is not a step")
+        raise ExecutorError(f"{ref} is not a step")
     return obj
 
 

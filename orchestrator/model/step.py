@@ -157,6 +157,21 @@ class Argument:
         return self.default is _EMPTY
 
 
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _tags(step: str, tags: Any) -> tuple[str, ...]:
+    """Tags as a tuple of names (letters, digits, `_`, `-`, `.`; no commas: `--tags a,b`)."""
+    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+        raise PipelineError(f"step '{step}': tags must be a tuple of strings, got {tags!r}")
+    bad = [t for t in tags if not _TAG.fullmatch(t)]
+    if bad:
+        raise PipelineError(
+            f"step '{step}': tag {bad[0]!r} is not a name (use letters, digits, '_', '-', '.')"
+        )
+    return tuple(dict.fromkeys(tags))
+
+
 class Step(Generic[F]):
     """A typed step. Create with `@step`; call inside a `@pipeline` to wire it."""
 
@@ -172,6 +187,7 @@ class Step(Generic[F]):
         cache: bool = True,
         version: str = "",
         hints: dict[str, Any] | None = None,
+        tags: tuple[str, ...] | list[str] = (),
     ) -> None:
         problem = name_problem(name or fn.__name__, "step")
         if problem:
@@ -195,6 +211,7 @@ class Step(Generic[F]):
         self.cache = cache
         self.version = version
         self.hints = dict(hints or {})
+        self.tags = _tags(self.name, tags)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
         self.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
@@ -292,6 +309,7 @@ class Step(Generic[F]):
             "cache": self.cache,
             "version": self.version,
             "hints": self.hints,
+            "tags": self.tags,
         }
         unknown = set(options) - set(current)
         if unknown:
@@ -332,13 +350,15 @@ def step(
     cache: bool = True,
     version: str = "",
     hints: dict[str, Any] | None = None,
+    tags: tuple[str, ...] | list[str] = (),
 ) -> Any:
     """Declare a step. Use bare (`@step`) or with options (`@step(kind="train", retries=2)`).
 
     Options: `kind` (ingest, validate, feature, train, evaluate, deploy, custom); `retries`
     and `retry_backoff` (seconds, doubled on each attempt); `timeout` (seconds per attempt);
     `cache=False` to always run; `version`, a salt that invalidates earlier cache entries;
-    `hints`, executor hints such as `{"executor": "process"}`.
+    `hints`, executor hints such as `{"executor": "process"}`; `tags`, names to select
+    steps by in a partial run (`orch run T --tags fast`).
     """
 
     def wrap(f: F) -> Step[F]:
@@ -352,6 +372,7 @@ def step(
             cache=cache,
             version=version,
             hints=hints,
+            tags=tags,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -1,98 +1,58 @@
 """The run engine: walk a validated graph, reuse cached steps, run the rest on executors.
 
-State kept for one run (all in the scheduling thread; nothing else mutates it):
+The parts, each in its own module: `RunState` (state.py) keeps which steps are waiting,
+ready, finished or skipped; `CacheResolver` (resolver.py) finds a stored result to reuse
+or explains the miss; `Recorder` (recorder.py) turns each state change into the rows of
+one batch; `InFlight` (inflight.py) holds running attempts, deadlines and retry timers;
+`route` (routing.py) picks the executor of each step; `plan` (selection.py) cuts a
+partial run. This module is the loop that drives them.
 
-* `waiting[n]`: how many parents of node n have not finished;
-* `outputs[n]`: artifact refs of a finished node, which feed its children's keys;
-* `queue`: nodes whose parents have finished, not yet resolved;
-* `running`: future -> attempt in flight; `timers`: retries waiting for their backoff.
-
-The one loop: resolve ready nodes (cache hit -> finished at once, children released in
-the same pass; miss -> submitted), write the round's state changes in one transaction,
-wait for the next completion, deadline or retry, handle it, repeat. A node that fails
-for good marks its descendants skipped; independent branches go on.
+The one loop: resolve ready steps (cache hit -> finished at once, children released in
+the same pass; miss -> to submit), commit the round's state changes in one transaction,
+start what may start, wait for the next completion, deadline or retry, handle it,
+repeat. A step that fails for good marks its descendants skipped; independent branches
+go on. A failed attempt with retries left waits `retry_backoff * 2**(n-1)` seconds.
 
 Because each round's changes are committed before the next round starts any step, a
 crash (even SIGKILL) loses no finished step: running the pipeline again finds them in
-the cache, and `resume` reuses them even for steps with `cache=False`.
+the cache, and `resume` reuses them even for steps with `cache=False`. Values of
+in-process steps stay in `memo` (by artifact hash) until every child has finished, so
+thread and sequential runs pass outputs without reloading them.
+
+In a partial run, steps upstream of the selection are cache-only: a hit is reused, a
+miss fails the step with the command to run first. When every step upstream of such a
+step is cache-only too, the miss is found before the run is recorded and raised as
+`NeverComputed`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import dataclasses
-import heapq
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.cache.hashing import canonical
-from orchestrator.cache.keys import KeyMaker, KeyParts, explain_hit, explain_miss
+from orchestrator.cache.keys import KeyMaker, KeyParts
 from orchestrator.errors import OrchestratorError
 from orchestrator.execution.local import Executor
 from orchestrator.execution.worker import StepInvocation, StepResult
 from orchestrator.model.graph import Graph
+from orchestrator.run.inflight import Attempt, InFlight, Retry
+from orchestrator.run.preflight import Hit, preflight
+from orchestrator.run.recorder import Recorder
+from orchestrator.run.report import RunResult, StepReport
+from orchestrator.run.resolver import CacheResolver, Entry, Reason
+from orchestrator.run.routing import Placement, placement_of, route
+from orchestrator.run.selection import Plan, Selection, never_computed, plan
+from orchestrator.run.state import RunState
 from orchestrator.state import RunStatus, StepState
-from orchestrator.store.metadata import Batch, MetadataStore, now
+from orchestrator.store.metadata import MetadataStore
+
+__all__ = ["Engine", "RunResult", "StepReport", "new_run_id"]
 
 Listener = Callable[[str, str, dict[str, Any]], None]
-
-
-@dataclasses.dataclass
-class StepReport:
-    name: str
-    kind: str
-    state: str
-    duration: float = 0.0
-    attempts: int = 0
-    cache_key: str | None = None
-    reason: dict[str, Any] | None = None
-    error: str | None = None
-    outputs: list[ArtifactRef] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class RunResult:
-    run_id: str
-    pipeline: str
-    status: str
-    steps: list[StepReport]
-    duration: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "pipeline": self.pipeline,
-            "status": self.status,
-            "duration": round(self.duration, 4),
-            "steps": [
-                {
-                    "name": s.name,
-                    "kind": s.kind,
-                    "state": s.state,
-                    "duration": round(s.duration, 4),
-                    "attempts": s.attempts,
-                    "cache_key": s.cache_key,
-                    "reason": (s.reason or {}).get("summary"),
-                    "error": s.error,
-                    "outputs": [o.to_json() for o in s.outputs],
-                }
-                for s in self.steps
-            ],
-        }
-
-
-@dataclasses.dataclass
-class _Attempt:
-    name: str
-    attempt: int
-    parts: KeyParts
-    started: float
-    deadline: float | None
-    executor: Executor
 
 
 def new_run_id() -> str:
@@ -100,7 +60,7 @@ def new_run_id() -> str:
 
 
 class Engine:
-    """Runs graphs. Composed by the CLI with a store, an artifact store and executors."""
+    """Runs graphs. Composed by a front end with a store, an artifact store and executors."""
 
     def __init__(
         self,
@@ -136,8 +96,16 @@ class Engine:
         run_id: str | None = None,
         resumed_from: str | None = None,
         trigger: dict[str, Any] | None = None,
+        selection: Selection | None = None,
     ) -> RunResult:
-        run = _Run(self, graph, run_id or new_run_id(), executor, resumed_from)
+        """Run `graph` (or the part `selection` picks) and return what happened."""
+        selection = selection or Selection()
+        cut = plan(graph, selection)
+        run = _Run(self, graph, run_id or new_run_id(), executor, resumed_from, cut, target)
+        # a missing cached output is an error before the run is recorded
+        hits = preflight(graph, cut, self.keys, run.resolver, target)
+        if selection:
+            trigger = {"kind": "manual", **(trigger or {}), "selection": selection.to_json()}
         self.store.create_run(
             run.run_id,
             graph.pipeline,
@@ -147,264 +115,131 @@ class Engine:
             resumed_from,
             trigger,
         )
-        return run.execute()
+        return run.execute(hits)
 
 
 class _Run:
+    """One run of one graph: the loop over the parts (see the module docstring)."""
+
     def __init__(
-        self, engine: Engine, graph: Graph, run_id: str, executor: str, resumed_from: str | None
+        self,
+        engine: Engine,
+        graph: Graph,
+        run_id: str,
+        executor: str,
+        resumed_from: str | None,
+        cut: Plan,
+        target: str,
     ) -> None:
-        self.e, self.g, self.run_id = engine, graph, run_id
-        self.default_executor = executor
-        self.store, self.artifacts = engine.store, engine.artifacts
-        self.batch = Batch()
-        self.waiting = {n: len(list(graph.dag.predecessors(n))) for n in graph.order}
-        self.consumers = {n: len(list(graph.dag.successors(n))) for n in graph.order}
-        self.outputs: dict[str, list[ArtifactRef]] = {}
-        self.reports: dict[str, StepReport] = {}
-        self.queue: list[str] = [n for n in graph.order if self.waiting[n] == 0]
-        self.pending_submit: list[tuple[str, KeyParts, int]] = []
-        self.running: dict[cf.Future[StepResult], _Attempt] = {}
-        self.timers: list[tuple[float, int, str, KeyParts, int]] = []
+        self.e, self.g, self.run_id, self.target = engine, graph, run_id, target
+        self.voice = _Voice(engine.listener, engine.log, run_id, graph.pipeline)
+        self.emit, self.warn, self.info = self.voice.emit, self.voice.warn, self.voice.info
+        self.cache_only = cut.cache_only
+        self.state = RunState(graph, cut.members)
+        self.resolver = CacheResolver(
+            engine.store, engine.artifacts, graph.pipeline, resumed_from, self.warn
+        )
+        self.record = Recorder(engine.store, run_id, graph.pipeline)
+        self.flight = InFlight()
+        self.executor = executor
+        self._placement: Placement | None = None
+        self.to_submit: list[Retry] = []
         self.memo: dict[str, Any] = {}
-        self.index: dict[str, dict[str, Any]] = {}  # entries made during this run
-        self.running_on: dict[Executor, int] = defaultdict(int)
-        self.resume: dict[str, dict[str, Any]] = {}
-        if resumed_from:
-            for sr in self.store.step_runs(resumed_from):
-                if sr["state"] in (StepState.SUCCEEDED, StepState.CACHED) and sr["outputs"]:
-                    self.resume[sr["name"]] = sr
 
-    # -- events -------------------------------------------------------------------------
-    def emit(self, name: str, state: str, **info: Any) -> None:
-        if self.e.listener is not None:
-            self.e.listener(name, state, info)
+    @property
+    def placement(self) -> Placement:
+        """Read from the run's executor when a step first starts (a cached run makes none)."""
+        if self._placement is None:
+            self._placement = placement_of(self.executor, self.e.executor(self.executor))
+        return self._placement
 
-    # -- main loop ----------------------------------------------------------------------
-    def execute(self) -> RunResult:
+    # -- the loop ---------------------------------------------------------------------------
+    def execute(self, hits: dict[str, Hit]) -> RunResult:
         t0 = time.perf_counter()
         status = RunStatus.FAILED
-        self.log_info("run started", steps=len(self.g.order), executor=self.default_executor)
+        self.info("run started", steps=len(self.state.order), executor=self.executor)
         try:
-            while self.queue or self.pending_submit or self.running or self.timers:
-                self.resolve_ready()
-                self.submit_pending()  # one commit: finished steps, then the starts
-                if self.running or self.timers:
-                    self.wait_once()
-            self.flush()
-            status = (
-                RunStatus.SUCCEEDED
-                if all(
-                    r.state in (StepState.SUCCEEDED, StepState.CACHED)
-                    for r in self.reports.values()
-                )
-                else RunStatus.FAILED
-            )
+            while self.state.queue or self.to_submit or self.flight:
+                self.resolve_ready(hits)
+                self.submit()  # one commit: finished steps, then the starts
+                if self.flight:
+                    self.wait()
+            self.record.flush()
+            status = self.state.status()
         except BaseException:
             status = RunStatus.INTERRUPTED
-            self.flush()
+            self.record.flush()
             raise
         finally:
-            self.store.finish_run(self.run_id, status)
-            for fut in self.running:
-                fut.cancel()
-            self.log_info(
-                "run finished", status=str(status), duration=round(time.perf_counter() - t0, 4)
-            )
-        steps = [self.reports[n] for n in self.g.order if n in self.reports]
-        return RunResult(self.run_id, self.g.pipeline, status, steps, time.perf_counter() - t0)
+            self.e.store.finish_run(self.run_id, status)
+            self.flight.cancel()
+            took = round(time.perf_counter() - t0, 4)
+            self.info("run finished", status=str(status), duration=took)
+        took = time.perf_counter() - t0
+        return RunResult(self.run_id, self.g.pipeline, status, self.state.steps(), took)
 
-    def flush(self) -> None:
-        if self.batch:
-            batch, self.batch = self.batch, Batch()
-            self.store.write(batch, fast=True)
-
-    # -- resolving ready nodes ------------------------------------------------------------
-    def resolve_ready(self) -> None:
-        while self.queue:
-            name = self.queue.pop()
+    def resolve_ready(self, hits: dict[str, Hit]) -> None:
+        """Cache hits finish at once (their children join the queue); misses wait to start."""
+        state = self.state
+        while state.queue:
+            name = state.queue.pop()
+            if name in hits:
+                self.finish_cached(name, *hits.pop(name))
+                continue
             node = self.g.nodes[name]
-            inputs = {arg: self.outputs[o.node][o.index].hash for arg, o in node.inputs().items()}
+            inputs = {a: state.outputs[o.node][o.index].hash for a, o in node.inputs().items()}
             try:
                 parts = self.e.keys.make(node, inputs)
             except OrchestratorError as exc:
-                self.finish_failed(name, None, str(exc), None, 0, 0.0, "")
+                self.finish_failed(name, None, str(exc))
                 continue
-            hit, reason = self.lookup(name, parts)
+            cache_only = name in self.cache_only
+            hit, reason = self.resolver.lookup(name, node.step, parts, cache_only=cache_only)
             if hit is not None:
                 self.finish_cached(name, parts, hit, reason)
+            elif cache_only:
+                state.report(name, StepState.PENDING, cache_key=parts.key, reason=reason)
+                self.finish_failed(name, parts, never_computed([name], self.target))
             else:
-                self.pending_submit.append((name, parts, 1))
-                self.reports[name] = StepReport(
-                    name, node.step.kind, StepState.PENDING, cache_key=parts.key, reason=reason
-                )
+                self.to_submit.append((name, parts, 1))
+                state.report(name, StepState.PENDING, cache_key=parts.key, reason=reason)
 
-    def lookup(self, name: str, parts: KeyParts) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        step = self.g.nodes[name].step
-        candidates = []
-        prior = self.resume.get(name)
-        if prior is not None and prior["cache_key"] == parts.key:
-            candidates.append(({"outputs": prior["outputs"], "run_id": prior["run_id"]}, "resumed"))
-        if step.cache:
-            entry = self.index.get(parts.key) or self.store.cache_get(parts.key, fast=True)
-            if entry is not None:
-                candidates.append((entry, "hit"))
-        problems = []
-        for cand, how in candidates:
-            refs = [ArtifactRef.from_json(o) for o in cand["outputs"]]
-            bad = next((p for r in refs if (p := self.artifacts.verify(r))), None)
-            if bad is None:
-                return cand, explain_hit(parts, cand.get("run_id"), how)
-            problems.append(bad)
-            if how == "hit":
-                self.store.drop_cache_entries([parts.key])
-                self.index.pop(parts.key, None)
-        if problems:
-            msg = f"{problems[0]}; recomputed"
-            self.log_warning(name, msg)
-            return None, {"cache": "miss", "summary": msg, "details": [msg]}
-        if not step.cache:
-            return None, {
-                "cache": "disabled",
-                "summary": "cache disabled for this step (cache=False)",
-            }
-        history = self.store.cache_history(self.g.pipeline, name, fast=True)
-        return None, explain_miss(parts, history)
-
-    def log_warning(self, name: str, msg: str) -> None:
-        if self.e.log is not None:
-            self.e.log.warning(msg, run_id=self.run_id, step=name)
-
-    def log_info(self, event: str, **kw: Any) -> None:
-        if self.e.log is not None:
-            self.e.log.info(event, run_id=self.run_id, pipeline=self.g.pipeline, **kw)
-
-    # -- submitting -----------------------------------------------------------------------
-    def executor_for(self, name: str) -> Executor:
-        hint = self.g.nodes[name].step.hints.get("executor")
-        if (
-            hint
-            and hint in ("process", "thread", "sequential")
-            and self.default_executor != "sequential"
-        ):
-            return self.e.executor(hint)
-        return self.e.executor(self.default_executor)
-
-    def submit_pending(self) -> None:
+    def submit(self) -> None:
         """Start what may start. Finished steps and these starts are committed in one
         transaction before any of them runs: a child never runs ahead of the record of
         its inputs, and every running step shows as running."""
         keep, starting = [], []
-        for name, parts, attempt in self.pending_submit:
-            ex = self.executor_for(name)
-            if self.running_on[ex] >= ex.workers:
-                keep.append((name, parts, attempt))
+        for retry in self.to_submit:
+            ex = self.e.executor(route(self.g.nodes[retry[0]].step, self.placement))
+            if not self.flight.has_room(ex):
+                keep.append(retry)
                 continue
-            self.running_on[ex] += 1
-            starting.append(self.prepare(name, parts, attempt, ex))
-        self.pending_submit = keep
-        self.flush()
-        for name, inv, attempt, parts, ex in starting:
-            self.launch(name, inv, attempt, parts, ex)
+            self.flight.reserve(ex)
+            starting.append((self.prepare(*retry), retry, ex))
+        self.to_submit = keep
+        self.record.flush()
+        for inv, (name, parts, attempt), ex in starting:
+            step = self.g.nodes[name].step
+            fut = ex.submit(inv, step, self.memo if ex.in_process else None)
+            t = time.perf_counter()
+            deadline = t + step.timeout if step.timeout else None
+            self.flight.add(fut, Attempt(name, attempt, parts, t, deadline, ex, step.timeout))
 
-    def prepare(
-        self, name: str, parts: KeyParts, attempt: int, ex: Executor
-    ) -> tuple[str, StepInvocation, int, KeyParts, Executor]:
-        """Record a step as running (in the next batch); return what `launch` needs."""
-        node = self.g.nodes[name]
-        inputs = {arg: self.outputs[o.node][o.index] for arg, o in node.inputs().items()}
-        inv = StepInvocation(
-            run_id=self.run_id,
-            pipeline=self.g.pipeline,
-            step=name,
-            step_ref=node.step.ref,
-            inputs=inputs,
-            params=node.params(),
-            cache_key=parts.key,
-            attempt=attempt,
-            pipeline_params=self.g.params,
-            serializer=node.step.hints.get("serializer"),
-        )
-        stamp = now()
-        report = self.reports[name]
-        report.state, report.attempts = StepState.RUNNING, attempt
-        row = {
-            "run_id": self.run_id,
-            "name": name,
-            "state": StepState.RUNNING,
-            "attempts": attempt,
-            "started_at": stamp,
-            "cache_key": parts.key,
-            "reason": report.reason,
-            "inputs": {k: r.hash for k, r in inputs.items()},
-        }
-        if attempt == 1:
-            self.batch.step_inserts.append(
-                row | {"kind": node.step.kind, "params": canonical(parts.params)}
-            )
-        else:
-            self.batch.step_updates.append(
-                row
-                | {
-                    "ended_at": None,
-                    "duration": None,
-                    "outputs": None,
-                    "error": _text(report.error),
-                    "log": None,
-                }
-            )
+    def prepare(self, name: str, parts: KeyParts, attempt: int) -> StepInvocation:
+        """Record a step as running (in the round's batch); return its invocation."""
+        inputs = self.state.inputs(name)
+        rep = self.state.reports[name]
+        rep.state, rep.attempts = StepState.RUNNING, attempt
+        self.record.running(rep, parts, inputs, attempt)
         self.emit(name, StepState.RUNNING, attempt=attempt)
-        return name, inv, attempt, parts, ex
+        return _invocation(self.run_id, self.g, name, parts, attempt, inputs)
 
-    def launch(
-        self, name: str, inv: StepInvocation, attempt: int, parts: KeyParts, ex: Executor
-    ) -> None:
-        step = self.g.nodes[name].step
-        fut = ex.submit(inv, step, self.memo if ex.in_process else None)
-        t = time.perf_counter()
-        deadline = t + step.timeout if step.timeout else None
-        self.running[fut] = _Attempt(name, attempt, parts, t, deadline, ex)
+    def wait(self) -> None:
+        for attempt, result in self.flight.wait():
+            self.handle(attempt, result)
+        self.to_submit.extend(self.flight.due())
 
-    # -- waiting ----------------------------------------------------------------------------
-    def wait_once(self) -> None:
-        nowt = time.perf_counter()
-        horizon = [a.deadline for a in self.running.values() if a.deadline is not None]
-        if self.timers:
-            horizon.append(self.timers[0][0])
-        timeout = max(0.0, min(horizon) - nowt) if horizon else None
-        if self.running:
-            done, _ = cf.wait(list(self.running), timeout=timeout, return_when=cf.FIRST_COMPLETED)
-        else:
-            time.sleep(timeout or 0)
-            done = set()
-        for fut in done:
-            attempt = self.running.pop(fut)
-            self.running_on[attempt.executor] -= 1
-            self.handle(attempt, fut.result())
-        nowt = time.perf_counter()
-        for fut, attempt in list(self.running.items()):
-            if attempt.deadline is not None and nowt >= attempt.deadline:
-                self.running.pop(fut)
-                self.running_on[attempt.executor] -= 1
-                killed = attempt.executor.kill(fut)
-                timeout = self.g.nodes[attempt.name].step.timeout
-                note = "" if killed else " (it could not be stopped and was abandoned)"
-                self.handle(
-                    attempt,
-                    StepResult(
-                        False,
-                        [],
-                        f"step '{attempt.name}' timed out after {timeout:g}s{note}",
-                        None,
-                        "",
-                        nowt - attempt.started,
-                    ),
-                )
-        while self.timers and self.timers[0][0] <= time.perf_counter():
-            _, _, name, parts, n = heapq.heappop(self.timers)
-            self.pending_submit.append((name, parts, n))
-
-    def handle(self, attempt: _Attempt, result: StepResult) -> None:
+    def handle(self, attempt: Attempt, result: StepResult) -> None:
         name = attempt.name
         step = self.g.nodes[name].step
         if result.ok:
@@ -412,200 +247,115 @@ class _Run:
             return
         if attempt.attempt <= step.retries:
             delay = step.retry_backoff * (2 ** (attempt.attempt - 1))
-            self.reports[name].error = result.error
+            self.state.reports[name].error = result.error
             self.emit(name, "retrying", attempt=attempt.attempt, delay=delay, error=result.error)
-            self.log_warning(
+            self.warn(
                 name, f"attempt {attempt.attempt} failed: {result.error}; retrying in {delay:g}s"
             )
-            heapq.heappush(
-                self.timers,
-                (
-                    time.perf_counter() + delay,
-                    id(attempt),
-                    name,
-                    attempt.parts,
-                    attempt.attempt + 1,
-                ),
-            )
+            self.flight.retry_later(delay, (name, attempt.parts, attempt.attempt + 1))
             return
-        tb = f"\n{result.traceback}" if result.traceback else ""
+        took = time.perf_counter() - attempt.started
         self.finish_failed(
             name,
             attempt.parts,
             result.error or "failed",
-            result.log,
-            attempt.attempt,
-            time.perf_counter() - attempt.started,
-            tb,
+            result=result,
+            attempts=attempt.attempt,
+            duration=took,
+            timed_out=attempt.timed_out,
         )
 
     # -- finishing --------------------------------------------------------------------------
     def release(self, name: str, refs: list[ArtifactRef]) -> None:
-        self.outputs[name] = refs
-        for parent in self.g.dag.predecessors(name):
-            self.consumers[parent] -= 1
-            if self.consumers[parent] == 0:
-                for r in self.outputs.get(parent, []):
-                    self.memo.pop(r.hash, None)
-        for child in self.g.dag.successors(name):
-            self.waiting[child] -= 1
-            if self.waiting[child] == 0:
-                self.queue.append(child)
+        for parent in self.state.finish(name, refs):
+            for r in self.state.outputs.get(parent, []):
+                self.memo.pop(r.hash, None)
 
-    def finish_cached(
-        self, name: str, parts: KeyParts, entry: dict[str, Any], reason: dict[str, Any]
-    ) -> None:
+    def finish_cached(self, name: str, parts: KeyParts, entry: Entry, reason: Reason) -> None:
         refs = [ArtifactRef.from_json(o) for o in entry["outputs"]]
-        kind = self.g.nodes[name].step.kind
-        self.reports[name] = StepReport(
-            name, kind, StepState.CACHED, cache_key=parts.key, reason=reason, outputs=refs
+        rep = self.state.report(
+            name, StepState.CACHED, cache_key=parts.key, reason=reason, outputs=refs
         )
-        stamp = now()
-        self.batch.step_inserts.append(
-            {
-                "run_id": self.run_id,
-                "name": name,
-                "kind": kind,
-                "state": StepState.CACHED,
-                "attempts": 0,
-                "started_at": stamp,
-                "ended_at": stamp,
-                "duration": 0.0,
-                "cache_key": parts.key,
-                "reason": reason,
-                "params": canonical(parts.params),
-                "inputs": parts.inputs,
-                "outputs": entry["outputs"],
-            }
-        )
+        self.record.cached(rep, parts, entry["outputs"])
         self.emit(name, StepState.CACHED, cache_key=parts.key)
         self.release(name, refs)
 
-    def finish_succeeded(self, attempt: _Attempt, result: StepResult) -> None:
-        name, parts = attempt.name, attempt.parts
-        report = self.reports[name]
-        report.state, report.duration, report.outputs = (
-            StepState.SUCCEEDED,
-            result.duration,
-            result.outputs,
-        )
-        report.error = None
-        outs = [o.to_json() for o in result.outputs]
-        stamp = now()
-        self.batch.step_updates.append(
-            {
-                "run_id": self.run_id,
-                "name": name,
-                "state": StepState.SUCCEEDED,
-                "attempts": attempt.attempt,
-                "ended_at": stamp,
-                "duration": result.duration,
-                "cache_key": parts.key,
-                "reason": report.reason,
-                "outputs": outs,
-                "error": None,
-                "log": _text(result.log),
-                "inputs": parts.inputs,
-            }
-        )
-        for o in result.outputs:
-            self.batch.artifacts[o.hash] = {
-                "hash": o.hash,
-                "serializer": o.serializer,
-                "type": o.type,
-                "size": o.size,
-                "run_id": self.run_id,
-                "step": name,
-                "created_at": stamp,
-            }
-        entry = {
-            "cache_key": parts.key,
-            "pipeline": self.g.pipeline,
-            "step": name,
-            "outputs": outs,
-            "code": parts.code,
-            "params": parts.params,
-            "inputs": parts.inputs,
-            "run_id": self.run_id,
-            "created_at": stamp,
-        }
-        self.batch.cache_entries.append(entry)
-        self.index[parts.key] = entry
+    def finish_succeeded(self, attempt: Attempt, result: StepResult) -> None:
+        rep = self.state.reports[attempt.name]
+        rep.state, rep.duration, rep.outputs = StepState.SUCCEEDED, result.duration, result.outputs
+        rep.error = None
+        self.resolver.remember(self.record.succeeded(rep, attempt.parts, attempt.attempt, result))
         if result.values is not None:
             for ref, value in zip(result.outputs, result.values, strict=True):
                 self.memo[ref.hash] = value
-        self.emit(name, StepState.SUCCEEDED, duration=result.duration)
-        self.release(name, result.outputs)
+        self.emit(attempt.name, StepState.SUCCEEDED, duration=result.duration)
+        self.release(attempt.name, result.outputs)
 
     def finish_failed(
         self,
         name: str,
         parts: KeyParts | None,
         error: str,
-        log: str | None,
-        attempts: int,
-        duration: float,
-        tb: str,
+        *,
+        result: StepResult | None = None,
+        attempts: int = 0,
+        duration: float = 0.0,
+        timed_out: bool = False,
     ) -> None:
-        if self.e.log is not None:
-            self.e.log.error(
-                "step failed",
-                run_id=self.run_id,
-                step=name,
-                error=error.splitlines()[0] if error else "",
-            )
-        node = self.g.nodes[name]
-        report = self.reports.get(name) or StepReport(name, node.step.kind, StepState.FAILED)
-        report.state, report.error, report.attempts, report.duration = (
-            StepState.FAILED,
-            error,
-            attempts,
-            duration,
-        )
-        self.reports[name] = report
-        row = {
-            "run_id": self.run_id,
-            "name": name,
-            "state": StepState.FAILED,
-            "attempts": attempts,
-            "ended_at": now(),
-            "duration": duration,
-            "cache_key": parts.key if parts else None,
-            "reason": report.reason,
-            "outputs": None,
-            "error": _text(error + tb),
-            "log": _text(log),
-            "inputs": parts.inputs if parts else None,
-        }
-        if attempts == 0:
-            self.batch.step_inserts.append(row | {"kind": node.step.kind, "started_at": now()})
-        else:
-            self.batch.step_updates.append(row)
+        self.voice.failed(name, error)
+        rep = self.state.reports.get(name) or self.state.report(name, StepState.FAILED)
+        rep.state, rep.error, rep.timed_out = StepState.FAILED, error, timed_out
+        rep.attempts, rep.duration = attempts, duration
+        tb = f"\n{result.traceback}" if result is not None and result.traceback else ""
+        self.record.failed(rep, parts, result.log if result else None, tb)
         self.emit(name, StepState.FAILED, error=error)
-        for desc in self.g.descendants(name):
-            if desc in self.reports and self.reports[desc].state != StepState.PENDING:
-                continue
-            self.skip(desc, name)
-
-    def skip(self, name: str, cause: str) -> None:
-        kind = self.g.nodes[name].step.kind
-        reason = {"cache": "skipped", "summary": f"upstream step '{cause}' failed"}
-        self.reports[name] = StepReport(name, kind, StepState.SKIPPED, reason=reason)
-        self.waiting[name] = -1  # never becomes ready
-        self.batch.step_inserts.append(
-            {
-                "run_id": self.run_id,
-                "name": name,
-                "kind": kind,
-                "state": StepState.SKIPPED,
-                "attempts": 0,
-                "reason": reason,
-                "error": f"skipped: upstream step '{cause}' failed",
-            }
-        )
-        self.emit(name, StepState.SKIPPED, cause=cause)
+        for desc in self.state.to_skip(name):
+            self.record.skipped(self.state.skip(desc, name), name)
+            self.emit(desc, StepState.SKIPPED, cause=name)
 
 
-def _text(value: str | None) -> str | None:
-    """Text as every database stores it (PostgreSQL rejects NUL characters)."""
-    return value.replace("\x00", "\\x00") if value else value
+class _Voice:
+    """What a run tells its listener (progress) and its logger."""
+
+    def __init__(self, listener: Listener | None, log: Any, run_id: str, pipeline: str) -> None:
+        self.listener, self.log, self.run_id, self.pipeline = listener, log, run_id, pipeline
+
+    def emit(self, name: str, state: str, **info: Any) -> None:
+        if self.listener is not None:
+            self.listener(name, state, info)
+
+    def warn(self, name: str, msg: str) -> None:
+        if self.log is not None:
+            self.log.warning(msg, run_id=self.run_id, step=name)
+
+    def info(self, event: str, **kw: Any) -> None:
+        if self.log is not None:
+            self.log.info(event, run_id=self.run_id, pipeline=self.pipeline, **kw)
+
+    def failed(self, name: str, error: str) -> None:
+        if self.log is not None:
+            first = error.splitlines()[0] if error else ""
+            self.log.error("step failed", run_id=self.run_id, step=name, error=first)
+
+
+def _invocation(
+    run_id: str,
+    graph: Graph,
+    name: str,
+    parts: KeyParts,
+    attempt: int,
+    inputs: dict[str, ArtifactRef],
+) -> StepInvocation:
+    node = graph.nodes[name]
+    return StepInvocation(
+        run_id=run_id,
+        pipeline=graph.pipeline,
+        step=name,
+        step_ref=node.step.ref,
+        inputs=inputs,
+        params=node.params(),
+        cache_key=parts.key,
+        attempt=attempt,
+        pipeline_params=graph.params,
+        serializer=node.step.hints.get("serializer"),
+    )

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ServingError
 
 # -- input schema ----------------------------------------------------------------------
 
@@ -31,7 +31,7 @@ def feature_names(model: Any) -> list[str]:
         names = getattr(est, "feature_names_in_", None)
         if names is not None:
             return [str(n) for n in names]
-    raise OrchestratorError(
+    raise ServingError(
         f"cannot serve a {type(model).__name__}: it has no feature_names_in_ (fit it on a "
         "DataFrame with named columns, so its input schema is known)"
     )

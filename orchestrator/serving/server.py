@@ -43,7 +43,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ServingError
 from orchestrator.execution.context import ModelVersion
 from orchestrator.logs import get_logger
 from orchestrator.serving.schema import (
@@ -376,7 +376,7 @@ def serve(
     import uvicorn
 
     if not registry.versions(model_name):
-        raise OrchestratorError(f"no model '{model_name}' is registered (see `orch models`)")
+        raise ServingError(f"no model '{model_name}' is registered (see `orch models`)")
     app = create_app(registry, model_name, poll_interval=poll_interval, request_log=request_log)
     print(f"serving model '{model_name}' at http://{host}:{port} (POST /predict)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", workers=1)

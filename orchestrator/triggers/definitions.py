@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import OrchestratorError, did_you_mean
+from orchestrator.errors import OrchestratorError, TriggerError, did_you_mean
 from orchestrator.execution.worker import load_module_from_path
 from orchestrator.loader import load_target
 from orchestrator.model.pipeline import Pipeline
@@ -53,7 +53,7 @@ def load_definitions(files: Iterable[Path]) -> list[Bound]:
                 if not isinstance(item, DEFINITIONS):
                     continue
                 if item.name in names:
-                    raise OrchestratorError(f"two schedules or triggers are named '{item.name}'")
+                    raise TriggerError(f"two schedules or triggers are named '{item.name}'")
                 names.add(item.name)
                 out.append(_bind(item, module, file))
     return out
@@ -62,15 +62,15 @@ def load_definitions(files: Iterable[Path]) -> list[Bound]:
 def load_file(file: Path) -> Any:
     """Import one pipeline file; a failure is one error naming the file and line."""
     if not file.is_file():
-        raise OrchestratorError(f"pipeline file not found: {file}")
+        raise TriggerError(f"pipeline file not found: {file}")
     try:
         return load_module_from_path(file)
     except OrchestratorError as exc:
-        raise OrchestratorError(f"{_location(exc, file)}: {exc}") from None
+        raise TriggerError(f"{_location(exc, file)}: {exc}") from None
     except (Exception, SystemExit) as exc:
         detail = exc.msg if isinstance(exc, SyntaxError) else str(exc)
         what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        raise OrchestratorError(f"cannot load {_location(exc, file)}: {what}") from None
+        raise TriggerError(f"cannot load {_location(exc, file)}: {what}") from None
 
 
 def _location(exc: BaseException, file: Path) -> str:
@@ -106,7 +106,7 @@ def _bind(sch: Any, module: Any, file: Path) -> Bound:
     except OrchestratorError as exc:
         pipes = [n for n, v in vars(module).items() if isinstance(v, Pipeline)]
         what = {Schedule: "schedule", EventTrigger: "trigger"}.get(type(sch), "sensor")
-        raise OrchestratorError(
+        raise TriggerError(
             f"{what} '{sch.name}': no pipeline '{sch.pipeline}'"
             f"{did_you_mean(sch.pipeline, pipes)} ({exc})"
         ) from None

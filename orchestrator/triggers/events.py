@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any
 
-from orchestrator.errors import OrchestratorError, ParamError
+from orchestrator.errors import ParamError, TriggerError
 from orchestrator.triggers.fields import check_fields, seconds
 
 EVENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
@@ -73,13 +73,13 @@ class EventTrigger:
         what = f"event trigger {self.name!r}"
         check_fields(self, what)
         if not self.name or not self.event:
-            raise OrchestratorError("an event trigger needs a name and an event name")
+            raise TriggerError("an event trigger needs a name and an event name")
         try:
             check_event_name(self.event)
         except EventNameError as exc:
-            raise OrchestratorError(f"{what}: {exc}") from None
+            raise TriggerError(f"{what}: {exc}") from None
         if self.cooldown < 0:
-            raise OrchestratorError(
+            raise TriggerError(
                 f"event trigger '{self.name}': cooldown must be >= 0 seconds, got {self.cooldown}"
             )
 
@@ -142,8 +142,8 @@ class FileSensor:
     def __post_init__(self) -> None:
         check_fields(self, f"file sensor {self.name!r}")
         if not self.glob:
-            raise OrchestratorError(f"file sensor '{self.name}': glob is empty")
+            raise TriggerError(f"file sensor '{self.name}': glob is empty")
         if self.debounce < 0:
-            raise OrchestratorError(
+            raise TriggerError(
                 f"file sensor '{self.name}': debounce must be >= 0 seconds, got {self.debounce}"
             )

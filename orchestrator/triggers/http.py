@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Header, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import TriggerError
 from orchestrator.triggers.events import EventNameError, check_event_name
 
 
@@ -27,7 +27,7 @@ class EventBody(BaseModel):
 
 def create_events_app(store: Any, token: str) -> FastAPI:
     if not token:
-        raise OrchestratorError("the events endpoint needs a token (--token or ORCH_EVENT_TOKEN)")
+        raise TriggerError("the events endpoint needs a token (--token or ORCH_EVENT_TOKEN)")
     app = FastAPI(title="orchestrator events")
 
     @app.post("/events/{name}", status_code=202)

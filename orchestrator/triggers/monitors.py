@@ -27,7 +27,7 @@ from typing import Any
 
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.cache.hashing import hash_file
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, TriggerError
 from orchestrator.store.metadata import Batch, MetadataStore, now
 from orchestrator.store.registry import StoreRegistry
 from orchestrator.triggers.events import EventNameError, check_event_name
@@ -59,15 +59,15 @@ class DriftMonitor:
         check_fields(self, where)
         _check_event(where, self.event)
         if (self.requests is None) == (self.batches is None):
-            raise OrchestratorError(f"{where}: give exactly one of requests= or batches=")
+            raise TriggerError(f"{where}: give exactly one of requests= or batches=")
         if self.min_rows < 1:
-            raise OrchestratorError(f"{where}: min_rows must be >= 1, got {self.min_rows}")
+            raise TriggerError(f"{where}: min_rows must be >= 1, got {self.min_rows}")
         if not 0 < self.ks_pvalue_threshold < 1:
-            raise OrchestratorError(
+            raise TriggerError(
                 f"{where}: ks_pvalue_threshold must be in (0, 1), got {self.ks_pvalue_threshold}"
             )
         if self.psi_threshold <= 0:
-            raise OrchestratorError(f"{where}: psi_threshold must be > 0, got {self.psi_threshold}")
+            raise TriggerError(f"{where}: psi_threshold must be > 0, got {self.psi_threshold}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +88,7 @@ class MetricMonitor:
         _check_event(f"metric monitor {self.name!r}", self.event)
         known = CLASSIFICATION_METRICS | REGRESSION_METRICS
         if self.metric not in known:
-            raise OrchestratorError(
+            raise TriggerError(
                 f"metric monitor '{self.name}': unknown metric '{self.metric}'; "
                 f"choose one of {', '.join(sorted(known))}"
             )
@@ -101,7 +101,7 @@ def _check_event(where: str, event: str) -> None:
     try:
         check_event_name(event)
     except EventNameError as exc:
-        raise OrchestratorError(f"{where}: {exc}") from None
+        raise TriggerError(f"{where}: {exc}") from None
 
 
 Monitor = DriftMonitor | MetricMonitor
@@ -251,13 +251,13 @@ class Checker:
     def _reference(self, mon: DriftMonitor, version: Any) -> Any:
         """The frame the production version was trained on (its deploy step's `data`)."""
         if not version.data_hash:
-            raise OrchestratorError(
+            raise TriggerError(
                 f"monitor '{mon.name}': {mon.model} v{version.version} records no training "
                 "data (deploy it with a `data` input to give drift a reference)"
             )
         ref = self.store.artifact_ref(version.data_hash)
         if ref is None:
-            raise OrchestratorError(
+            raise TriggerError(
                 f"monitor '{mon.name}': the training data {version.data_hash[:12]} of "
                 f"{mon.model} v{version.version} is not in the store"
             )
@@ -287,7 +287,7 @@ class Checker:
         from orchestrator.steps.evaluate import score
 
         if mon.target not in frame.columns:
-            raise OrchestratorError(
+            raise TriggerError(
                 f"monitor '{mon.name}': feedback has no target column '{mon.target}' "
                 f"(columns: {', '.join(map(str, frame.columns))})"
             )
@@ -298,7 +298,7 @@ class Checker:
         try:
             metrics = score(model, x, frame[mon.target], task)
         except (KeyError, ValueError) as exc:
-            raise OrchestratorError(
+            raise TriggerError(
                 f"monitor '{mon.name}': cannot score {mon.model} v{version.version} on the "
                 f"feedback: {exc}"
             ) from None
@@ -335,7 +335,7 @@ def read_frame(path: Path) -> Any:
             return pd.read_parquet(path)
         return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
     except (OSError, ValueError) as exc:
-        raise OrchestratorError(f"cannot read batch file {path}: {exc}") from None
+        raise TriggerError(f"cannot read batch file {path}: {exc}") from None
 
 
 def load_report(store: MetadataStore, artifacts: ArtifactStore, check_id: int) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterError, croniter
 
-from orchestrator.errors import OrchestratorError, did_you_mean
+from orchestrator.errors import TriggerError, did_you_mean
 from orchestrator.triggers.fields import DefinitionError, check_fields
 
 CatchUp = Literal["skip", "latest", "all"]
@@ -61,7 +61,7 @@ SKIP_RUNNING = "previous run still running"
 SKIP_PAUSED = "paused"
 
 
-class ScheduleError(OrchestratorError):
+class ScheduleError(TriggerError):
     """A schedule definition is wrong, or it was evaluated with invalid arguments."""
 
 

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from orchestrator.errors import NotFound, OrchestratorError
+from orchestrator.errors import NotFound, OrchestratorError, ServingError
 from orchestrator.store.registry import StoreRegistry
 from orchestrator.ui import (
     auth,
@@ -147,7 +147,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind(addr)
         sock.listen(128)
     except OSError as exc:
-        raise OrchestratorError(f"cannot listen on {host}:{port}: {exc}") from None
+        raise ServingError(f"cannot listen on {host}:{port}: {exc}") from None
     sock.setblocking(False)
     return sock
 

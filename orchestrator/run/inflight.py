@@ -1,0 +1,109 @@
+"""Attempts in flight: futures running on executors, and retries waiting for their backoff.
+
+State kept:
+
+* `running`: future -> `Attempt` (step, attempt number, key, start, deadline, executor);
+* `busy[executor]`: how many attempts run on it (an executor takes `workers` at most);
+* `timers`: a heap of `(due, seq, name, parts, attempt)` for retries after a backoff.
+
+`wait` blocks until the first completion, deadline or due retry and returns what
+finished: each completed future's result, and for each attempt past its deadline a
+failure saying it timed out (the executor is asked to kill it; if it cannot, the
+attempt is abandoned and the message says so). A finished attempt leaves `running`
+and frees its executor's slot before it is returned.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import heapq
+import itertools
+import time
+
+from orchestrator.cache.keys import KeyParts
+from orchestrator.execution.local import Executor
+from orchestrator.execution.worker import StepResult
+
+Retry = tuple[str, KeyParts, int]
+
+
+@dataclasses.dataclass
+class Attempt:
+    name: str
+    attempt: int
+    parts: KeyParts
+    started: float
+    deadline: float | None
+    executor: Executor
+    timeout: float | None = None
+    timed_out: bool = False
+
+
+class InFlight:
+    def __init__(self) -> None:
+        self.running: dict[cf.Future[StepResult], Attempt] = {}
+        self.busy: dict[Executor, int] = {}
+        self.timers: list[tuple[float, int, str, KeyParts, int]] = []
+        self._seq = itertools.count()
+
+    def __bool__(self) -> bool:
+        return bool(self.running or self.timers)
+
+    def has_room(self, ex: Executor) -> bool:
+        return self.busy.get(ex, 0) < ex.workers
+
+    def reserve(self, ex: Executor) -> None:
+        self.busy[ex] = self.busy.get(ex, 0) + 1
+
+    def add(self, fut: cf.Future[StepResult], attempt: Attempt) -> None:
+        self.running[fut] = attempt
+
+    def retry_later(self, delay: float, retry: Retry) -> None:
+        name, parts, n = retry
+        heapq.heappush(self.timers, (time.perf_counter() + delay, next(self._seq), name, parts, n))
+
+    def _pop(self, fut: cf.Future[StepResult]) -> Attempt:
+        attempt = self.running.pop(fut)
+        self.busy[attempt.executor] -= 1
+        return attempt
+
+    def wait(self) -> list[tuple[Attempt, StepResult]]:
+        """What finished by the first completion, deadline or due retry (see the module)."""
+        horizon = [a.deadline for a in self.running.values() if a.deadline is not None]
+        if self.timers:
+            horizon.append(self.timers[0][0])
+        timeout = max(0.0, min(horizon) - time.perf_counter()) if horizon else None
+        if self.running:
+            done, _ = cf.wait(list(self.running), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        else:
+            time.sleep(timeout or 0)
+            done = set()
+        out = [(self._pop(fut), fut.result()) for fut in done]
+        return out + self._expired()
+
+    def _expired(self) -> list[tuple[Attempt, StepResult]]:
+        out = []
+        t = time.perf_counter()
+        for fut, attempt in list(self.running.items()):
+            if attempt.deadline is None or t < attempt.deadline:
+                continue
+            self._pop(fut)
+            killed = attempt.executor.kill(fut)
+            note = "" if killed else " (it could not be stopped and was abandoned)"
+            error = f"step '{attempt.name}' timed out after {attempt.timeout:g}s{note}"
+            attempt.timed_out = True
+            out.append((attempt, StepResult(False, [], error, None, "", t - attempt.started)))
+        return out
+
+    def due(self) -> list[Retry]:
+        """Retries whose backoff has passed, taken off the timers."""
+        out = []
+        while self.timers and self.timers[0][0] <= time.perf_counter():
+            _, _, name, parts, n = heapq.heappop(self.timers)
+            out.append((name, parts, n))
+        return out
+
+    def cancel(self) -> None:
+        for fut in self.running:
+            fut.cancel()

@@ -1,0 +1,174 @@
+"""The recorder: the only code of the engine that knows the store's column names.
+
+It turns what happens to a step (running, cached, succeeded, failed, skipped) into the
+rows of a `Batch`: step-run inserts and updates, artifact rows and cache entries. It
+keeps one batch, the round's changes; `flush` commits it in one transaction and starts
+a new one. The engine flushes once per scheduling round, before it starts any step of
+that round, so a child never runs ahead of the record of its inputs and every running
+step shows as running. Nothing is written between flushes: a crash loses at most the
+round in flight, never a finished step of an earlier round.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.artifacts.store import ArtifactRef
+from orchestrator.cache.hashing import canonical
+from orchestrator.cache.keys import KeyParts
+from orchestrator.execution.worker import StepResult
+from orchestrator.run.report import StepReport
+from orchestrator.state import StepState
+from orchestrator.store.metadata import Batch, MetadataStore, now
+
+
+def _text(value: str | None) -> str | None:
+    """Text as every database stores it (PostgreSQL rejects NUL characters)."""
+    return value.replace("\x00", "\\x00") if value else value
+
+
+class Recorder:
+    def __init__(self, store: MetadataStore, run_id: str, pipeline: str) -> None:
+        self.store, self.run_id, self.pipeline = store, run_id, pipeline
+        self.batch = Batch()
+
+    def flush(self) -> None:
+        if self.batch:
+            batch, self.batch = self.batch, Batch()
+            self.store.write(batch, fast=True)
+
+    def running(
+        self, rep: StepReport, parts: KeyParts, inputs: dict[str, ArtifactRef], attempt: int
+    ) -> None:
+        row = {
+            "run_id": self.run_id,
+            "name": rep.name,
+            "state": StepState.RUNNING,
+            "attempts": attempt,
+            "started_at": now(),
+            "cache_key": parts.key,
+            "reason": rep.reason,
+            "inputs": {k: r.hash for k, r in inputs.items()},
+        }
+        if attempt == 1:
+            self.batch.step_inserts.append(
+                row | {"kind": rep.kind, "params": canonical(parts.params)}
+            )
+            return
+        self.batch.step_updates.append(
+            row
+            | {
+                "ended_at": None,
+                "duration": None,
+                "outputs": None,
+                "error": _text(rep.error),
+                "log": None,
+            }
+        )
+
+    def cached(self, rep: StepReport, parts: KeyParts, outputs: list[dict[str, Any]]) -> None:
+        stamp = now()
+        self.batch.step_inserts.append(
+            {
+                "run_id": self.run_id,
+                "name": rep.name,
+                "kind": rep.kind,
+                "state": StepState.CACHED,
+                "attempts": 0,
+                "started_at": stamp,
+                "ended_at": stamp,
+                "duration": 0.0,
+                "cache_key": parts.key,
+                "reason": rep.reason,
+                "params": canonical(parts.params),
+                "inputs": parts.inputs,
+                "outputs": outputs,
+            }
+        )
+
+    def succeeded(
+        self, rep: StepReport, parts: KeyParts, attempt: int, result: StepResult
+    ) -> dict[str, Any]:
+        """Record a success and its artifacts; return the cache entry it makes."""
+        outs = [o.to_json() for o in result.outputs]
+        stamp = now()
+        self.batch.step_updates.append(
+            {
+                "run_id": self.run_id,
+                "name": rep.name,
+                "state": StepState.SUCCEEDED,
+                "attempts": attempt,
+                "ended_at": stamp,
+                "duration": result.duration,
+                "cache_key": parts.key,
+                "reason": rep.reason,
+                "outputs": outs,
+                "error": None,
+                "log": _text(result.log),
+                "inputs": parts.inputs,
+            }
+        )
+        for o in result.outputs:
+            self.batch.artifacts[o.hash] = {
+                "hash": o.hash,
+                "serializer": o.serializer,
+                "type": o.type,
+                "size": o.size,
+                "run_id": self.run_id,
+                "step": rep.name,
+                "created_at": stamp,
+            }
+        return self._cache_entry(rep.name, parts, outs, stamp)
+
+    def _cache_entry(
+        self, name: str, parts: KeyParts, outs: list[dict[str, Any]], stamp: Any
+    ) -> dict[str, Any]:
+        entry = {
+            "cache_key": parts.key,
+            "pipeline": self.pipeline,
+            "step": name,
+            "outputs": outs,
+            "code": parts.code,
+            "params": parts.params,
+            "inputs": parts.inputs,
+            "run_id": self.run_id,
+            "created_at": stamp,
+        }
+        self.batch.cache_entries.append(entry)
+        return entry
+
+    def failed(
+        self, rep: StepReport, parts: KeyParts | None, log: str | None, traceback: str
+    ) -> None:
+        """Record a failure; a step that never started (attempts 0) gets its row here."""
+        row = {
+            "run_id": self.run_id,
+            "name": rep.name,
+            "state": StepState.FAILED,
+            "attempts": rep.attempts,
+            "ended_at": now(),
+            "duration": rep.duration,
+            "cache_key": parts.key if parts else None,
+            "reason": rep.reason,
+            "outputs": None,
+            "error": _text((rep.error or "") + traceback),
+            "log": _text(log),
+            "inputs": parts.inputs if parts else None,
+        }
+        if rep.attempts == 0:
+            self.batch.step_inserts.append(row | {"kind": rep.kind, "started_at": now()})
+        else:
+            self.batch.step_updates.append(row)
+
+    def skipped(self, rep: StepReport, cause: str) -> None:
+        self.batch.step_inserts.append(
+            {
+                "run_id": self.run_id,
+                "name": rep.name,
+                "kind": rep.kind,
+                "state": StepState.SKIPPED,
+                "attempts": 0,
+                "reason": rep.reason,
+                "error": f"skipped: upstream step '{cause}' failed",
+            }
+        )

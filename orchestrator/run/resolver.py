@@ -1,0 +1,97 @@
+"""The cache resolver: for a step and its key, a stored result to reuse, or why there is none.
+
+Candidates, in order: the same step of the run being resumed (when its key is the same;
+this holds even for `cache=False` steps), then the cache index (entries made earlier in
+this run, then the store's). A candidate is taken only if every artifact it names is
+present with the right hash; a cache entry that fails this is dropped from the store at
+once (it would fail every later run too) and the step is recomputed with that reason.
+
+A miss is explained: disabled by `cache=False`, or what differs from the closest earlier
+entry of the same step (`explain_miss`). The resolver reads the store and never writes
+a row other than dropping bad cache entries; it keeps `index`, the entries recorded by
+this run, so a step repeated within one run is a hit before the batch is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
+from orchestrator.cache.keys import KeyParts, explain_hit, explain_miss
+from orchestrator.model.step import Step
+from orchestrator.state import StepState
+from orchestrator.store.metadata import MetadataStore
+
+Entry = dict[str, Any]
+Reason = dict[str, Any]
+
+
+class CacheResolver:
+    def __init__(
+        self,
+        store: MetadataStore,
+        artifacts: ArtifactStore,
+        pipeline: str,
+        resumed_from: str | None = None,
+        warn: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.store, self.artifacts, self.pipeline = store, artifacts, pipeline
+        self.warn = warn
+        self.index: dict[str, Entry] = {}
+        self.resume: dict[str, Entry] = {}
+        if resumed_from:
+            for sr in store.step_runs(resumed_from):
+                if sr["state"] in (StepState.SUCCEEDED, StepState.CACHED) and sr["outputs"]:
+                    self.resume[sr["name"]] = sr
+
+    def remember(self, entry: Entry) -> None:
+        """A cache entry recorded by this run (committed with the round's batch)."""
+        self.index[entry["cache_key"]] = entry
+
+    def lookup(
+        self, name: str, step: Step[Any], parts: KeyParts, *, cache_only: bool = False
+    ) -> tuple[Entry | None, Reason]:
+        """`(entry, reason)` for a hit, `(None, reason)` for a miss. `cache_only` (a step
+        outside a partial run's selection) consults the cache even for `cache=False`."""
+        use_cache = step.cache or cache_only
+        problems = []
+        for cand, how in self._candidates(name, parts, use_cache):
+            bad = self._first_bad(cand)
+            if bad is None:
+                return cand, explain_hit(parts, cand.get("run_id"), how)
+            problems.append(bad)
+            if how == "hit":
+                self.store.drop_cache_entries([parts.key])
+                self.index.pop(parts.key, None)
+        if problems:
+            msg = f"{problems[0]}; recomputed"
+            if self.warn is not None:
+                self.warn(name, msg)
+            return None, {"cache": "miss", "summary": msg, "details": [msg]}
+        if not use_cache:
+            return None, {
+                "cache": "disabled",
+                "summary": "cache disabled for this step (cache=False)",
+            }
+        history = self.store.cache_history(self.pipeline, name, fast=True)
+        return None, explain_miss(parts, history)
+
+    def _candidates(self, name: str, parts: KeyParts, use_cache: bool) -> list[tuple[Entry, str]]:
+        out = []
+        prior = self.resume.get(name)
+        if prior is not None and prior["cache_key"] == parts.key:
+            out.append(({"outputs": prior["outputs"], "run_id": prior["run_id"]}, "resumed"))
+        if use_cache:
+            entry = self.index.get(parts.key) or self.store.cache_get(parts.key, fast=True)
+            if entry is not None:
+                out.append((entry, "hit"))
+        return out
+
+    def _first_bad(self, entry: Entry) -> str | None:
+        """The first problem with the artifacts `entry` names, or None when all are sound."""
+        for o in entry["outputs"]:
+            problem = self.artifacts.verify(ArtifactRef.from_json(o))
+            if problem:
+                return problem
+        return None

@@ -1,0 +1,97 @@
+"""The bookkeeping of one run: which steps are ready, finished, failed or skipped. Pure.
+
+No I/O, no clock, no executor: the engine loop calls these methods, and they only move
+steps between states and say what follows. The steps of the run (`members`) may be a
+part of the graph (a partial run); they are closed upstream: every parent of a member is
+a member.
+
+State kept:
+
+* `waiting[n]`: parents of n that have not finished; -1 once n is skipped (never ready);
+* `consumers[n]`: children of n in this run that have not finished;
+* `outputs[n]`: artifact refs of a finished n, which feed its children's keys and inputs;
+* `reports[n]`: what the run says of n; absent until n is resolved, failed or skipped;
+* `queue`: members whose parents have all finished, not yet resolved.
+
+Invariants: a member enters `queue` once, when its `waiting` count reaches 0; `outputs`
+has an entry exactly for the members that finished (succeeded or cached); a member
+that fails for good takes its not-yet-started descendants to skipped, and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from orchestrator.artifacts.store import ArtifactRef
+from orchestrator.model.graph import Graph
+from orchestrator.run.report import StepReport
+from orchestrator.state import RunStatus, StepState
+
+_DONE = (StepState.SUCCEEDED, StepState.CACHED)
+
+
+class RunState:
+    def __init__(self, graph: Graph, members: Iterable[str] | None = None) -> None:
+        self.graph = graph
+        keep = set(graph.order if members is None else members)
+        self.order = [n for n in graph.order if n in keep]
+        dag = graph.dag
+        self.children = {n: [c for c in dag.successors(n) if c in keep] for n in self.order}
+        self.parents = {n: list(dag.predecessors(n)) for n in self.order}
+        self.waiting = {n: len(self.parents[n]) for n in self.order}
+        self.consumers = {n: len(self.children[n]) for n in self.order}
+        self.outputs: dict[str, list[ArtifactRef]] = {}
+        self.reports: dict[str, StepReport] = {}
+        self.queue: list[str] = [n for n in self.order if self.waiting[n] == 0]
+
+    def inputs(self, name: str) -> dict[str, ArtifactRef]:
+        """The artifact each input argument of `name` is bound to (its parents finished)."""
+        node = self.graph.nodes[name]
+        return {arg: self.outputs[o.node][o.index] for arg, o in node.inputs().items()}
+
+    def report(self, name: str, state: str, **fields: object) -> StepReport:
+        """A new report for `name` in `state` (it replaces any earlier one)."""
+        kind = self.graph.nodes[name].step.kind
+        rep = StepReport(name, kind, state, **fields)  # type: ignore[arg-type]
+        self.reports[name] = rep
+        return rep
+
+    def finish(self, name: str, refs: list[ArtifactRef]) -> list[str]:
+        """Mark `name` finished with `refs`; queue the children it makes ready. Returns the
+        parents whose every child in this run has now finished (their values may go)."""
+        self.outputs[name] = refs
+        spent = []
+        for parent in self.parents[name]:
+            self.consumers[parent] -= 1
+            if self.consumers[parent] == 0:
+                spent.append(parent)
+        for child in self.children[name]:
+            self.waiting[child] -= 1
+            if self.waiting[child] == 0:
+                self.queue.append(child)
+        return spent
+
+    def to_skip(self, name: str) -> list[str]:
+        """The descendants of failed `name` in this run that have not started yet."""
+        members = self.waiting
+        out = []
+        for desc in self.graph.descendants(name):
+            if desc not in members:
+                continue
+            rep = self.reports.get(desc)
+            if rep is not None and rep.state != StepState.PENDING:
+                continue
+            out.append(desc)
+        return out
+
+    def skip(self, name: str, cause: str) -> StepReport:
+        self.waiting[name] = -1  # never becomes ready
+        reason = {"cache": "skipped", "summary": f"upstream step '{cause}' failed"}
+        return self.report(name, StepState.SKIPPED, reason=reason)
+
+    def status(self) -> RunStatus:
+        ok = all(r.state in _DONE for r in self.reports.values())
+        return RunStatus.SUCCEEDED if ok else RunStatus.FAILED
+
+    def steps(self) -> list[StepReport]:
+        return [self.reports[n] for n in self.order if n in self.reports]

@@ -1,0 +1,8 @@
+"""The run unit tests import their standard graphs from `shapes.py` beside them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
