@@ -53,12 +53,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.engine.loop import Engine, RunResult
 from orchestrator.execution.backends import make_executor
 from orchestrator.execution.local import Executor
 from orchestrator.model.graph import Graph
 from orchestrator.model.pipeline import Pipeline
 from orchestrator.model.step import Step, step
-from orchestrator.run.engine import Engine, RunResult
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store.metadata import MetadataStore
 

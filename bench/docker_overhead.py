@@ -22,9 +22,9 @@ from pathlib import Path
 
 from orchestrator import step
 from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.engine.loop import Engine
 from orchestrator.execution.backends import make_executor
 from orchestrator.model.pipeline import Pipeline
-from orchestrator.run.engine import Engine
 from orchestrator.store.metadata import MetadataStore
 
 ROOT = Path(__file__).resolve().parents[1]

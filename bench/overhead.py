@@ -66,11 +66,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.engine.loop import Engine, RunResult
 from orchestrator.execution.local import make_executor
 from orchestrator.model.graph import Graph
 from orchestrator.model.pipeline import Pipeline
 from orchestrator.model.step import Step, step
-from orchestrator.run.engine import Engine, RunResult
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store.metadata import MetadataStore
 

@@ -54,10 +54,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from overhead import Spec, chain_spec, check, fan_spec  # noqa: E402
 
 from orchestrator.artifacts.store import ArtifactStore  # noqa: E402
+from orchestrator.engine.loop import Engine  # noqa: E402
 from orchestrator.execution.local import make_executor  # noqa: E402
 from orchestrator.model.graph import Graph  # noqa: E402
 from orchestrator.model.pipeline import Pipeline  # noqa: E402
-from orchestrator.run.engine import Engine  # noqa: E402
 from orchestrator.state import StepState  # noqa: E402
 from orchestrator.store.metadata import MetadataStore  # noqa: E402
 

@@ -9,24 +9,28 @@ Public API::
     orchestrator.runs(pipeline=None, status=None, limit=20)
     orchestrator.load(run_id, step, output=None)
 
-`orchestrator.run` is also the name of the package holding the run engine: the package
-object is made callable (it calls `orchestrator.api.run`), so both `orchestrator.run(...)`
-and `orchestrator.run.engine` work, whichever is imported first.
+The API loads on first use (`orchestrator.api`), so a step's worker process, which
+imports this package, never loads the metadata store.
 """
 
-import sys
-import types
 from typing import Any
 
 from orchestrator.errors import (
     ArtifactError,
+    ExecutorError,
     InvalidPipeline,
+    NeverComputed,
     NotFound,
     OrchestratorError,
     ParamError,
     PipelineError,
+    SelectionError,
+    ServingError,
     StepFailed,
     StepTimeout,
+    StoreError,
+    TargetNotFound,
+    TriggerError,
 )
 from orchestrator.execution.context import ModelVersion, RunContext, current
 from orchestrator.model.graph import Graph
@@ -46,35 +50,12 @@ _LAZY = {
 }
 
 
-_API = ("runs", "load", "get_run", "Run", "StepRun", "Workspace")
-
-
-class _CallableRunPackage(types.ModuleType):
-    """The package `orchestrator.run`, callable as `orchestrator.run(...)` (the Python API)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from orchestrator.api import run
-
-        return run(*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "run" and isinstance(value, types.ModuleType):
-            value.__class__ = _CallableRunPackage
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-if "orchestrator.run" in sys.modules:  # bound before this module could make it callable
-    sys.modules["orchestrator.run"].__class__ = _CallableRunPackage
+_API = ("run", "runs", "load", "get_run", "Run", "StepRun", "Workspace")
 
 
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name == "run":
-        return importlib.import_module("orchestrator.run")  # made callable as it is bound
     if name in _API:
         module = "orchestrator.config" if name == "Workspace" else "orchestrator.api"
         return getattr(importlib.import_module(module), name)
@@ -85,6 +66,13 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ArtifactError",
+    "ExecutorError",
+    "NeverComputed",
+    "SelectionError",
+    "ServingError",
+    "StoreError",
+    "TargetNotFound",
+    "TriggerError",
     "Run",
     "StepRun",
     "Workspace",

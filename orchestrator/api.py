@@ -222,10 +222,10 @@ def execute(
     step log line as it is written (thread and process executors). KeyboardInterrupt
     propagates once the run is recorded as interrupted.
     """
+    from orchestrator.engine.loop import Engine, new_run_id
     from orchestrator.execution.backends import NAMES
     from orchestrator.execution.worker import install_capture
     from orchestrator.logs import get_logger
-    from orchestrator.run.engine import Engine, new_run_id
 
     if executor not in NAMES:  # before the run is recorded
         raise ExecutorError(f"unknown executor '{executor}'; choose one of {', '.join(NAMES)}")
@@ -307,8 +307,8 @@ def run(
     the CLI's `--only`, `--from`, `--to` and `--tags` do (a name or a list of names). A
     failed step does not raise: look at `status` and `steps`, or call `raise_for_status()`.
     """
+    from orchestrator.engine.selection import Selection
     from orchestrator.loader import normalize_target
-    from orchestrator.run.selection import Selection
 
     picked = Selection.parse(
         *(",".join(v) if isinstance(v, list) else v for v in (only, from_, to, tags))

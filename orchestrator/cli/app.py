@@ -139,8 +139,8 @@ def run(
     """Validate, plan and run a pipeline; cached steps are reused; step logs go to stderr.
     With --only, --from, --to or --tags only part of it runs; the steps it needs upstream
     come from the cache."""
+    from orchestrator.engine.selection import Selection
     from orchestrator.loader import load_target, normalize_target
-    from orchestrator.run.selection import Selection
 
     graph = load_target(target).build(_overrides(param, params_file))
     result = _run_graph(
@@ -165,8 +165,8 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a failed or interrupted run again, reusing every step it finished."""
+    from orchestrator.engine.selection import Selection
     from orchestrator.loader import load_target
-    from orchestrator.run.selection import Selection
 
     old = ENV.store.get_run(run_id)
     graph = load_target(old["target"]).build(dict(old["params"]))

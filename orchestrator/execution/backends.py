@@ -1,7 +1,7 @@
 """Making an executor by name: the local pools, Dask and Docker (imported only when asked).
 
 This only builds executors; which executor runs a given step is decided in one place,
-`orchestrator.run.routing`.
+`orchestrator.engine.routing`.
 """
 
 from __future__ import annotations

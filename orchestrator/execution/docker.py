@@ -11,7 +11,7 @@ Per step, from `@step(hints={...})`: `image` (else the executor's default image)
 `65534:65534`, nobody), `keep_failed` (keep a failed container for inspection). Which
 steps of a Docker run go to a container at all (a step without an image, or one that
 talks to the embedded SQLite store, runs on the local thread pool) is decided by
-`orchestrator.run.routing`; this executor runs what it is given. A timeout kills the
+`orchestrator.engine.routing`; this executor runs what it is given. A timeout kills the
 container. Every failure names the
 step: image not found, engine unreachable, OOM-killed, non-zero exit with the last lines.
 
@@ -246,7 +246,7 @@ class DockerExecutor(Executor):
         os.chmod(scratch, 0o777)
         (scratch / "invocation.json").write_text(json.dumps(inv.to_json()))
         kwargs = self._run_kwargs(step, scratch)
-        kwargs["labels"]["orchestrator.run"] = inv.run_id
+        kwargs["labels"]["orchestrator.engine"] = inv.run_id
         mounts = _code_mounts(step, inv.step_ref)
         for folder in mounts:
             kwargs["volumes"][folder] = {"bind": folder, "mode": "ro"}

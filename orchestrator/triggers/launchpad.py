@@ -22,9 +22,9 @@ import sys
 def _warm() -> None:
     import orchestrator.cli.app  # noqa: F401
     import orchestrator.cli.render  # noqa: F401
+    import orchestrator.engine.loop  # noqa: F401
     import orchestrator.execution.backends  # noqa: F401
     import orchestrator.loader  # noqa: F401
-    import orchestrator.run.engine  # noqa: F401
     import orchestrator.store.metadata  # noqa: F401
     from orchestrator.logs import configure
 

@@ -281,7 +281,7 @@ def test_timeout_kills_the_container(orch: Orch, failing: Project) -> None:
     assert step_of(doc, "after")["state"] == "skipped"
     # the container was killed and removed, not left sleeping (removed at once: the
     # `orch run` process has exited, so no thread of it could still be cleaning up)
-    assert _containers(doc["run_id"], key="orchestrator.run") == []
+    assert _containers(doc["run_id"], key="orchestrator.engine") == []
 
 
 def test_env_cpus_and_network_policy(orch: Orch, failing: Project) -> None:
@@ -318,7 +318,7 @@ def test_failed_container_can_be_kept(orch: Orch, failing: Project) -> None:
 def test_no_container_left_behind_after_success(orch: Orch, small: Project) -> None:
     doc = orch.run("flow.py:small", "--param", "n=2", "--executor", "docker")
     assert set(states(doc).values()) == {"succeeded"}
-    assert _containers(doc["run_id"], "orchestrator.run") == []
+    assert _containers(doc["run_id"], "orchestrator.engine") == []
 
 
 def test_image_build_installs_the_project_and_the_users_code(

@@ -52,9 +52,10 @@ def test_one_huge_line_is_cut_to_the_byte_cap() -> None:
     assert note is not None and len(tail) == 64 * 1024
 
 
-def test_orchestrator_run_is_callable_and_still_the_engine_package() -> None:
-    import orchestrator.run.engine as engine
+def test_orchestrator_run_is_the_api_function_beside_the_engine_package() -> None:
+    import orchestrator.api as api
+    import orchestrator.engine.loop as engine
 
-    assert callable(orchestrator.run)
-    assert orchestrator.run.engine is engine
-    assert callable(orchestrator.runs) and callable(orchestrator.load)
+    assert orchestrator.run is api.run
+    assert orchestrator.engine.loop is engine
+    assert orchestrator.runs is api.runs and orchestrator.load is api.load

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from orchestrator.artifacts.store import ArtifactRef
 from orchestrator.cache.keys import KeyMaker, KeyParts
+from orchestrator.engine.resolver import CacheResolver, Entry, Reason
+from orchestrator.engine.selection import Plan, never_computed, upfront
 from orchestrator.errors import NeverComputed
 from orchestrator.model.graph import Graph
-from orchestrator.run.resolver import CacheResolver, Entry, Reason
-from orchestrator.run.selection import Plan, never_computed, upfront
 
 Hit = tuple[KeyParts, Entry, Reason]
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from orchestrator.artifacts.store import ArtifactRef
+from orchestrator.engine.report import StepReport
 from orchestrator.model.graph import Graph
-from orchestrator.run.report import StepReport
 from orchestrator.state import RunStatus, StepState
 
 _DONE = (StepState.SUCCEEDED, StepState.CACHED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from shapes import diamond
 
 from orchestrator.artifacts.store import ArtifactRef
-from orchestrator.run.state import RunState
+from orchestrator.engine.state import RunState
 from orchestrator.state import RunStatus, StepState
 
 

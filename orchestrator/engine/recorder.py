@@ -16,8 +16,8 @@ from typing import Any
 from orchestrator.artifacts.store import ArtifactRef
 from orchestrator.cache.hashing import canonical
 from orchestrator.cache.keys import KeyParts
+from orchestrator.engine.report import StepReport
 from orchestrator.execution.worker import StepResult
-from orchestrator.run.report import StepReport
 from orchestrator.state import StepState
 from orchestrator.store.metadata import Batch, MetadataStore, now
 

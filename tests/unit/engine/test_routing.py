@@ -1,10 +1,10 @@
-"""`route`: which executor runs a step; each rule of orchestrator/run/routing.py."""
+"""`route`: which executor runs a step; each rule of orchestrator/engine/routing.py."""
 
 from __future__ import annotations
 
 from shapes import left
 
-from orchestrator.run.routing import Placement, placement_of, route
+from orchestrator.engine.routing import Placement, placement_of, route
 
 SQLITE = "sqlite:////tmp/orch.db"
 POSTGRES = "postgresql+psycopg://orch@127.0.0.1/orch"

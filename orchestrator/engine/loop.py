@@ -35,18 +35,18 @@ from typing import Any
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.cache.hashing import canonical
 from orchestrator.cache.keys import KeyMaker, KeyParts
+from orchestrator.engine.inflight import Attempt, InFlight, Retry
+from orchestrator.engine.preflight import Hit, preflight
+from orchestrator.engine.recorder import Recorder
+from orchestrator.engine.report import RunResult, StepReport
+from orchestrator.engine.resolver import CacheResolver, Entry, Reason
+from orchestrator.engine.routing import Placement, placement_of, route
+from orchestrator.engine.selection import Plan, Selection, never_computed, plan
+from orchestrator.engine.state import RunState
 from orchestrator.errors import OrchestratorError
 from orchestrator.execution.local import Executor
 from orchestrator.execution.worker import StepInvocation, StepResult
 from orchestrator.model.graph import Graph
-from orchestrator.run.inflight import Attempt, InFlight, Retry
-from orchestrator.run.preflight import Hit, preflight
-from orchestrator.run.recorder import Recorder
-from orchestrator.run.report import RunResult, StepReport
-from orchestrator.run.resolver import CacheResolver, Entry, Reason
-from orchestrator.run.routing import Placement, placement_of, route
-from orchestrator.run.selection import Plan, Selection, never_computed, plan
-from orchestrator.run.state import RunState
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store.metadata import MetadataStore
 

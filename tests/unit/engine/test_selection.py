@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from shapes import diamond
 
+from orchestrator.engine.selection import Selection, never_computed, plan, upfront
 from orchestrator.errors import PipelineError, SelectionError
 from orchestrator.model.step import step
-from orchestrator.run.selection import Selection, never_computed, plan, upfront
 
 
 def cut(**kw: str) -> tuple[set[str], set[str]]:

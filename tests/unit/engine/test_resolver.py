@@ -10,10 +10,10 @@ from shapes import diamond
 
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.cache.keys import KeyMaker, KeyParts
+from orchestrator.engine.loop import Engine, RunResult
+from orchestrator.engine.resolver import CacheResolver
 from orchestrator.execution.local import make_executor
 from orchestrator.model.graph import Graph
-from orchestrator.run.engine import Engine, RunResult
-from orchestrator.run.resolver import CacheResolver
 from orchestrator.store.metadata import MetadataStore
 
 

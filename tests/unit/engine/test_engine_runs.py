@@ -11,11 +11,11 @@ from shapes import diamond
 
 from orchestrator import pipeline, step
 from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.engine.loop import Engine, RunResult
+from orchestrator.engine.selection import Selection
 from orchestrator.errors import NeverComputed, StepFailed, StepTimeout
 from orchestrator.execution.local import make_executor
 from orchestrator.model.graph import Graph
-from orchestrator.run.engine import Engine, RunResult
-from orchestrator.run.selection import Selection
 from orchestrator.store.metadata import MetadataStore
 
 
