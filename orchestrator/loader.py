@@ -105,17 +105,3 @@ def _where(exc: BaseException, path: Path) -> str:
     ]
     return f"line {frames[-1].lineno}: " if frames else ""
 
-
-def output_names(target: str, params: dict[str, Any]) -> dict[str, list[str]]:
-    """`{step: [output names]}` of a run's target built with its parameters; `{}` when it
-    cannot be loaded any more (moved, edited, broken). Anything the user's code prints
-    while loading is dropped, so the caller's output stays clean."""
-    import contextlib
-    import io
-
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            graph = load_target(target).build(params)
-    except Exception:  # any failure in user code means: no names, show indexes
-        return {}
-    return {name: graph.output_names(name) for name in graph.order}

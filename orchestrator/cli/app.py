@@ -72,8 +72,9 @@ def _run_graph(
         sys.stderr.flush()
         ENV.close()
         os._exit(130)
-    if as_json:
-        sys.stdout.write(_json(result.to_json()) + "\n")
+    if as_json:  # the document `orchestrator.run(...).to_json()` gives, outputs named
+        doc = api.from_result(result, graph, ENV.artifacts).to_json()
+        sys.stdout.write(_json(doc) + "\n")
     else:
         print_result(result)
     return result
@@ -172,11 +173,9 @@ def show(
 ) -> None:
     """A run: its steps, params, artifacts, errors and logs."""
     from orchestrator.cli.show import print_show
-    from orchestrator.loader import output_names
 
     run_row = ENV.store.get_run(run_id)
-    names = output_names(run_row["target"], run_row.get("params") or {})
-    print_show(run_row, ENV.store.step_runs(run_row["id"]), as_json, logs, full_logs, names)
+    print_show(run_row, ENV.store.step_runs(run_row["id"]), as_json, logs, full_logs)
 
 
 @app.command()

@@ -27,15 +27,6 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=str)
 
 
-def name_outputs(steps: list[dict[str, Any]], names: dict[str, list[str]]) -> None:
-    """Give each output of each step document its name, where the graph knows it."""
-    for s in steps:
-        known = names.get(s["name"], [])
-        for i, o in enumerate(s.get("outputs") or []):
-            if i < len(known):
-                o.setdefault("name", known[i])
-
-
 def print_runs(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(_dumps({"runs": [_run_json(r) for r in rows]}))

@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.cli.progress import duration_text as _dur
 from orchestrator.cli.progress import out
 from orchestrator.cli.progress import state_markup as _state
-from orchestrator.cli.render import _dumps, _run_json, name_outputs
+from orchestrator.cli.render import _dumps, _run_json
 from orchestrator.errors import NotFound, did_you_mean
 
 LOG_LINES = 200
@@ -88,9 +88,7 @@ def print_show(
     as_json: bool,
     logs: bool,
     full_logs: bool = False,
-    output_names: dict[str, list[str]] | None = None,
 ) -> None:
-    name_outputs(steps, output_names or {})
     if as_json:
         print(_dumps(_run_json(run) | {"steps": [_step_json(s, logs) for s in steps]}))
         return

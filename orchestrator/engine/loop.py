@@ -139,7 +139,9 @@ class _Run:
         self.resolver = CacheResolver(
             engine.store, engine.artifacts, graph.pipeline, resumed_from, self.warn
         )
-        self.record = Recorder(engine.store, run_id, graph.pipeline)
+        self.record = Recorder(
+            engine.store, run_id, graph.pipeline, {n: graph.output_names(n) for n in graph.order}
+        )
         self.flight = InFlight()
         self.executor = executor
         self._placement: Placement | None = None

@@ -28,9 +28,25 @@ def _text(value: str | None) -> str | None:
 
 
 class Recorder:
-    def __init__(self, store: MetadataStore, run_id: str, pipeline: str) -> None:
+    """`names[step]` are the step's output names: each recorded output carries its name,
+    so `orch show`, the UI and the Python API read them without loading the pipeline."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        run_id: str,
+        pipeline: str,
+        names: dict[str, list[str]] | None = None,
+    ) -> None:
         self.store, self.run_id, self.pipeline = store, run_id, pipeline
+        self.names = names or {}
         self.batch = Batch()
+
+    def _named(self, step: str, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = self.names.get(step, [])
+        return [o | {"name": n} for o, n in zip(outputs, names, strict=False)] + [
+            dict(o) for o in outputs[len(names) :]
+        ]
 
     def flush(self) -> None:
         if self.batch:
@@ -82,7 +98,7 @@ class Recorder:
                 "reason": rep.reason,
                 "params": canonical(parts.params),
                 "inputs": parts.inputs,
-                "outputs": outputs,
+                "outputs": self._named(rep.name, outputs),
             }
         )
 
@@ -90,7 +106,7 @@ class Recorder:
         self, rep: StepReport, parts: KeyParts, attempt: int, result: StepResult
     ) -> dict[str, Any]:
         """Record a success and its artifacts; return the cache entry it makes."""
-        outs = [o.to_json() for o in result.outputs]
+        outs = self._named(rep.name, [o.to_json() for o in result.outputs])
         stamp = now()
         self.batch.step_updates.append(
             {

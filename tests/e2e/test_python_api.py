@@ -163,8 +163,11 @@ def test_a_failed_step_is_data_not_an_exception(orch: Orch, project: Project) ->
     run = orchestrator.run(f"{project.path('bad.py')}:bad", home=orch.home)
     assert run.status == "failed"
     assert "ValueError: no good" in (run.step("boom").error or "")
-    with pytest.raises(orchestrator.NotFound, match="step 'boom' of run .* has no stored output"):
+    with pytest.raises(orchestrator.StepFailed, match="step 'boom' failed in run .*: ValueError"):
         run.output("boom")
+    with pytest.raises(orchestrator.StepFailed) as raised:
+        run.raise_for_status()
+    assert (raised.value.step, raised.value.run_id) == ("boom", run.run_id)
 
 
 def test_a_bad_home_is_one_error_from_the_api(tmp_path: Path, demo_project: Project) -> None:
