@@ -104,4 +104,3 @@ def _where(exc: BaseException, path: Path) -> str:
         f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path.resolve()
     ]
     return f"line {frames[-1].lineno}: " if frames else ""
-
