@@ -74,6 +74,7 @@ def execute(
 
     if executor not in NAMES:  # before the run is recorded
         raise ExecutorError(f"unknown executor '{executor}'; choose one of {', '.join(NAMES)}")
+    ws.store.db.refuse_writes()  # a read-only store says so, naming itself
     ws.ensure_writable()
     run_id = run_id or new_run_id()
     log = logger.bind(run_id=run_id) if logger is not None else get_logger(run_id=run_id)

@@ -9,7 +9,6 @@ model fitted on a bare numpy array is refused at deploy time with one clear erro
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
@@ -96,9 +95,11 @@ def models(orch: Orch, name: str) -> list[dict[str, Any]]:
 
 
 def json_output(orch: Orch, run: dict[str, Any], step: str) -> Any:
-    [ref] = step_of(run, step)["outputs"]
-    [path] = orch.artifact_files(ref["hash"])
-    return json.loads(path.read_text())
+    """A step's output as plain data, loaded through the Python API from the run's store."""
+    import orchestrator
+
+    value = orchestrator.load(run["run_id"], step, home=orch.home)
+    return value.model_dump() if hasattr(value, "model_dump") else value
 
 
 @pytest.fixture
