@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import psutil
+
 # Environment variables that would point a command at someone else's state.
 _FOREIGN = ("ORCH_DB_URL", "ORCH_ARTIFACTS", "ORCH_LOG_FORMAT")
 
@@ -249,3 +251,32 @@ def report(x: int) -> int:
 def broken(n: int = 3):
     report(explode(load(n=n)))
 """
+
+
+# A step that writes its pid to `{pidfile}` and spins forever (orphan tests).
+ENDLESS_PIPELINE = """
+import os
+from pathlib import Path
+
+from orchestrator import pipeline, step
+
+
+@step
+def endless() -> int:
+    Path({pidfile!r}).write_text(str(os.getpid()))
+    while True:
+        pass
+
+
+@pipeline
+def spinning():
+    endless()
+"""
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie counts: its parent has not reaped it)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

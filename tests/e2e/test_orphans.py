@@ -7,33 +7,7 @@ import signal
 from pathlib import Path
 
 import psutil
-from orchtest import Orch, Project, wait_for
-
-ENDLESS_PIPELINE = """
-import os
-from pathlib import Path
-
-from orchestrator import pipeline, step
-
-
-@step
-def endless() -> int:
-    Path({pidfile!r}).write_text(str(os.getpid()))
-    while True:
-        pass
-
-
-@pipeline
-def spinning():
-    endless()
-"""
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+from orchtest import ENDLESS_PIPELINE, Orch, Project, process_gone, wait_for
 
 
 def test_a_step_process_dies_with_its_killed_runner(
@@ -48,10 +22,12 @@ def test_a_step_process_dies_with_its_killed_runner(
         assert pid != runner.pid and psutil.pid_exists(pid)
         os.kill(runner.pid, signal.SIGKILL)
         runner.wait(timeout=10)
-        wait_for(lambda: _gone(pid), f"step process {pid} to die with its runner", timeout=10)
+        wait_for(
+            lambda: process_gone(pid), f"step process {pid} to die with its runner", timeout=10
+        )
     finally:
         runner.kill()
-        if pid and not _gone(pid):
+        if pid and not process_gone(pid):
             os.kill(pid, signal.SIGKILL)  # the orphan this test is about
     res = orch("runs")
     assert res.code == 0, res.describe()

@@ -11,33 +11,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from orchtest import Orch, Project, wait_for  # noqa: E402
-
-SPINNING = """
-import os
-from pathlib import Path
-
-from orchestrator import pipeline, step
-
-
-@step
-def endless() -> int:
-    Path({pidfile!r}).write_text(str(os.getpid()))
-    while True:
-        pass
-
-
-@pipeline
-def spinning():
-    endless()
-"""
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+from orchtest import ENDLESS_PIPELINE, Orch, Project, process_gone, wait_for  # noqa: E402
 
 
 def test_local_cluster_workers_die_with_their_killed_runner(tmp_path: Path) -> None:
@@ -45,7 +19,7 @@ def test_local_cluster_workers_die_with_their_killed_runner(tmp_path: Path) -> N
     orch = Orch(tmp_path / "orch-home", project.root)
     orch.env.pop("ORCH_DASK_ADDRESS", None)  # a LocalCluster of the runner's own
     pidfile = tmp_path / "worker.pid"
-    project.write("spin.py", SPINNING.format(pidfile=str(pidfile)))
+    project.write("spin.py", ENDLESS_PIPELINE.format(pidfile=str(pidfile)))
     runner = orch.popen("run", "spin.py:spinning", "--executor", "dask", log=tmp_path / "r")
     cluster: list[psutil.Process] = []
     try:
@@ -55,9 +29,9 @@ def test_local_cluster_workers_die_with_their_killed_runner(tmp_path: Path) -> N
         os.kill(runner.pid, signal.SIGKILL)
         runner.wait(timeout=10)
         for proc in cluster:
-            wait_for(lambda p=proc: _gone(p.pid), f"cluster process {proc.pid} to die", 30)
+            wait_for(lambda p=proc: process_gone(p.pid), f"cluster process {proc.pid} to die", 30)
     finally:
         runner.kill()
         for proc in cluster:  # the orphans this test is about
-            if not _gone(proc.pid):
+            if not process_gone(proc.pid):
                 proc.kill()
