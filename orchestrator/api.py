@@ -166,8 +166,9 @@ def run(
     try:
         if progress:
             from orchestrator.cli.progress import Progress, print_log_line
+            from orchestrator.engine.selection import plan
 
-            with Progress(graph, f"{graph.pipeline} ({len(graph.order)} steps)") as bar:
+            with Progress(graph, steps=plan(graph, picked).members) as bar:
                 result = execute(
                     ws, graph, target=normalize_target(label), executor=executor,
                     listener=bar, on_log=print_log_line, selection=picked,

@@ -182,7 +182,7 @@ def from_result(result: Any, graph: Graph, artifacts: Any) -> Run:
             StepRun(
                 s.name,
                 s.kind,
-                s.state,
+                str(s.state),  # plain text, as a run read from the store has it
                 s.duration,
                 s.attempts,
                 s.cache_key,

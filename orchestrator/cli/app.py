@@ -49,9 +49,11 @@ def _run_graph(
     """Run through the API with live progress and log lines on stderr; print the result."""
     from orchestrator import api
     from orchestrator.cli.progress import Progress, json_log_printer, print_log_line, print_result
+    from orchestrator.engine.selection import plan
 
     run_id = run_id or api.new_run_id()
-    progress = Progress(graph, f"{graph.pipeline} ({len(graph.order)} steps)", quiet=as_json)
+    members = plan(graph, selection).members if selection else None
+    progress = Progress(graph, quiet=as_json, steps=members)
     json_logs = os.environ.get("ORCH_LOG_FORMAT") == "json"
     on_log = json_log_printer(run_id, graph.pipeline) if json_logs else print_log_line
     try:

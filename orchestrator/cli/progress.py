@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from rich.console import Console
@@ -54,12 +54,20 @@ def duration_text(seconds: float | None) -> str:
 class Progress:
     """Live per-step progress on stderr: a redrawn table on a terminal, else one line per change."""
 
-    def __init__(self, graph: Graph, run_label: str, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        run_label: str | None = None,
+        quiet: bool = False,
+        steps: Collection[str] | None = None,
+    ) -> None:
+        """`steps`: the steps of a partial run (default: every step of `graph`)."""
         self.graph, self.quiet = graph, quiet
-        self.states = {n: ("pending", "") for n in graph.order}
+        self.order = [n for n in graph.order if steps is None or n in steps]
+        self.states = {n: ("pending", "") for n in self.order}
         self.lock = threading.Lock()
         self.live: Live | None = None
-        self.label = run_label
+        self.label = run_label or f"{graph.pipeline} ({len(self.order)} steps)"
         if not quiet and err.is_terminal:
             self.live = Live(self._table(), console=err, refresh_per_second=8, transient=True)
 
@@ -67,7 +75,7 @@ class Progress:
         table = Table(title=self.label, title_justify="left")
         for col in ("step", "kind", "state", "note"):
             table.add_column(col)
-        for n in self.graph.order:
+        for n in self.order:
             state, note = self.states[n]
             table.add_row(n, self.graph.nodes[n].step.kind, state_markup(state), note)
         return table

@@ -95,3 +95,15 @@ def test_tags_are_validated_on_the_step() -> None:
         step(tags="ab")(f)
     with pytest.raises(PipelineError, match=r"step 'f': tag 'a,b' is not a name"):
         step(tags=("a,b",))(f)
+
+
+def test_the_progress_table_lists_only_the_steps_of_a_partial_run() -> None:
+    from orchestrator.cli.progress import Progress
+
+    g = diamond()
+    members = plan(g, Selection.parse(to="join")).members
+    bar = Progress(g, quiet=True, steps=members)
+    assert bar.order == [n for n in g.order if n in {"load", "left", "right", "join"}]
+    assert bar.label == "diamond_pipeline (4 steps)"
+    assert bar._table().row_count == 4
+    assert Progress(g, quiet=True)._table().row_count == len(g.order) == 6
