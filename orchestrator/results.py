@@ -38,6 +38,23 @@ class StepRun:
     outputs: list[ArtifactRef]
     output_names: list[str]
 
+    def to_json(self) -> dict[str, Any]:
+        """This step in the document `orch run --json` prints."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "state": self.state,
+            "duration": round(self.duration, 4),
+            "attempts": self.attempts,
+            "cache_key": self.cache_key,
+            "reason": self.reason.get("summary"),
+            "error": self.error,
+            "outputs": [
+                o.to_json() | {"name": n}
+                for o, n in zip(self.outputs, self.output_names, strict=True)
+            ],
+        }
+
 
 class Run:
     """A finished run (just made, or read from the store). Values load on demand."""
@@ -127,7 +144,7 @@ class Run:
 
     def to_json(self) -> dict[str, Any]:
         """The document `orch run --json` prints."""
-        return dict(self._doc)
+        return {**self._doc, "steps": [s.to_json() for s in self._steps]}
 
 
 def _step_error(run_id: str, s: StepRun) -> StepFailed:
@@ -192,10 +209,12 @@ def from_result(result: Any, graph: Graph, artifacts: Any) -> Run:
                 _names([{}] * len(s.outputs), declared),
             )  # fmt: skip
         )
-    doc = result.to_json()
-    for d, s in zip(doc["steps"], steps, strict=True):
-        for o, name in zip(d["outputs"], s.output_names, strict=True):
-            o.setdefault("name", name)
+    doc = {
+        "run_id": result.run_id,
+        "pipeline": result.pipeline,
+        "status": str(result.status),
+        "duration": round(result.duration, 4),
+    }
     return Run(doc, steps, artifacts, dict(graph.params))
 
 
@@ -223,19 +242,5 @@ def history(ws: Any, run_row: dict[str, Any], step_rows: list[dict[str, Any]]) -
         "pipeline": run_row["pipeline"],
         "status": run_row["status"],
         "duration": None if duration is None else round(duration, 4),
-        "steps": [
-            {
-                "name": s.name,
-                "kind": s.kind,
-                "state": s.state,
-                "duration": round(s.duration, 4),
-                "attempts": s.attempts,
-                "cache_key": s.cache_key,
-                "reason": s.reason.get("summary"),
-                "error": s.error,
-                "outputs": list(r.get("outputs") or []),
-            }  # fmt: skip
-            for s, r in zip(steps, step_rows, strict=True)
-        ],
     }
     return Run(doc, steps, ws.artifacts, dict(run_row.get("params") or {}))
