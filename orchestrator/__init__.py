@@ -35,7 +35,7 @@ from orchestrator.errors import (
 from orchestrator.execution.context import ModelVersion, RunContext, current
 from orchestrator.model.graph import Graph
 from orchestrator.model.pipeline import Pipeline, pipeline
-from orchestrator.model.step import FileInput, HashContent, Output, Step, step
+from orchestrator.model.step import FileInput, HashContent, Output, Step, fixed, step
 
 __version__ = "0.1.0"
 
@@ -101,6 +101,7 @@ __all__ = [
     "StepFailed",
     "StepTimeout",
     "current",
+    "fixed",
     "pipeline",
     "step",
     "__version__",

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.artifacts.store import ArtifactStore, file_hashes
 from orchestrator.errors import ParamError
 from orchestrator.state import RunStatus
 
@@ -93,7 +93,7 @@ def _live_runs(store: GcStore) -> tuple[list[str], set[str]]:
             continue
         ids.append(run["id"])
         for sr in store.step_runs(run["id"]):
-            hashes.update(o["hash"] for o in sr.get("outputs") or [])
+            hashes.update(h for o in sr.get("outputs") or [] for h in file_hashes(o))
             hashes.update(h for h in (sr.get("inputs") or {}).values() if isinstance(h, str))
     return ids, hashes
 

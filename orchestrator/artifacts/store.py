@@ -10,6 +10,10 @@ name is the xxh3-128 hash of the serialized bytes. Invariants:
   so a damaged artifact is never silently used;
 * a type with no serializer is an error, never a silent pickle: pickling happens only
   when the step asks for it with `hints={"serializer": "pickle"}`;
+* a *list ref* (serializer `list`) is no file: it names other artifacts in order (the
+  outputs given to a `list[T]` input, or the children's outputs of a mapped step), and
+  its hash is the hash of their hashes; it loads as a list (a tuple when `type` says
+  so) and is intact when every item is;
 * a value comes back with the type it went in with (`tuple` stays `tuple`, int dict keys
   stay int, numpy scalars keep their dtype, a RangeIndex stays a RangeIndex): JSON goes
   through `tagged`, Parquet keeps index frequency, RangeIndex columns and object columns
@@ -45,18 +49,56 @@ class ArtifactRef:
     serializer: str
     type: str
     size: int
+    items: tuple[ArtifactRef, ...] | None = None  # a list ref's artifacts, in order
+
+    @classmethod
+    def collect(
+        cls, items: list[ArtifactRef] | tuple[ArtifactRef, ...], *, as_tuple: bool = False
+    ) -> ArtifactRef:
+        """The list ref of `items` (see the module docstring)."""
+        items = tuple(items)
+        kind = "builtins:tuple" if as_tuple else "builtins:list"
+        key = hash_bytes(("list\0" + "\0".join(i.hash for i in items)).encode())
+        return cls(key, LIST, kind, sum(i.size for i in items), items)
+
+    def files(self) -> list[ArtifactRef]:
+        """The stored artifacts this ref stands for: itself, or a list ref's items."""
+        if self.items is None:
+            return [self]
+        return [f for i in self.items for f in i.files()]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "hash": self.hash,
             "serializer": self.serializer,
             "type": self.type,
             "size": self.size,
         }
+        if self.items is not None:
+            d["items"] = [i.to_json() for i in self.items]
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ArtifactRef:
-        return cls(d["hash"], d["serializer"], d["type"], int(d["size"]))
+        items = d.get("items")
+        return cls(
+            d["hash"],
+            d["serializer"],
+            d["type"],
+            int(d["size"]),
+            None if items is None else tuple(cls.from_json(i) for i in items),
+        )
+
+
+LIST = "list"
+
+
+def file_hashes(output: dict[str, Any]) -> list[str]:
+    """The hashes of the stored files a recorded output (`ArtifactRef.to_json`) names."""
+    items = output.get("items")
+    if items is None:
+        return [output["hash"]]
+    return [h for i in items for h in file_hashes(i)]
 
 
 def _type_path(value: Any) -> str:
@@ -232,6 +274,8 @@ class ArtifactStore:
         self._dirs: set[str] = set()
 
     def path(self, ref: ArtifactRef) -> Path:
+        if ref.items is not None:
+            raise ArtifactError(f"artifact {ref.hash[:12]} is a list of artifacts, not a file")
         return self.root / ref.hash[:2] / (ref.hash + SERIALIZERS[ref.serializer][0])
 
     def put(self, value: Any, serializer: str | None = None) -> ArtifactRef:
@@ -302,6 +346,9 @@ class ArtifactStore:
         return data
 
     def get(self, ref: ArtifactRef) -> Any:
+        if ref.items is not None:
+            values = [self.get(i) for i in ref.items]
+            return tuple(values) if ref.type == "builtins:tuple" else values
         data = self.read_bytes(ref)
         try:
             return SERIALIZERS[ref.serializer][2](data, ref.type)
@@ -312,6 +359,8 @@ class ArtifactStore:
 
     def verify(self, ref: ArtifactRef) -> str | None:
         """None when the file is present and intact, else the reason it is not."""
+        if ref.items is not None:
+            return next((p for i in ref.items if (p := self.verify(i)) is not None), None)
         path = self.path(ref)
         try:
             if ref.size < (1 << 20):

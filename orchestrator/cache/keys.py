@@ -27,7 +27,7 @@ from orchestrator.cache.hashing import (
 )
 from orchestrator.errors import OrchestratorError, ParamError
 from orchestrator.model.graph import has_hash_content
-from orchestrator.model.step import Node, Output, Step
+from orchestrator.model.step import Node, Step, is_input
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class KeyMaker:
         args = node.step.arguments
         for name, arg in args.items():
             value = node.bindings.get(name, arg.default)
-            if isinstance(value, Output):
+            if is_input(value):
                 continue
             if has_hash_content(arg.annotation):
                 path = Path(value)

@@ -84,14 +84,18 @@ def print_graph(g: Graph, fmt: str) -> None:
             out.print(f"  group {group}: pipeline {pipe}", highlight=False, markup=False)
         for n in g.order:
             node = g.nodes[n]
-            ins = ", ".join(f"{arg} <- {o.label}" for arg, o in node.inputs().items())
-            declared = node.step.declared_output_names
-            outs = ", ".join(
-                f"{name}: {type_name(t)}" if name else type_name(t)
-                for name, t in zip(declared, node.step.outputs, strict=True)
+            ins = ", ".join(
+                f"{arg} {'<< each of' if arg in node.mapped else '<-'} {o.label}"
+                for arg, o in node.inputs().items()
             )
+            declared = node.step.declared_output_names
+            types = [type_name(node.output_type(i)) for i in range(len(declared))]
+            outs = ", ".join(
+                f"{name}: {t}" if name else t for name, t in zip(declared, types, strict=True)
+            )
+            mapped = " map" if node.mapped else ""
             out.print(
-                f"  {n} ({node.step.kind}) -> {outs}" + (f"   [{ins}]" if ins else ""),
+                f"  {n} ({node.step.kind}{mapped}) -> {outs}" + (f"   [{ins}]" if ins else ""),
                 highlight=False,
                 markup=False,
             )
@@ -148,7 +152,12 @@ def _dot(g: Graph) -> list[str]:
             lines.append(f"{pad}}}")
         for n in nodes.get(group, []):
             short = n.rpartition(".")[2]
-            lines.append(f'{pad}"{n}" [label="{short}\\n({g.nodes[n].step.kind})"];')
+            node = g.nodes[n]
+            if node.mapped:  # drawn as a stack: one node for all its children
+                label = f"{short}\\n({node.step.kind}, map)"
+                lines.append(f'{pad}"{n}" [label="{label}", shape=box3d];')
+            else:
+                lines.append(f'{pad}"{n}" [label="{short}\\n({node.step.kind})"];')
 
     emit(None, 1)
     lines += [f'  "{a}" -> "{b}";' for a, b in sorted(g.dag.edges())]

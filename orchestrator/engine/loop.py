@@ -5,7 +5,8 @@ ready, finished or skipped; `CacheResolver` (resolver.py) finds a stored result 
 or explains the miss; `Recorder` (recorder.py) turns each state change into the rows of
 one batch; `InFlight` (inflight.py) holds running attempts, deadlines and retry timers;
 `route` (routing.py) picks the executor of each step; `plan` (selection.py) cuts a
-partial run. This module is the loop that drives them.
+partial run; `Mapper` (mapping.py) expands a mapped step into its children. This module
+is the loop that drives them.
 
 The one loop: resolve ready steps (cache hit -> finished at once, children released in
 the same pass; miss -> to submit), commit the round's state changes in one transaction,
@@ -36,6 +37,7 @@ from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.cache.hashing import canonical
 from orchestrator.cache.keys import KeyMaker, KeyParts
 from orchestrator.engine.inflight import Attempt, InFlight, Retry
+from orchestrator.engine.mapping import Mapper
 from orchestrator.engine.preflight import Hit, preflight
 from orchestrator.engine.recorder import Recorder
 from orchestrator.engine.report import RunResult, StepReport
@@ -47,6 +49,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.execution.local import Executor
 from orchestrator.execution.worker import StepInvocation, StepResult
 from orchestrator.model.graph import Graph
+from orchestrator.model.step import Node
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store.metadata import MetadataStore
 
@@ -147,6 +150,7 @@ class _Run:
         self._placement: Placement | None = None
         self.to_submit: list[Retry] = []
         self.memo: dict[str, Any] = {}
+        self.maps = Mapper(self)
 
     @property
     def placement(self) -> Placement:
@@ -188,8 +192,11 @@ class _Run:
             if name in hits:
                 self.finish_cached(name, *hits.pop(name))
                 continue
-            node = self.g.nodes[name]
-            inputs = {a: state.outputs[o.node][o.index].hash for a, o in node.inputs().items()}
+            node = state.node(name)
+            if node.mapped and name not in state.parent_map:
+                self.maps.expand(name)
+                continue
+            inputs = {a: r.hash for a, r in state.inputs(name).items()}
             try:
                 parts = self.e.keys.make(node, inputs)
             except OrchestratorError as exc:
@@ -212,16 +219,20 @@ class _Run:
         its inputs, and every running step shows as running."""
         keep, starting = [], []
         for retry in self.to_submit:
-            ex = self.e.executor(route(self.g.nodes[retry[0]].step, self.placement))
-            if not self.flight.has_room(ex):
+            name = retry[0]
+            child = name in self.state.parent_map
+            ex = self.e.executor(route(self.state.node(name).step, self.placement))
+            if not self.flight.has_room(ex) or (child and not self.maps.may_start(name)):
                 keep.append(retry)
                 continue
             self.flight.reserve(ex)
+            if child:
+                self.maps.started(name)
             starting.append((self.prepare(*retry), retry, ex))
         self.to_submit = keep
         self.record.flush()
         for inv, (name, parts, attempt), ex in starting:
-            step = self.g.nodes[name].step
+            step = self.state.node(name).step
             fut = ex.submit(inv, step, self.memo if ex.in_process else None)
             t = time.perf_counter()
             deadline = t + step.timeout if step.timeout else None
@@ -234,7 +245,8 @@ class _Run:
         rep.state, rep.attempts = StepState.RUNNING, attempt
         self.record.running(rep, parts, inputs, attempt)
         self.emit(name, StepState.RUNNING, attempt=attempt)
-        return _invocation(self.run_id, self.g, name, parts, attempt, inputs)
+        node = self.state.node(name)
+        return _invocation(self.run_id, self.g, node, name, parts, attempt, inputs)
 
     def wait(self) -> None:
         for attempt, result in self.flight.wait():
@@ -243,7 +255,9 @@ class _Run:
 
     def handle(self, attempt: Attempt, result: StepResult) -> None:
         name = attempt.name
-        step = self.g.nodes[name].step
+        step = self.state.node(name).step
+        if name in self.state.parent_map:
+            self.maps.started(name, -1)
         if result.ok:
             self.finish_succeeded(attempt, result)
             return
@@ -271,7 +285,10 @@ class _Run:
     def release(self, name: str, refs: list[ArtifactRef]) -> None:
         for parent in self.state.finish(name, refs):
             for r in self.state.outputs.get(parent, []):
-                self.memo.pop(r.hash, None)
+                for f in (r, *r.files()):
+                    self.memo.pop(f.hash, None)
+        if name in self.state.parent_map:
+            self.maps.done(name)
 
     def finish_cached(self, name: str, parts: KeyParts, entry: Entry, reason: Reason) -> None:
         refs = [ArtifactRef.from_json(o) for o in entry["outputs"]]
@@ -283,15 +300,18 @@ class _Run:
         self.release(name, refs)
 
     def finish_succeeded(self, attempt: Attempt, result: StepResult) -> None:
-        rep = self.state.reports[attempt.name]
+        self.finish_ok(attempt.name, attempt.parts, attempt.attempt, result)
+
+    def finish_ok(self, name: str, parts: KeyParts, attempt: int, result: StepResult) -> None:
+        rep = self.state.reports[name]
         rep.state, rep.duration, rep.outputs = StepState.SUCCEEDED, result.duration, result.outputs
         rep.error = None
-        self.resolver.remember(self.record.succeeded(rep, attempt.parts, attempt.attempt, result))
+        self.resolver.remember(self.record.succeeded(rep, parts, attempt, result))
         if result.values is not None:
             for ref, value in zip(result.outputs, result.values, strict=True):
                 self.memo[ref.hash] = value
-        self.emit(attempt.name, StepState.SUCCEEDED, duration=result.duration)
-        self.release(attempt.name, result.outputs)
+        self.emit(name, StepState.SUCCEEDED, duration=result.duration)
+        self.release(name, result.outputs)
 
     def finish_failed(
         self,
@@ -314,6 +334,8 @@ class _Run:
         for desc in self.state.to_skip(name):
             self.record.skipped(self.state.skip(desc, name), name)
             self.emit(desc, StepState.SKIPPED, cause=name)
+        if name in self.state.parent_map:
+            self.maps.done(name)
 
 
 class _Voice:
@@ -343,12 +365,12 @@ class _Voice:
 def _invocation(
     run_id: str,
     graph: Graph,
+    node: Node,
     name: str,
     parts: KeyParts,
     attempt: int,
     inputs: dict[str, ArtifactRef],
 ) -> StepInvocation:
-    node = graph.nodes[name]
     return StepInvocation(
         run_id=run_id,
         pipeline=graph.pipeline,

@@ -14,6 +14,7 @@ from orchestrator.artifacts.store import ArtifactRef
 from orchestrator.cache.keys import KeyMaker, KeyParts
 from orchestrator.engine.resolver import CacheResolver, Entry, Reason
 from orchestrator.engine.selection import Plan, never_computed, upfront
+from orchestrator.engine.state import bound_refs
 from orchestrator.errors import NeverComputed
 from orchestrator.model.graph import Graph
 
@@ -32,7 +33,7 @@ def preflight(
         if any(p in missing for p in graph.parents(name)):
             missing.append(name)  # its key depends on an output that does not exist
             continue
-        inputs = {a: outputs[o.node][o.index].hash for a, o in node.inputs().items()}
+        inputs = {a: r.hash for a, r in bound_refs(node, outputs).items()}
         parts = keys.make(node, inputs)
         entry, reason = resolver.lookup(name, node.step, parts, cache_only=True)
         if entry is None:

@@ -124,17 +124,24 @@ class Recorder:
                 "inputs": parts.inputs,
             }
         )
-        for o in result.outputs:
+        self._artifacts(rep.name, [o for o in result.outputs if o.items is None], stamp)
+        return self._cache_entry(rep.name, parts, outs, stamp)
+
+    def elements(self, step: str, refs: list[ArtifactRef]) -> None:
+        """The artifacts a mapped step stored for its elements."""
+        self._artifacts(step, refs, now())
+
+    def _artifacts(self, step: str, refs: list[ArtifactRef], stamp: Any) -> None:
+        for o in refs:
             self.batch.artifacts[o.hash] = {
                 "hash": o.hash,
                 "serializer": o.serializer,
                 "type": o.type,
                 "size": o.size,
                 "run_id": self.run_id,
-                "step": rep.name,
+                "step": step,
                 "created_at": stamp,
             }
-        return self._cache_entry(rep.name, parts, outs, stamp)
 
     def _cache_entry(
         self, name: str, parts: KeyParts, outs: list[dict[str, Any]], stamp: Any

@@ -13,6 +13,12 @@ State kept:
 * `reports[n]`: what the run says of n; absent until n is resolved, failed or skipped;
 * `queue`: members whose parents have all finished, not yet resolved.
 
+A mapped step (`Node.mapped`) is expanded when it is ready: `expand` adds one *child*
+per element, `train[0]`, `train[1]`, ..., queued at once (their inputs are known), with
+`maps[train]` counting the children not yet done. Children are not graph nodes: they
+have no parents or children of their own here, and the mapped step finishes (with the
+list refs of its children's outputs) when the last child is done.
+
 Invariants: a member enters `queue` once, when its `waiting` count reaches 0; `outputs`
 has an entry exactly for the members that finished (succeeded or cached); a member
 that fails for good takes its not-yet-started descendants to skipped, and nothing else.
@@ -20,14 +26,46 @@ that fails for good takes its not-yet-started descendants to skipped, and nothin
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
+from typing import Any
 
 from orchestrator.artifacts.store import ArtifactRef
 from orchestrator.engine.report import StepReport
 from orchestrator.model.graph import Graph
+from orchestrator.model.step import Node, OutputList
 from orchestrator.state import RunStatus, StepState
 
 _DONE = (StepState.SUCCEEDED, StepState.CACHED)
+
+
+def bound_refs(node: Node, outputs: dict[str, list[ArtifactRef]]) -> dict[str, ArtifactRef]:
+    """The artifact each input argument of `node` reads, from its parents' `outputs`: a
+    list ref for a list of outputs."""
+    out = {}
+    for arg, value in node.inputs().items():
+        if isinstance(value, OutputList):
+            refs = [outputs[o.node][o.index] for o in value.items]
+            out[arg] = ArtifactRef.collect(refs, as_tuple=value.as_tuple)
+        else:
+            out[arg] = outputs[value.node][value.index]
+    return out
+
+
+@dataclasses.dataclass
+class MapState:
+    """The children of one expanded mapped step and how far they are."""
+
+    children: list[str]
+    parts: Any  # the mapped step's KeyParts
+    started: float
+    left: int = 0
+    failed: list[str] = dataclasses.field(default_factory=list)
+    running: int = 0
+    max_parallel: int | None = None
+
+    def has_room(self) -> bool:
+        return self.max_parallel is None or self.running < self.max_parallel
 
 
 class RunState:
@@ -43,15 +81,33 @@ class RunState:
         self.outputs: dict[str, list[ArtifactRef]] = {}
         self.reports: dict[str, StepReport] = {}
         self.queue: list[str] = [n for n in self.order if self.waiting[n] == 0]
+        self.parent_map: dict[str, str] = {}  # child -> its mapped step
+        self.elements: dict[str, dict[str, ArtifactRef]] = {}  # child -> mapped inputs
+        self.maps: dict[str, MapState] = {}
+
+    def node(self, name: str) -> Node:
+        """The graph node of a step, or of the mapped step a child belongs to."""
+        return self.graph.nodes[self.parent_map.get(name, name)]
 
     def inputs(self, name: str) -> dict[str, ArtifactRef]:
-        """The artifact each input argument of `name` is bound to (its parents finished)."""
-        node = self.graph.nodes[name]
-        return {arg: self.outputs[o.node][o.index] for arg, o in node.inputs().items()}
+        """The artifact each input argument of `name` is bound to (its parents finished):
+        a list ref for a list of outputs, an element's artifact for a child's mapped one."""
+        return bound_refs(self.node(name), self.outputs) | self.elements.get(name, {})
+
+    def expand(self, name: str, children: dict[str, dict[str, ArtifactRef]], ms: MapState) -> None:
+        """Add the children of mapped step `name` (with their mapped inputs), queued."""
+        ms.children, ms.left = list(children), len(children)
+        self.maps[name] = ms
+        for child, elements in children.items():
+            self.parent_map[child] = name
+            self.elements[child] = elements
+        at = self.order.index(name) + 1
+        self.order[at:at] = ms.children
+        self.queue.extend(reversed(ms.children))  # popped from the end: element order
 
     def report(self, name: str, state: str, **fields: object) -> StepReport:
         """A new report for `name` in `state` (it replaces any earlier one)."""
-        kind = self.graph.nodes[name].step.kind
+        kind = self.node(name).step.kind
         rep = StepReport(name, kind, state, **fields)  # type: ignore[arg-type]
         self.reports[name] = rep
         return rep
@@ -60,6 +116,8 @@ class RunState:
         """Mark `name` finished with `refs`; queue the children it makes ready. Returns the
         parents whose every child in this run has now finished (their values may go)."""
         self.outputs[name] = refs
+        if name in self.parent_map:
+            return []
         spent = []
         for parent in self.parents[name]:
             self.consumers[parent] -= 1
@@ -72,7 +130,10 @@ class RunState:
         return spent
 
     def to_skip(self, name: str) -> list[str]:
-        """The descendants of failed `name` in this run that have not started yet."""
+        """The descendants of failed `name` in this run that have not started yet (none for
+        a child: its mapped step fails once every child is done)."""
+        if name in self.parent_map:
+            return []
         members = self.waiting
         out = []
         for desc in self.graph.descendants(name):

@@ -259,13 +259,17 @@ def revalidate_params(step: Step[Any], params: dict[str, Any]) -> dict[str, Any]
 def _load_inputs(
     inv: StepInvocation, artifacts: ArtifactStore, memo: dict[str, Any] | None
 ) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for arg, ref in inv.inputs.items():
-        if memo is not None and ref.hash in memo:
-            values[arg] = memo[ref.hash]
-        else:
-            values[arg] = artifacts.get(ref)
-    return values
+    return {arg: _load(ref, artifacts, memo) for arg, ref in inv.inputs.items()}
+
+
+def _load(ref: ArtifactRef, artifacts: ArtifactStore, memo: dict[str, Any] | None) -> Any:
+    """One input: from `memo` when this process holds it, a list ref item by item."""
+    if memo is not None and ref.hash in memo:
+        return memo[ref.hash]
+    if ref.items is not None and memo is not None:
+        values = [_load(i, artifacts, memo) for i in ref.items]
+        return tuple(values) if ref.type == "builtins:tuple" else values
+    return artifacts.get(ref)
 
 
 def _split_outputs(step: Step[Any], name: str, value: Any) -> list[Any]:

@@ -23,7 +23,15 @@ from typing import Any
 
 from orchestrator.errors import ParamError, PipelineError, did_you_mean
 from orchestrator.model.params import CliText, apply_override, has_cli_text, nest
-from orchestrator.model.step import Node, Output, Step, name_problem
+from orchestrator.model.step import (
+    Node,
+    Output,
+    OutputList,
+    Step,
+    is_input,
+    name_problem,
+    sources,
+)
 
 
 @dataclasses.dataclass
@@ -106,6 +114,8 @@ class Builder:
             if key in node.bindings:
                 node.problems.append(f"step '{node.name}' got argument '{key}' twice")
             node.bindings[key] = value
+        for key, value in node.bindings.items():
+            node.bindings[key] = _gather(node, key, value)
         if local in self.scope.overrides:
             self._override_step(node, self.scope.take(local))
         self.nodes.append(node)
@@ -125,10 +135,11 @@ class Builder:
                 self.problems.append(
                     f"step '{node.name}' has no parameter '{arg}'{did_you_mean(arg, args)}"
                 )
-            elif isinstance(bound, Output):
+            elif is_input(bound):
+                feeds = ", ".join(f"'{o.node}'" for o in sources(bound))
                 self.problems.append(
                     f"step '{node.name}' argument '{arg}' is an input fed by step "
-                    f"'{bound.node}', not a parameter"
+                    f"{feeds}, not a parameter"
                 )
             else:
                 current = node.bindings.get(arg, args[arg].default)
@@ -193,3 +204,21 @@ class Builder:
             f"(its parameters: {', '.join(choices) or 'none'}; use STEP.PARAM to set a "
             "step's parameter)"
         )
+
+
+def _gather(node: Node, key: str, value: Any) -> Any:
+    """A list or tuple of outputs bound to one argument becomes an `OutputList`; one that
+    mixes outputs and plain values is a problem of the node."""
+    if not isinstance(value, list | tuple) or not value:
+        return value
+    outs = [v for v in value if isinstance(v, Output)]
+    if not outs:
+        return value
+    if len(outs) != len(value):
+        i = next(i for i, v in enumerate(value) if not isinstance(v, Output))
+        node.problems.append(
+            f"step '{node.name}' input '{key}' mixes step outputs and plain values (item {i} "
+            f"is {value[i]!r}); a list input takes step outputs only"
+        )
+        return value
+    return OutputList(tuple(outs), as_tuple=isinstance(value, tuple))

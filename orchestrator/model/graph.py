@@ -19,10 +19,11 @@ from typing import Any
 import networkx as nx
 
 from orchestrator.errors import InvalidPipeline, ParamError, did_you_mean
-from orchestrator.model.step import Node, Output, name_problem
+from orchestrator.model.step import Node, Output, OutputList, name_problem
 from orchestrator.model.types import (
     fits,
     has_hash_content,
+    item_type,
     parse_cli_text,
     parse_cli_value,
     type_name,
@@ -122,28 +123,15 @@ def _check_node(node: Node, by_name: dict[str, Node], dag: nx.DiGraph, problems:
             )
             continue
         expected = args[key].annotation
-        if isinstance(value, Output):
-            src = by_name.get(value.node)
-            if src is None:
-                problems.append(
-                    f"step '{node.name}' input '{key}' refers to unknown step '{value.node}'"
-                    f"{did_you_mean(value.node, by_name)}"
-                )
-                continue
-            if value.index >= len(src.step.outputs):
-                problems.append(
-                    f"step '{node.name}' input '{key}' refers to output {value.index} of step "
-                    f"'{src.name}', which has {len(src.step.outputs)} output(s)"
-                )
-                continue
-            out_type = src.step.outputs[value.index]
-            if not fits(out_type, expected):
-                which = f" output '{value.name}'" if value.name else ""
-                problems.append(
-                    f"type mismatch: step '{src.name}'{which} outputs {type_name(out_type)} but "
-                    f"step '{node.name}' input '{key}' expects {type_name(expected)}"
-                )
-            dag.add_edge(src.name, node.name)
+        if isinstance(value, OutputList):
+            _check_list(node, key, value, expected, by_name, dag, problems)
+        elif isinstance(value, Output):
+            if key in node.mapped:
+                where = f"step '{node.name}' mapped input '{key}'"
+                _check_edge(node, where, value, expected, by_name, dag, problems, mapped=True)
+            else:
+                where = f"step '{node.name}' input '{key}'"
+                _check_edge(node, where, value, expected, by_name, dag, problems)
         else:
             try:
                 node.bindings[key] = validate_value(
@@ -156,3 +144,62 @@ def _check_node(node: Node, by_name: dict[str, Node], dag: nx.DiGraph, problems:
         problems.append(
             f"step '{node.name}' is missing required input(s) {', '.join(repr(m) for m in missing)}"
         )
+
+
+def _check_list(
+    node: Node,
+    key: str,
+    value: OutputList,
+    expected: Any,
+    by_name: dict[str, Node],
+    dag: nx.DiGraph,
+    problems: list[str],
+) -> None:
+    """Each output of a list input must fit the list's item type."""
+    item = item_type(expected)
+    if item is None:
+        problems.append(
+            f"step '{node.name}' input '{key}' is given a list of {len(value.items)} outputs "
+            f"but expects {type_name(expected)}; type it list[...] to take several outputs"
+        )
+        return
+    for i, out in enumerate(value.items):
+        where = f"step '{node.name}' input '{key}' item {i}"
+        _check_edge(node, where, out, item, by_name, dag, problems)
+
+
+def _check_edge(
+    node: Node,
+    where: str,
+    value: Output,
+    expected: Any,
+    by_name: dict[str, Node],
+    dag: nx.DiGraph,
+    problems: list[str],
+    *,
+    mapped: bool = False,
+) -> None:
+    src = by_name.get(value.node)
+    if src is None:
+        problems.append(
+            f"{where} refers to unknown step '{value.node}'{did_you_mean(value.node, by_name)}"
+        )
+        return
+    if value.index >= len(src.step.outputs):
+        problems.append(
+            f"{where} refers to output {value.index} of step '{src.name}', which has "
+            f"{len(src.step.outputs)} output(s)"
+        )
+        return
+    out_type = src.output_type(value.index)
+    if mapped:
+        element = item_type(out_type)
+        out_type = Any if element is None else element
+    if not fits(out_type, expected):
+        which = f" output '{value.name}'" if value.name else ""
+        each = " elements" if mapped else ""
+        problems.append(
+            f"type mismatch: step '{src.name}'{which} outputs{each} {type_name(out_type)} but "
+            f"{where} expects {type_name(expected)}"
+        )
+    dag.add_edge(src.name, node.name)

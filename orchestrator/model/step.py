@@ -10,6 +10,11 @@ A `Step` wraps a function. Its signature is the contract:
   `-> tuple[Annotated[A, "train"], Annotated[B, "test"]]` or a NamedTuple return type
   with two or more fields (whose call then returns that NamedTuple of handles).
 
+An input typed `list[T]` (or `tuple[T, ...]`) may be bound to a list of outputs,
+`pick_best([fit(a), fit(b)])`: an `OutputList`. `step.map(item=shards, **fixed)` calls a
+step once per element of a list produced at run time (see `Step.map`): its node is
+*mapped* and each of its outputs is a `list[...]` of the elements' outputs.
+
 A call is named after its step; `step.named("x")(...)` (or `_name="x"`) names it, and
 a second unnamed call of the same step in one pipeline is `<step>_2`. A name follows
 `NAME_RULE`: the dot is reserved for the namespaces of sub-pipelines (`ds.train`).
@@ -90,21 +95,68 @@ class Output:
         )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutputList:
+    """Several outputs bound to one `list[T]` / `tuple[T, ...]` input, in order."""
+
+    items: tuple[Output, ...]
+    as_tuple: bool = False
+
+    @property
+    def label(self) -> str:
+        return "[" + ", ".join(o.label for o in self.items) + "]"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fixed:
+    """`fixed(x)`: in `step.map(...)`, pass `x` whole to every element instead of mapping."""
+
+    value: Any
+
+
+def fixed(value: Any) -> Fixed:
+    """Mark a `step.map(...)` argument as passed whole to every element (not mapped)."""
+    return Fixed(value)
+
+
+Input = Output | OutputList
+
+
+def is_input(value: Any) -> bool:
+    """Whether a binding is an edge (one output or a list of outputs), not a plain value."""
+    return isinstance(value, Output | OutputList)
+
+
+def sources(value: Input) -> tuple[Output, ...]:
+    """The outputs a binding reads."""
+    return value.items if isinstance(value, OutputList) else (value,)
+
+
 @dataclasses.dataclass(slots=True)
 class Node:
-    """One call of a step in a pipeline: the step, its name and its argument bindings."""
+    """One call of a step in a pipeline: the step, its name and its argument bindings.
+
+    A mapped node (`mapped` names the arguments it maps over) runs once per element at
+    run time; each of its outputs is then a list, `list[T]` for a step returning `T`."""
 
     name: str
     step: Step[Any]
     bindings: dict[str, Any]
     explicit_name: bool = False
     problems: list[str] = dataclasses.field(default_factory=list)
+    mapped: tuple[str, ...] = ()
+    max_parallel: int | None = None
 
-    def inputs(self) -> dict[str, Output]:
-        return {k: v for k, v in self.bindings.items() if isinstance(v, Output)}
+    def inputs(self) -> dict[str, Input]:
+        return {k: v for k, v in self.bindings.items() if is_input(v)}
 
     def params(self) -> dict[str, Any]:
-        return {k: v for k, v in self.bindings.items() if not isinstance(v, Output)}
+        return {k: v for k, v in self.bindings.items() if not is_input(v)}
+
+    def output_type(self, index: int) -> Any:
+        """The type of output `index` as its consumers see it (a list when mapped)."""
+        t = self.step.outputs[index]
+        return list[t] if self.mapped else t  # type: ignore[valid-type]
 
 
 class Recorder(Protocol):
@@ -327,16 +379,70 @@ class Step(Generic[F]):
         if builder is None:
             return self.fn(*args, **kwargs)
         node = builder.add_step(self, args, kwargs, _name)
+        return self._handles(node)
+
+    def _handles(self, node: Node) -> Any:
         outs = [
-            Output(node.name, i, t, n)
-            for i, (t, n) in enumerate(zip(self.outputs, self._output_names, strict=True))
+            Output(node.name, i, node.output_type(i), n) for i, n in enumerate(self._output_names)
         ]
         if self._returns is not None:
             return self._returns._make(outs)
         return tuple(outs) if len(outs) > 1 else outs[0]
 
+    def map(
+        self, *args: Any, _name: str | None = None, max_parallel: int | None = None, **kwargs: Any
+    ) -> Any:
+        """Call this step once per element of a list known only at run time.
+
+        `train.map(shard=shards, features=X, C=1.0)` maps over every argument bound to a
+        step output typed `list[...]`, `tuple[..., ...]` or `Any` (several are zipped and
+        must have equal lengths); other step outputs, plain values and `fixed(x)` go whole
+        to every element. When the lists are known, the run starts one child per element,
+        `train[0]`, `train[1]`, ..., each cached by its element's content, so adding an
+        element runs one more child. Every output of a mapped call is a list of the
+        children's outputs, in element order (an empty list gives `[]`). `max_parallel`
+        bounds how many children run at once.
+        """
+        builder: Recorder | None = _building.get()
+        if builder is None:
+            raise PipelineError(
+                f"step '{self.name}': .map() wires a pipeline; call it inside a @pipeline body"
+            )
+        if max_parallel is not None and (not isinstance(max_parallel, int) or max_parallel < 1):
+            raise PipelineError(
+                f"step '{self.name}': max_parallel must be a positive integer, got {max_parallel!r}"
+            )
+        names = list(self.arguments)
+        bound = dict(zip(names, args, strict=False))
+        bound.update(kwargs)
+        mapped = tuple(k for k, v in bound.items() if isinstance(v, Output) and _listish(v.type))
+        plain = {k: (v.value if isinstance(v, Fixed) else v) for k, v in bound.items()}
+        node = builder.add_step(self, (), plain, _name)
+        node.mapped, node.max_parallel = mapped, max_parallel
+        if len(args) > len(names):
+            node.problems.append(
+                f"step '{node.name}' takes {len(names)} arguments but {len(args)} were given "
+                "positionally"
+            )
+        if not mapped:
+            node.problems.append(
+                f"step '{node.name}' .map() maps over nothing: bind an argument to a step "
+                "output typed list[...] (other values go whole to every element)"
+            )
+        return self._handles(node)
+
     def __repr__(self) -> str:
         return f"<step {self.name} kind={self.kind}>"
+
+
+def _listish(t: Any) -> bool:
+    """Whether an output of type `t` is mapped over by `Step.map` (see there)."""
+    while typing.get_origin(t) is typing.Annotated:
+        t = typing.get_args(t)[0]
+    if t is Any:
+        return True
+    origin = typing.get_origin(t) or t
+    return isinstance(origin, type) and issubclass(origin, list | tuple)
 
 
 def step(

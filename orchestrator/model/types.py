@@ -14,6 +14,7 @@ Pydantic adapters are built once per hint. No I/O.
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import json
 import types
@@ -78,6 +79,22 @@ def fits(out: Any, into: Any) -> bool:
     if o_args and i_args and len(o_args) == len(i_args):
         return all(fits(a, b) for a, b in zip(o_args, i_args, strict=True))
     return True
+
+
+def item_type(t: Any) -> Any | None:
+    """The element type of a list-like hint (`list[T]`, `tuple[T, ...]`, `Sequence[T]`),
+    `Any` for an unparametrised one or `Any` itself, None for anything else."""
+    t = unwrap(t)
+    if t in (Any, _EMPTY):
+        return Any
+    origin, args = typing.get_origin(t) or t, typing.get_args(t)
+    if not isinstance(origin, type) or not issubclass(origin, collections.abc.Sequence):
+        return None
+    if issubclass(origin, str | bytes):
+        return None
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return typing.Union[args] if len(set(args)) > 1 else args[0]  # noqa: UP007
+    return unwrap(args[0]) if args else Any
 
 
 def has_hash_content(annotation: Any) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, delete, select
 
-from orchestrator.artifacts.store import ArtifactRef
+from orchestrator.artifacts.store import ArtifactRef, file_hashes
 from orchestrator.store import schema as t
 from orchestrator.store.base import Db, Row
 
@@ -66,7 +66,7 @@ class ArtifactIndex:
         for i in range(0, len(kept), CHUNK):
             chunk = kept[i : i + CHUNK]
             for (outs,) in conn.execute(select(outputs).where(t.step_runs.c.run_id.in_(chunk))):
-                refs.update(o["hash"] for o in outs or [])
+                refs.update(h for o in outs or [] for h in file_hashes(o))
         return refs
 
     def prune(self, keep: set[str]) -> int:
@@ -77,7 +77,7 @@ class ArtifactIndex:
             drop = [
                 r.cache_key
                 for r in conn.execute(select(c.cache_key, c.outputs))
-                if not all(o["hash"] in keep for o in r.outputs)
+                if not all(h in keep for o in r.outputs for h in file_hashes(o))
             ]
             for i in range(0, len(drop), CHUNK):
                 conn.execute(delete(t.cache_entries).where(c.cache_key.in_(drop[i : i + CHUNK])))

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from orchestrator.loader import load_target
+from orchestrator.model.step import sources
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,10 @@ def shape_of(pipe: Any, params: dict[str, Any]) -> Shape:
     graph = pipe.build(params)
     nodes = tuple((n, graph.nodes[n].step.kind) for n in graph.order)
     edges = tuple(
-        (out.node, n, arg) for n in graph.order for arg, out in graph.nodes[n].inputs().items()
+        (out.node, n, arg)
+        for n in graph.order
+        for arg, value in graph.nodes[n].inputs().items()
+        for out in sources(value)
     )
     groups = tuple(sorted(graph.groups.items()))
     outputs = tuple((n, tuple(graph.nodes[n].step.declared_output_names)) for n in graph.order)

@@ -1,0 +1,164 @@
+"""Mapped steps at run time: expand a ready mapped step into one child per element.
+
+When a mapped step is ready, its key is made from its inputs as for any step (the
+mapped inputs are the whole lists, by content), so an unchanged list is one cache hit
+for the whole map. On a miss the lists are read (from this process's memory, else the
+artifact store), each element is stored as its own artifact (content-addressed, so an
+element already stored costs a hash) and one child per element joins the run,
+`train[0]`, `train[1]`, ...: each has its own key from its element's content hash, its
+own attempts, retries, log and row. Several mapped inputs are zipped and must have equal
+lengths; a mapped input that is already a list of artifacts (the output of another
+mapped step) is used as it is, without a read.
+
+When the last child is done, the mapped step finishes: succeeded, with one list ref per
+output (the children's outputs in element order; `[]` for an empty list), recorded as a
+cache entry; or failed, naming the children that failed, once every other child has
+finished. Its reason says how many children ran and which.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.artifacts.store import ArtifactRef
+from orchestrator.engine.state import MapState
+from orchestrator.errors import ArtifactError, OrchestratorError
+from orchestrator.execution.worker import StepResult
+from orchestrator.state import StepState
+
+if TYPE_CHECKING:
+    from orchestrator.engine.loop import _Run
+
+
+class Mapper:
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def expand(self, name: str) -> None:
+        """Resolve mapped step `name`: a cache hit for the whole map, or its children."""
+        run, state = self.run, self.run.state
+        node = state.node(name)
+        refs = state.inputs(name)
+        try:
+            parts = run.e.keys.make(node, {a: r.hash for a, r in refs.items()})
+        except OrchestratorError as exc:
+            run.finish_failed(name, None, str(exc))
+            return
+        cache_only = name in run.cache_only
+        hit, reason = run.resolver.lookup(name, node.step, parts, cache_only=cache_only)
+        if hit is not None:
+            run.finish_cached(name, parts, hit, reason)
+            return
+        try:
+            children = self._children(name, {a: refs[a] for a in node.mapped})
+        except OrchestratorError as exc:
+            state.report(name, StepState.PENDING, cache_key=parts.key, reason=reason)
+            run.finish_failed(name, parts, str(exc))
+            return
+        ms = MapState([], parts, time.perf_counter(), max_parallel=node.max_parallel)
+        state.expand(name, children, ms)
+        rep = state.report(name, StepState.RUNNING, cache_key=parts.key, reason=reason)
+        rep.attempts = 1
+        run.record.running(rep, parts, refs, 1)
+        run.record.names.update(dict.fromkeys(children, run.record.names.get(name, [])))
+        run.emit(name, StepState.RUNNING, children=len(children))
+        if not children:
+            self.complete(name)
+
+    def _children(
+        self, name: str, lists: dict[str, ArtifactRef]
+    ) -> dict[str, dict[str, ArtifactRef]]:
+        """`{child name: {mapped argument: element artifact}}`, in element order."""
+        elements = {arg: self._elements(name, arg, ref) for arg, ref in lists.items()}
+        lengths = {arg: len(e) for arg, e in elements.items()}
+        if len(set(lengths.values())) > 1:
+            sizes = ", ".join(f"'{a}' has {n}" for a, n in lengths.items())
+            raise OrchestratorError(
+                f"step '{name}' maps over inputs of different lengths ({sizes}); mapped "
+                "inputs are zipped and must have as many elements each"
+            )
+        count = next(iter(lengths.values()), 0)
+        return {f"{name}[{i}]": {arg: elements[arg][i] for arg in elements} for i in range(count)}
+
+    def _elements(self, name: str, arg: str, ref: ArtifactRef) -> list[ArtifactRef]:
+        if ref.items is not None:
+            return list(ref.items)
+        run = self.run
+        value = run.memo[ref.hash] if ref.hash in run.memo else run.e.artifacts.get(ref)
+        if not isinstance(value, list | tuple):
+            raise OrchestratorError(
+                f"step '{name}' maps over input '{arg}', but the value it got is a "
+                f"{type(value).__name__}, not a list"
+            )
+        serializer = "pickle" if ref.serializer == "pickle" else None
+        out = []
+        for i, item in enumerate(value):
+            try:
+                elem = run.e.artifacts.put(item, serializer)
+            except ArtifactError as exc:
+                raise OrchestratorError(
+                    f"step '{name}' input '{arg}' element {i} cannot be stored: {exc}"
+                ) from None
+            run.memo[elem.hash] = item
+            out.append(elem)
+        run.record.elements(name, out)
+        return out
+
+    # -- children --------------------------------------------------------------------------
+    def may_start(self, child: str) -> bool:
+        """Whether one more child of its mapped step may run now (`max_parallel`)."""
+        ms = self.run.state.maps[self.run.state.parent_map[child]]
+        return ms.has_room()
+
+    def started(self, child: str, delta: int = 1) -> None:
+        state = self.run.state
+        state.maps[state.parent_map[child]].running += delta
+
+    def done(self, child: str) -> None:
+        """A child finished for good (succeeded, cached or failed)."""
+        state = self.run.state
+        mapped = state.parent_map[child]
+        ms = state.maps[mapped]
+        for ref in state.elements.get(child, {}).values():
+            self.run.memo.pop(ref.hash, None)
+        if state.reports[child].state == StepState.FAILED:
+            ms.failed.append(child)
+        ms.left -= 1
+        if ms.left == 0:
+            self.complete(mapped)
+
+    def complete(self, name: str) -> None:
+        run, state = self.run, self.run.state
+        ms = state.maps[name]
+        took = time.perf_counter() - ms.started
+        if ms.failed:
+            first = state.reports[ms.failed[0]].error or "failed"
+            shown = ", ".join(ms.failed[:5]) + (", ..." if len(ms.failed) > 5 else "")
+            error = (
+                f"{len(ms.failed)} of {len(ms.children)} mapped children failed ({shown}); "
+                f"{ms.failed[0]}: {first.splitlines()[0] if first else ''}"
+            )
+            run.finish_failed(name, ms.parts, error, attempts=1, duration=took)
+            return
+        count = len(state.node(name).step.outputs)
+        outs = [
+            ArtifactRef.collect([state.outputs[c][i] for c in ms.children]) for i in range(count)
+        ]
+        rep = state.reports[name]
+        rep.reason = self._reason(name, ms)
+        result = StepResult(True, outs, None, None, "", took)
+        run.finish_ok(name, ms.parts, 1, result)
+
+    def _reason(self, name: str, ms: MapState) -> dict[str, Any]:
+        state = self.run.state
+        ran = [c for c in ms.children if state.reports[c].state == StepState.SUCCEEDED]
+        cached = len(ms.children) - len(ran)
+        summary = f"mapped over {len(ms.children)} elements: {len(ran)} ran, {cached} cached"
+        if ran and len(ran) <= 10:
+            summary += f" (ran: {', '.join(ran)})"
+        before = (state.reports[name].reason or {}).get("summary")
+        reason: dict[str, Any] = {"cache": "miss", "summary": summary, "children": len(ms.children)}
+        if before:
+            reason["details"] = [summary, f"the map itself: {before}"]
+        return reason

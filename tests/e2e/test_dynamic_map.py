@@ -1,0 +1,181 @@
+"""Lists of inputs and maps over lists produced at run time, through the CLI.
+
+`shards` reads every `*.txt` of a folder at run time (cache=False: the folder is its
+input), `measure.map(shard=...)` runs one child per shard, `total` takes the children's
+outputs as a list. Each child counts its executions in `calls.log`, so the tests see
+exactly which children ran.
+"""
+
+from __future__ import annotations
+
+import pytest
+from orchtest import Orch, Project, states, step_of
+
+MAP = """
+from pathlib import Path
+
+from orchestrator import fixed, pipeline, step
+
+
+@step(cache=False, kind="ingest")
+def shards(folder: str = "data") -> list[str]:
+    return [p.read_text() for p in sorted(Path(folder).glob("*.txt"))]
+
+
+@step(kind="feature")
+def measure(shard: str, factor: int = 1, bad: str = "") -> int:
+    with open("calls.log", "a") as f:
+        f.write(shard.split()[0] + "\\n")
+    if bad and bad in shard:
+        raise ValueError(f"bad shard {shard.split()[0]}")
+    return len(shard) * factor
+
+
+@step
+def total(counts: list[int]) -> int:
+    return sum(counts)
+
+
+@pipeline
+def main(folder: str = "data", bad: str = ""):
+    return total(measure.map(shard=shards(folder), factor=fixed(2), bad=bad))
+"""
+
+
+def _shards(project: Project, n: int) -> None:
+    for i in range(n):
+        project.write(f"data/{i}.txt", f"s{i} {'x' * i}\n")
+
+
+def _calls(project: Project) -> list[str]:
+    path = project.path("calls.log")
+    lines = path.read_text().split() if path.exists() else []
+    path.unlink(missing_ok=True)
+    return lines
+
+
+def test_map_runs_one_child_per_element_and_reruns_only_what_changed(
+    orch: Orch, project: Project
+) -> None:
+    project.write("flow.py", MAP)
+    _shards(project, 5)
+    doc = orch.run("flow.py:main")
+    children = [f"measure[{i}]" for i in range(5)]
+    assert all(states(doc)[c] == "succeeded" for c in children)
+    assert sorted(_calls(project)) == [f"s{i}" for i in range(5)]
+    total = orch("artifact", doc["run_id"], "total")
+    expected = sum(len(f"s{i} {'x' * i}\n") * 2 for i in range(5))
+    assert str(expected) in total.out, total.describe()
+
+    again = orch.run("flow.py:main")  # the same list: one hit for the whole map
+    assert states(again)["measure"] == "cached" and states(again)["total"] == "cached"
+    assert _calls(project) == []
+
+    _shards(project, 6)  # a sixth shard: one more child, and the consumer
+    added = orch.run("flow.py:main")
+    assert _calls(project) == ["s5"]
+    assert states(added)["measure[5]"] == "succeeded"
+    assert all(states(added)[c] == "cached" for c in children)
+    assert states(added)["total"] == "succeeded"
+    assert "1 ran, 5 cached (ran: measure[5])" in step_of(added, "measure")["reason"]
+
+    project.write("data/2.txt", "s2 changed bytes\n")  # one shard's content: that child
+    changed = orch.run("flow.py:main")
+    assert _calls(project) == ["s2"]
+    why = orch("explain", changed["run_id"], "measure[2]")
+    assert "input 'shard' changed" in why.out, why.describe()
+
+    (project.root / "data" / "5.txt").unlink()  # removing one runs nothing upstream
+    removed = orch.run("flow.py:main")
+    assert _calls(project) == []
+    assert states(removed)["total"] == "succeeded"
+
+
+def test_failed_child_fails_the_map_naming_it_while_the_others_finish(
+    orch: Orch, project: Project
+) -> None:
+    project.write("flow.py", MAP)
+    _shards(project, 5)
+    res = orch("run", "flow.py:main", "--param", "bad=s3", "--json")
+    assert res.code != 0
+    st = states(res.json)
+    assert st["measure[3]"] == "failed"
+    assert [st[f"measure[{i}]"] for i in (0, 1, 2, 4)] == ["succeeded"] * 4
+    assert st["measure"] == "failed" and st["total"] == "skipped"
+    error = step_of(res.json, "measure")["error"]
+    assert "1 of 5 mapped children failed (measure[3])" in error
+    assert "bad shard s3" in error
+    assert "Traceback" not in res.err
+    resumed = orch("resume", res.json["run_id"], "--json")  # finished children are reused
+    assert resumed.code != 0
+    assert states(resumed.json)["measure[0]"] == "cached"
+
+
+def test_an_empty_list_gives_the_consumer_an_empty_list(orch: Orch, project: Project) -> None:
+    project.write("flow.py", MAP)
+    (project.root / "data").mkdir()
+    doc = orch.run("flow.py:main")
+    assert states(doc)["measure"] == "succeeded"
+    assert not [s for s in states(doc) if s.startswith("measure[")]
+    assert "0" in orch("artifact", doc["run_id"], "total").out
+
+
+@pytest.mark.parametrize("executor", ["process", "sequential"])
+def test_map_on_other_executors(orch: Orch, project: Project, executor: str) -> None:
+    project.write("flow.py", MAP)
+    _shards(project, 3)
+    doc = orch.run("flow.py:main", "--executor", executor)
+    assert [states(doc)[f"measure[{i}]"] for i in range(3)] == ["succeeded"] * 3
+    assert sorted(_calls(project)) == ["s0", "s1", "s2"]
+
+
+LISTS = """
+from orchestrator import pipeline, step
+
+
+@step
+def fit(c: float = 1.0) -> float:
+    return c * 2
+
+
+@step
+def best(scores: list[float]) -> float:
+    return max(scores)
+
+
+@step
+def name() -> str:
+    return "x"
+
+
+@pipeline
+def ok():
+    return best([fit(c=0.5), fit(c=2.0), fit(c=1.0)])
+
+
+@pipeline
+def wrong():
+    return best([fit(c=0.5), name()])
+
+
+@pipeline
+def not_a_list():
+    return fit.map(c=fit())
+"""
+
+
+def test_list_of_outputs_fan_in_and_its_type_errors(orch: Orch, project: Project) -> None:
+    project.write("lists.py", LISTS)
+    doc = orch.run("lists.py:ok")
+    assert states(doc)["fit_3"] == "succeeded"
+    assert "4.0" in orch("artifact", doc["run_id"], "best").out
+    res = orch("run", "lists.py:wrong")
+    assert res.code == 2, res.describe()
+    assert (
+        "type mismatch: step 'name' outputs str but step 'best' input 'scores' item 1 "
+        "expects float"
+    ) in res.err
+    assert "Traceback" not in res.err
+    res = orch("run", "lists.py:not_a_list")
+    assert res.code == 2, res.describe()
+    assert "step 'fit_2' .map() maps over nothing" in res.err
