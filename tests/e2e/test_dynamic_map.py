@@ -172,8 +172,7 @@ def test_list_of_outputs_fan_in_and_its_type_errors(orch: Orch, project: Project
     res = orch("run", "lists.py:wrong")
     assert res.code == 2, res.describe()
     assert (
-        "type mismatch: step 'name' outputs str but step 'best' input 'scores' item 1 "
-        "expects float"
+        "type mismatch: step 'name' outputs str but step 'best' input 'scores' item 1 expects float"
     ) in res.err
     assert "Traceback" not in res.err
     res = orch("run", "lists.py:not_a_list")
