@@ -279,6 +279,16 @@ class ArtifactStore:
         return self.root / ref.hash[:2] / (ref.hash + SERIALIZERS[ref.serializer][0])
 
     def put(self, value: Any, serializer: str | None = None) -> ArtifactRef:
+        ref, data = self.encode(value, serializer)
+        self.write(ref, data)
+        return ref
+
+    def write(self, ref: ArtifactRef, data: bytes) -> None:
+        """Store `data`, encoded by `encode` as `ref`."""
+        self._write(self.path(ref), data)
+
+    def encode(self, value: Any, serializer: str | None = None) -> tuple[ArtifactRef, bytes]:
+        """The reference and bytes `value` is stored as; nothing is written."""
         name = choose_serializer(value, serializer)
         try:
             data = SERIALIZERS[name][1](value)
@@ -288,9 +298,7 @@ class ArtifactStore:
             raise ArtifactError(
                 f"cannot serialize {_type_path(value)} with {name}: {exc}"
             ) from None
-        ref = ArtifactRef(hash_bytes(data), name, _type_path(value), len(data))
-        self._write(self.path(ref), data)
-        return ref
+        return ArtifactRef(hash_bytes(data), name, _type_path(value), len(data)), data
 
     def _write(self, path: Path, data: bytes | memoryview) -> None:
         folder = path.parent

@@ -151,6 +151,7 @@ class _Run:
         self.to_submit: list[Retry] = []
         self.memo: dict[str, Any] = {}
         self.maps = Mapper(self)
+        self._routes: dict[int, Executor] = {}
 
     @property
     def placement(self) -> Placement:
@@ -218,16 +219,24 @@ class _Run:
         transaction before any of them runs: a child never runs ahead of the record of
         its inputs, and every running step shows as running."""
         keep, starting = [], []
-        for retry in self.to_submit:
+        full: set[int] = set()
+        for i, retry in enumerate(self.to_submit):
+            if full and len(full) == len(self.e._executors):  # none has room: stop looking
+                keep.extend(self.to_submit[i:])
+                break
             name = retry[0]
             child = name in self.state.parent_map
-            ex = self.e.executor(route(self.state.node(name).step, self.placement))
-            if not self.flight.has_room(ex) or (child and not self.maps.may_start(name)):
+            ex = self.route(self.state.node(name))
+            if not self.flight.has_room(ex):
+                full.add(id(ex))
+                keep.append(retry)
+                continue
+            if child and not self.maps.may_start(name):
                 keep.append(retry)
                 continue
             self.flight.reserve(ex)
             if child:
-                self.maps.started(name)
+                self.maps.started(name, store=not ex.in_process)
             starting.append((self.prepare(*retry), retry, ex))
         self.to_submit = keep
         self.record.flush()
@@ -237,6 +246,13 @@ class _Run:
             t = time.perf_counter()
             deadline = t + step.timeout if step.timeout else None
             self.flight.add(fut, Attempt(name, attempt, parts, t, deadline, ex, step.timeout))
+
+    def route(self, node: Node) -> Executor:
+        """The executor of a step (children of a mapped step share their step's)."""
+        ex = self._routes.get(id(node))
+        if ex is None:
+            ex = self._routes[id(node)] = self.e.executor(route(node.step, self.placement))
+        return ex
 
     def prepare(self, name: str, parts: KeyParts, attempt: int) -> StepInvocation:
         """Record a step as running (in the round's batch); return its invocation."""

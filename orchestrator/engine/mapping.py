@@ -3,8 +3,9 @@
 When a mapped step is ready, its key is made from its inputs as for any step (the
 mapped inputs are the whole lists, by content), so an unchanged list is one cache hit
 for the whole map. On a miss the lists are read (from this process's memory, else the
-artifact store), each element is stored as its own artifact (content-addressed, so an
-element already stored costs a hash) and one child per element joins the run,
+artifact store), each element is encoded as its own artifact (stored only when a child
+that reads it starts in another process, see `store_elements`) and one child per
+element joins the run,
 `train[0]`, `train[1]`, ...: each has its own key from its element's content hash, its
 own attempts, retries, log and row. Several mapped inputs are zipped and must have equal
 lengths; a mapped input that is already a list of artifacts (the output of another
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 class Mapper:
     def __init__(self, run: _Run) -> None:
         self.run = run
+        self.unwritten: dict[str, bytes] = {}  # element hash -> its bytes, not yet stored
 
     def expand(self, name: str) -> None:
         """Resolve mapped step `name`: a cache hit for the whole map, or its children."""
@@ -95,15 +97,27 @@ class Mapper:
         out = []
         for i, item in enumerate(value):
             try:
-                elem = run.e.artifacts.put(item, serializer)
+                elem, data = run.e.artifacts.encode(item, serializer)
             except ArtifactError as exc:
                 raise OrchestratorError(
                     f"step '{name}' input '{arg}' element {i} cannot be stored: {exc}"
                 ) from None
             run.memo[elem.hash] = item
+            self.unwritten[elem.hash] = data
             out.append(elem)
-        run.record.elements(name, out)
         return out
+
+    def store_elements(self, child: str) -> None:
+        """Store the elements a child reads, before it is recorded as running. Only a
+        child that runs in another process reads them there: an in-process child gets
+        its element from memory, and a cache hit needs none. (An element is no output:
+        the list it comes from is stored, and a resumed map encodes it again.)"""
+        state, run = self.run.state, self.run
+        refs = [r for r in state.elements.get(child, {}).values() if r.hash in self.unwritten]
+        for ref in refs:
+            run.e.artifacts.write(ref, self.unwritten.pop(ref.hash))
+        if refs:
+            run.record.elements(state.parent_map[child], refs)
 
     # -- children --------------------------------------------------------------------------
     def may_start(self, child: str) -> bool:
@@ -111,9 +125,13 @@ class Mapper:
         ms = self.run.state.maps[self.run.state.parent_map[child]]
         return ms.has_room()
 
-    def started(self, child: str, delta: int = 1) -> None:
+    def started(self, child: str, delta: int = 1, *, store: bool = False) -> None:
+        """A child starts (`delta` 1; `store` when it runs in another process, which
+        reads its elements from the artifact store) or an attempt of it ended (-1)."""
         state = self.run.state
         state.maps[state.parent_map[child]].running += delta
+        if store:
+            self.store_elements(child)
 
     def done(self, child: str) -> None:
         """A child finished for good (succeeded, cached or failed)."""
@@ -122,6 +140,7 @@ class Mapper:
         ms = state.maps[mapped]
         for ref in state.elements.get(child, {}).values():
             self.run.memo.pop(ref.hash, None)
+            self.unwritten.pop(ref.hash, None)
         if state.reports[child].state == StepState.FAILED:
             ms.failed.append(child)
         ms.left -= 1
