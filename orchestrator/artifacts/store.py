@@ -266,6 +266,15 @@ def _touch(path: Path) -> None:
         os.utime(path)
 
 
+def _file_mode() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()  # what open() would give a new file
+
+
 class ArtifactStore:
     """Content-addressed files under `root`."""
 
@@ -314,6 +323,7 @@ class ArtifactStore:
             pass
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         try:
+            os.fchmod(fd, _FILE_MODE)  # mkstemp's 0600 would hide it from a container's user
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)

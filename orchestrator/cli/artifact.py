@@ -54,8 +54,10 @@ def preview(value: Any, ref: ArtifactRef) -> str:
         )
         cut = len(text) - PREVIEW_CHARS
         return text if cut <= 0 else text[:PREVIEW_CHARS] + f"\n... ({cut} more characters)"
-    if ref.serializer in ("joblib", "npy"):
+    if ref.serializer in ("joblib", "npy") or ref.items is not None:
         text = repr(value)
+        if ref.items is not None:
+            text = f"a list of {len(ref.items)} artifacts: {text}"
         return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + " ..."
     return ""
 
@@ -93,6 +95,11 @@ def write_artifact(
         )
         _atomic(target, write, label)
         return f"{suffix[1:]} of {frame.shape[0]} rows x {frame.shape[1]} columns"
+    if ref.items is not None and suffix != ".json":
+        raise ArtifactError(
+            f"{label} is a list of {len(ref.items)} artifacts, not one stored file; write it "
+            "as .json, or write one of its elements (e.g. the child step 'NAME[0]')"
+        )
     if suffix == ".json" and ref.serializer not in ("json", "pydantic"):
         value = run.output(step, output)
         try:

@@ -583,3 +583,46 @@ def test_unreachable_dask_address_is_one_clear_error(orch: Orch, project: Projec
     assert lines[0].startswith(f"error: cannot reach the Dask scheduler at {address}: "), lines
     # no step ran anywhere: nothing was written to the artifact store
     assert not [p for p in orch.artifacts.rglob("*") if p.is_file()]
+
+
+# -- 4. mapped steps ---------------------------------------------------------------------
+
+MAPPED = """
+from orchestrator import pipeline, step
+
+
+@step
+def numbers(n: int = 4) -> list[int]:
+    return list(range(n))
+
+
+@step
+def where(x: int) -> dict:
+    from distributed import get_worker
+
+    return {"x": x * 10, "address": get_worker().address}
+
+
+@step
+def collect(rows: list[dict]) -> list[int]:
+    return [r["x"] for r in rows]
+
+
+@pipeline
+def mapped(n: int = 4):
+    return collect(where.map(x=numbers(n)))
+"""
+
+
+def test_mapped_children_run_on_dask_workers_and_are_cached_locally(
+    orch: Orch, project: Project
+) -> None:
+    project.write("mapped.py", MAPPED)
+    run = orch.run("mapped.py:mapped", *DASK)
+    assert [states(run)[f"where[{i}]"] for i in range(4)] == ["succeeded"] * 4
+    assert value_of(orch, run, "collect") == [0, 10, 20, 30]
+    rows = value_of(orch, run, "where")
+    assert all(r["address"].startswith("tcp://127.0.0.1:") for r in rows), rows
+    again = orch.run("mapped.py:mapped", "--param", "n=5")  # thread: 4 hits, one new child
+    assert [states(again)[f"where[{i}]"] for i in range(4)] == ["cached"] * 4
+    assert states(again)["where[4]"] == "succeeded"

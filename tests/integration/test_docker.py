@@ -384,3 +384,35 @@ def test_image_build_without_a_base_image_is_a_clear_error(tmp_path: Path) -> No
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "base image 'orch-no-such-base:0' not found" in proc.stderr
+
+
+MAPPED = """
+import os
+from orchestrator import pipeline, step
+
+@step(kind="ingest")
+def load(n: int = 3) -> list[int]:
+    return list(range(n))
+
+@step
+def square(x: int) -> list[int]:
+    return [x * x, os.getuid()]
+
+@step
+def total(rows: list[list[int]]) -> int:
+    return sum(r[0] for r in rows)
+
+@pipeline
+def mapped(n: int = 3):
+    total(square.map(x=load(n=n)))
+"""
+
+
+def test_mapped_children_run_in_containers(orch: Orch, project: Project) -> None:
+    project.write("mapped.py", MAPPED)
+    doc = orch.run("mapped.py:mapped", "--executor", "docker")
+    assert [states(doc)[f"square[{i}]"] for i in range(3)] == ["succeeded"] * 3
+    shown = orch("artifact", doc["run_id"], "square")
+    assert "65534" in shown.out, shown.describe()  # each child ran as nobody in a container
+    again = orch.run("mapped.py:mapped")
+    assert states(again)["square"] == "cached" and states(again)["total"] == "cached"
