@@ -33,6 +33,7 @@ from orchestrator.errors import (
     TriggerError,
 )
 from orchestrator.execution.context import ModelVersion, RunContext, current
+from orchestrator.model.conditions import Condition, when
 from orchestrator.model.graph import Graph
 from orchestrator.model.pipeline import Pipeline, pipeline
 from orchestrator.model.step import FileInput, HashContent, Output, Step, step
@@ -100,8 +101,10 @@ __all__ = [
     "Step",
     "StepFailed",
     "StepTimeout",
+    "Condition",
     "current",
     "pipeline",
     "step",
+    "when",
     "__version__",
 ]

@@ -13,6 +13,7 @@ A `Step` wraps a function. Its signature is the contract:
 A call is named after its step; `step.named("x")(...)` (or `_name="x"`) names it, and
 a second unnamed call of the same step in one pipeline is `<step>_2`. A name follows
 `NAME_RULE`: the dot is reserved for the namespaces of sub-pipelines (`ds.train`).
+`_when=gate` (or `step.when(gate)(...)`) makes a call conditional (`model.conditions`).
 
 Calling a step while a pipeline is being built records a node and returns lazy
 `Output` handles; calling it anywhere else just calls the function, so steps stay
@@ -99,6 +100,7 @@ class Node:
     bindings: dict[str, Any]
     explicit_name: bool = False
     problems: list[str] = dataclasses.field(default_factory=list)
+    condition: Any = None  # `_when=`; a `model.conditions.Condition` once the graph is built
 
     def inputs(self) -> dict[str, Output]:
         return {k: v for k, v in self.bindings.items() if isinstance(v, Output)}
@@ -322,11 +324,18 @@ class Step(Generic[F]):
             raise PipelineError(f"step '{self.name}': {problem}")
         return functools.partial(self.__call__, _name=name)
 
-    def __call__(self, *args: Any, _name: str | None = None, **kwargs: Any) -> Any:
+    def when(self, condition: Any) -> Callable[..., Any]:
+        """This step called under a condition: `deploy.when(gate)(model)` (see `_when`)."""
+        return functools.partial(self.__call__, _when=condition)
+
+    def __call__(
+        self, *args: Any, _name: str | None = None, _when: Any = None, **kwargs: Any
+    ) -> Any:
         builder: Recorder | None = _building.get()
         if builder is None:
             return self.fn(*args, **kwargs)
         node = builder.add_step(self, args, kwargs, _name)
+        node.condition = _when
         outs = [
             Output(node.name, i, t, n)
             for i, (t, n) in enumerate(zip(self.outputs, self._output_names, strict=True))
