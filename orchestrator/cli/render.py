@@ -85,6 +85,8 @@ def print_graph(g: Graph, fmt: str) -> None:
         for n in g.order:
             node = g.nodes[n]
             ins = ", ".join(f"{arg} <- {o.label}" for arg, o in node.inputs().items())
+            if node.condition is not None:
+                ins += f"{'; ' if ins else ''}when {node.condition.text}"
             declared = node.step.declared_output_names
             outs = ", ".join(
                 f"{name}: {type_name(t)}" if name else type_name(t)

@@ -27,7 +27,8 @@ from orchestrator.loader import load_target
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
-    """A pipeline's steps in plan order (name, kind) and data edges (source, target, input)."""
+    """A pipeline's steps in plan order (name, kind) and edges (source, target, input); the
+    edge of a condition has input `when`."""
 
     nodes: tuple[tuple[str, str], ...]
     edges: tuple[tuple[str, str, str], ...]
@@ -44,6 +45,9 @@ def shape_of(pipe: Any, params: dict[str, Any]) -> Shape:
     nodes = tuple((n, graph.nodes[n].step.kind) for n in graph.order)
     edges = tuple(
         (out.node, n, arg) for n in graph.order for arg, out in graph.nodes[n].inputs().items()
+    )
+    edges += tuple(
+        (c.source.node, n, "when") for n in graph.order if (c := graph.nodes[n].condition)
     )
     groups = tuple(sorted(graph.groups.items()))
     outputs = tuple((n, tuple(graph.nodes[n].step.declared_output_names)) for n in graph.order)
