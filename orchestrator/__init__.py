@@ -33,6 +33,7 @@ from orchestrator.errors import (
     TriggerError,
 )
 from orchestrator.execution.context import ModelVersion, RunContext, current
+from orchestrator.model.conditions import Condition, when
 from orchestrator.model.graph import Graph
 from orchestrator.model.pipeline import Pipeline, pipeline
 from orchestrator.model.step import FileInput, HashContent, Output, Step, fixed, step
@@ -100,9 +101,11 @@ __all__ = [
     "Step",
     "StepFailed",
     "StepTimeout",
+    "Condition",
     "current",
     "fixed",
     "pipeline",
     "step",
+    "when",
     "__version__",
 ]

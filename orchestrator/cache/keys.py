@@ -2,12 +2,14 @@
 
 A node's key hashes its step's code fingerprint, its canonical parameters (a `FileInput`
 parameter contributes its file's content hash), its input artifacts' content hashes and
-the step's version salt. `explain_miss` compares the components of a key with the
-closest earlier entry of the same step and says what differs, naming the function,
-constant, parameter or input; `explain_hit` and `explain_miss` both list what the code
-fingerprint could not follow, so a hit on code the cache cannot see is never silent. A
-`FileInput` must name a regular file: a FIFO, a device or a folder fails the step at
-once with one line naming the step, the parameter and the path.
+the step's version salt; the predicate of a call's condition joins the code fingerprint
+(as components named `condition ...`), so editing it re-runs the step. `explain_miss`
+compares the components of a key with the closest earlier entry of the same step and
+says what differs, naming the function, constant, parameter or input; `explain_hit` and
+`explain_miss` both list what the code fingerprint could not follow, so a hit on code
+the cache cannot see is never silent. A `FileInput` must name a regular file: a FIFO, a
+device or a folder fails the step at once with one line naming the step, the parameter
+and the path.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cache.fingerprint import code_fingerprint, unfollowed
+from orchestrator.cache.fingerprint import UNFOLLOWED, code_fingerprint, unfollowed
 from orchestrator.cache.hashing import (
     NotRegularFile,
     cache_key,
@@ -26,6 +28,7 @@ from orchestrator.cache.hashing import (
     hash_file,
 )
 from orchestrator.errors import OrchestratorError, ParamError
+from orchestrator.model.conditions import Condition
 from orchestrator.model.graph import has_hash_content
 from orchestrator.model.step import Node, Step, is_input
 
@@ -82,11 +85,21 @@ class KeyMaker:
 
     def make(self, node: Node, inputs: dict[str, str]) -> KeyParts:
         code, code_digest = self.code(node.step)
+        cond = node.condition
+        if isinstance(cond, Condition) and cond.predicate is not None:
+            code = {**code, **_predicate_code(cond.predicate)}
+            code_digest = digest(code)
         params = self.params(node)
         ordered = dict(sorted(inputs.items()))
         salt = node.step.version
         key = cache_key(code_digest, dumps(params), [f"{k}={v}" for k, v in ordered.items()], salt)
         return KeyParts(key, code, params, ordered, salt)
+
+
+def _predicate_code(predicate: Any) -> dict[str, str]:
+    """A condition's predicate as components of its step's code: `condition <name>`."""
+    parts = code_fingerprint(predicate)
+    return {k if k.startswith(UNFOLLOWED) else f"condition {k}": v for k, v in parts.items()}
 
 
 def _default(value: Any) -> Any:

@@ -86,6 +86,8 @@ class Progress:
             note = f"attempt {info.get('attempt')} failed; retry in {info.get('delay'):g}s"
         elif "duration" in info:
             note = duration_text(info["duration"])
+        elif "reason" in info:
+            note = str(info["reason"])
         with self.lock:
             self.states[name] = (state, note)
             if self.live is not None:

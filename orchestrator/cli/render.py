@@ -88,6 +88,8 @@ def print_graph(g: Graph, fmt: str) -> None:
                 f"{arg} {'<< each of' if arg in node.mapped else '<-'} {o.label}"
                 for arg, o in node.inputs().items()
             )
+            if node.condition is not None:
+                ins += f"{'; ' if ins else ''}when {node.condition.text}"
             declared = node.step.declared_output_names
             types = [type_name(node.output_type(i)) for i in range(len(declared))]
             outs = ", ".join(

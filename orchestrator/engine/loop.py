@@ -12,7 +12,9 @@ The one loop: resolve ready steps (cache hit -> finished at once, children relea
 the same pass; miss -> to submit), commit the round's state changes in one transaction,
 start what may start, wait for the next completion, deadline or retry, handle it,
 repeat. A step that fails for good marks its descendants skipped; independent branches
-go on. A failed attempt with retries left waits `retry_backoff * 2**(n-1)` seconds.
+go on. A ready step whose condition is false is skipped with its descendants, and the
+run may still succeed (`conditions.py`). A failed attempt with retries left waits
+`retry_backoff * 2**(n-1)` seconds.
 
 Because each round's changes are committed before the next round starts any step, a
 crash (even SIGKILL) loses no finished step: running the pipeline again finds them in
@@ -36,6 +38,7 @@ from typing import Any
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.cache.hashing import canonical
 from orchestrator.cache.keys import KeyMaker, KeyParts
+from orchestrator.engine import conditions
 from orchestrator.engine.inflight import Attempt, InFlight, Retry
 from orchestrator.engine.mapping import Mapper
 from orchestrator.engine.preflight import Hit, preflight
@@ -194,6 +197,8 @@ class _Run:
                 self.finish_cached(name, *hits.pop(name))
                 continue
             node = state.node(name)
+            if node.condition is not None and name not in state.parent_map and self.gate(name):
+                continue
             if node.mapped and name not in state.parent_map:
                 self.maps.expand(name)
                 continue
@@ -213,6 +218,24 @@ class _Run:
             else:
                 self.to_submit.append((name, parts, 1))
                 state.report(name, StepState.PENDING, cache_key=parts.key, reason=reason)
+
+    def gate(self, name: str) -> bool:
+        """Whether ready `name` stops at its condition: false (skipped with its descendants,
+        see `engine.conditions`) or unreadable (failed)."""
+        node, state = self.g.nodes[name], self.state
+        try:
+            reason = conditions.verdict(node, state.outputs, self.memo, self.e.artifacts.get)
+        except OrchestratorError as exc:
+            self.finish_failed(name, None, str(exc))
+            return True
+        if reason is None:
+            return False
+        self.record.skipped(state.skip(name, name, reason), name)
+        self.emit(name, StepState.SKIPPED, reason=reason["summary"])
+        for desc in state.to_skip(name):
+            self.record.skipped(state.skip(desc, name, conditions.downstream(name)), name)
+            self.emit(desc, StepState.SKIPPED, cause=name)
+        return True
 
     def submit(self) -> None:
         """Start what may start. Finished steps and these starts are committed in one

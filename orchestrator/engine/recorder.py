@@ -16,6 +16,7 @@ from typing import Any
 from orchestrator.artifacts.store import ArtifactRef
 from orchestrator.cache.hashing import canonical
 from orchestrator.cache.keys import KeyParts
+from orchestrator.engine.conditions import by_condition
 from orchestrator.engine.report import StepReport
 from orchestrator.execution.worker import StepResult
 from orchestrator.state import StepState
@@ -192,6 +193,8 @@ class Recorder:
                 "state": StepState.SKIPPED,
                 "attempts": 0,
                 "reason": rep.reason,
-                "error": f"skipped: upstream step '{cause}' failed",
+                "error": None
+                if by_condition(rep.reason)
+                else f"skipped: upstream step '{cause}' failed",
             }
         )

@@ -21,7 +21,8 @@ list refs of its children's outputs) when the last child is done.
 
 Invariants: a member enters `queue` once, when its `waiting` count reaches 0; `outputs`
 has an entry exactly for the members that finished (succeeded or cached); a member
-that fails for good takes its not-yet-started descendants to skipped, and nothing else.
+that fails for good takes its not-yet-started descendants to skipped, and nothing else;
+so does a member whose condition is false (`engine.conditions`), without failing the run.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactRef
+from orchestrator.engine.conditions import by_condition
 from orchestrator.engine.report import StepReport
 from orchestrator.model.graph import Graph
 from orchestrator.model.step import Node, OutputList
@@ -145,13 +147,15 @@ class RunState:
             out.append(desc)
         return out
 
-    def skip(self, name: str, cause: str) -> StepReport:
+    def skip(self, name: str, cause: str, reason: dict[str, Any] | None = None) -> StepReport:
+        """Skip `name` (never ready): `cause` failed, unless `reason` says otherwise."""
         self.waiting[name] = -1  # never becomes ready
-        reason = {"cache": "skipped", "summary": f"upstream step '{cause}' failed"}
+        reason = reason or {"cache": "skipped", "summary": f"upstream step '{cause}' failed"}
         return self.report(name, StepState.SKIPPED, reason=reason)
 
     def status(self) -> RunStatus:
-        ok = all(r.state in _DONE for r in self.reports.values())
+        """SUCCEEDED when every step finished or was skipped by a condition."""
+        ok = all(r.state in _DONE or by_condition(r.reason) for r in self.reports.values())
         return RunStatus.SUCCEEDED if ok else RunStatus.FAILED
 
     def steps(self) -> list[StepReport]:

@@ -19,6 +19,7 @@ from typing import Any
 import networkx as nx
 
 from orchestrator.errors import InvalidPipeline, ParamError, did_you_mean
+from orchestrator.model import conditions
 from orchestrator.model.step import Node, Output, OutputList, name_problem
 from orchestrator.model.types import (
     fits,
@@ -100,6 +101,7 @@ class Graph:
         dag.add_nodes_from(by_name)
         for node in by_name.values():
             _check_node(node, by_name, dag, problems)
+            conditions.check(node, by_name, dag, problems)
         order: list[str] = []
         if not nx.is_directed_acyclic_graph(dag):
             cycle = [u for u, _ in nx.find_cycle(dag)]

@@ -18,6 +18,7 @@ step once per element of a list produced at run time (see `Step.map`): its node 
 A call is named after its step; `step.named("x")(...)` (or `_name="x"`) names it, and
 a second unnamed call of the same step in one pipeline is `<step>_2`. A name follows
 `NAME_RULE`: the dot is reserved for the namespaces of sub-pipelines (`ds.train`).
+`_when=gate` (or `step.when(gate)(...)`) makes a call conditional (`model.conditions`).
 
 Calling a step while a pipeline is being built records a node and returns lazy
 `Output` handles; calling it anywhere else just calls the function, so steps stay
@@ -146,6 +147,7 @@ class Node:
     problems: list[str] = dataclasses.field(default_factory=list)
     mapped: tuple[str, ...] = ()
     max_parallel: int | None = None
+    condition: Any = None  # `_when=`; a `model.conditions.Condition` once the graph is built
 
     def inputs(self) -> dict[str, Input]:
         return {k: v for k, v in self.bindings.items() if is_input(v)}
@@ -374,11 +376,18 @@ class Step(Generic[F]):
             raise PipelineError(f"step '{self.name}': {problem}")
         return functools.partial(self.__call__, _name=name)
 
-    def __call__(self, *args: Any, _name: str | None = None, **kwargs: Any) -> Any:
+    def when(self, condition: Any) -> Callable[..., Any]:
+        """This step called under a condition: `deploy.when(gate)(model)` (see `_when`)."""
+        return functools.partial(self.__call__, _when=condition)
+
+    def __call__(
+        self, *args: Any, _name: str | None = None, _when: Any = None, **kwargs: Any
+    ) -> Any:
         builder: Recorder | None = _building.get()
         if builder is None:
             return self.fn(*args, **kwargs)
         node = builder.add_step(self, args, kwargs, _name)
+        node.condition = _when
         return self._handles(node)
 
     def _handles(self, node: Node) -> Any:

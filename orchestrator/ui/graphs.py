@@ -28,7 +28,8 @@ from orchestrator.model.step import sources
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
-    """A pipeline's steps in plan order (name, kind) and data edges (source, target, input)."""
+    """A pipeline's steps in plan order (name, kind) and edges (source, target, input); the
+    edge of a condition has input `when`."""
 
     nodes: tuple[tuple[str, str], ...]
     edges: tuple[tuple[str, str, str], ...]
@@ -48,6 +49,9 @@ def shape_of(pipe: Any, params: dict[str, Any]) -> Shape:
         for n in graph.order
         for arg, value in graph.nodes[n].inputs().items()
         for out in sources(value)
+    )
+    edges += tuple(
+        (c.source.node, n, "when") for n in graph.order if (c := graph.nodes[n].condition)
     )
     groups = tuple(sorted(graph.groups.items()))
     outputs = tuple((n, tuple(graph.nodes[n].step.declared_output_names)) for n in graph.order)
