@@ -11,7 +11,9 @@ The one loop: resolve ready steps (cache hit -> finished at once, children relea
 the same pass; miss -> to submit), commit the round's state changes in one transaction,
 start what may start, wait for the next completion, deadline or retry, handle it,
 repeat. A step that fails for good marks its descendants skipped; independent branches
-go on. A failed attempt with retries left waits `retry_backoff * 2**(n-1)` seconds.
+go on. A failed attempt with retries left waits `retry_backoff * 2**(n-1)` seconds. A
+cancel request (cancel.py) ends the loop: running attempts are killed and the run is
+recorded `cancelled`.
 
 Because each round's changes are committed before the next round starts any step, a
 crash (even SIGKILL) loses no finished step: running the pipeline again finds them in
@@ -35,6 +37,7 @@ from typing import Any
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.cache.hashing import canonical
 from orchestrator.cache.keys import KeyMaker, KeyParts
+from orchestrator.engine.cancel import CancelWatch
 from orchestrator.engine.inflight import Attempt, InFlight, Retry
 from orchestrator.engine.preflight import Hit, preflight
 from orchestrator.engine.recorder import Recorder
@@ -143,6 +146,7 @@ class _Run:
             engine.store, run_id, graph.pipeline, {n: graph.output_names(n) for n in graph.order}
         )
         self.flight = InFlight()
+        self.cancel = CancelWatch(engine.store, run_id)
         self.executor = executor
         self._placement: Placement | None = None
         self.to_submit: list[Retry] = []
@@ -162,12 +166,14 @@ class _Run:
         self.info("run started", steps=len(self.state.order), executor=self.executor)
         try:
             while self.state.queue or self.to_submit or self.flight:
+                if self.cancel.requested():
+                    break
                 self.resolve_ready(hits)
                 self.submit()  # one commit: finished steps, then the starts
                 if self.flight:
                     self.wait()
             self.record.flush()
-            status = self.state.status()
+            status = self.stop() if self.cancel.seen else self.state.status()
         except BaseException:
             status = RunStatus.INTERRUPTED
             self.record.flush()
@@ -179,6 +185,13 @@ class _Run:
             self.info("run finished", status=str(status), duration=took)
         took = time.perf_counter() - t0
         return RunResult(self.run_id, self.g.pipeline, status, self.state.steps(), took)
+
+    def stop(self) -> RunStatus:
+        """Cancelled: kill what runs; `finish_run` records those step runs interrupted."""
+        for name in self.flight.kill_all():
+            self.emit(name, StepState.INTERRUPTED, cause="cancelled")
+        self.info("run cancelled")
+        return RunStatus.CANCELLED
 
     def resolve_ready(self, hits: dict[str, Hit]) -> None:
         """Cache hits finish at once (their children join the queue); misses wait to start."""
@@ -237,7 +250,7 @@ class _Run:
         return _invocation(self.run_id, self.g, name, parts, attempt, inputs)
 
     def wait(self) -> None:
-        for attempt, result in self.flight.wait():
+        for attempt, result in self.flight.wait(self.cancel.poll):
             self.handle(attempt, result)
         self.to_submit.extend(self.flight.due())
 
@@ -250,6 +263,8 @@ class _Run:
         if attempt.attempt <= step.retries:
             delay = step.retry_backoff * (2 ** (attempt.attempt - 1))
             self.state.reports[name].error = result.error
+            took = time.perf_counter() - attempt.started
+            self.record.retrying(name, attempt.attempt, result, took)
             self.emit(name, "retrying", attempt=attempt.attempt, delay=delay, error=result.error)
             self.warn(
                 name, f"attempt {attempt.attempt} failed: {result.error}; retrying in {delay:g}s"
