@@ -113,11 +113,12 @@ class InFlight:
 
     def kill_all(self) -> list[str]:
         """Ask each executor to kill its running attempts and drop the waiting retries;
-        returns the names of the steps that were running."""
+        returns the names of their steps."""
         names = []
         for fut, attempt in list(self.running.items()):
             self._pop(fut)
             attempt.executor.kill(fut)
             names.append(attempt.name)
+        names.extend(name for _, _, name, _, _ in self.timers)
         self.timers.clear()
         return names

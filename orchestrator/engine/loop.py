@@ -189,6 +189,7 @@ class _Run:
     def stop(self) -> RunStatus:
         """Cancelled: kill what runs; `finish_run` records those step runs interrupted."""
         for name in self.flight.kill_all():
+            self.state.reports[name].state = StepState.INTERRUPTED
             self.emit(name, StepState.INTERRUPTED, cause="cancelled")
         self.info("run cancelled")
         return RunStatus.CANCELLED

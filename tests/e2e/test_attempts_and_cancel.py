@@ -9,6 +9,7 @@ the log it wrote until then.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def test_cancel_from_another_process_stops_the_run(
     project.write("endless.py", ENDLESS)
     started = tmp_path / "started"
     proc = orch.popen(
-        "run", "endless.py:flow", "-e", executor, "-p", f"sleeper.started={started}",
+        "run", "endless.py:flow", "--json", "-e", executor, "-p", f"sleeper.started={started}",
         log=tmp_path / "runner",
     )  # fmt: skip
     try:
@@ -124,6 +125,9 @@ def test_cancel_from_another_process_stops_the_run(
         took = time.monotonic() - t0
     finally:
         proc.kill()
+    printed = json.loads((tmp_path / "runner.out").read_text())  # what `run --json` said
+    assert printed["status"] == "cancelled"
+    assert states(printed) == {"first": "succeeded", "sleeper": "interrupted"}
     shown = orch.show(run_id)
     assert shown["status"] == "cancelled"
     assert states(shown) == {"first": "succeeded", "sleeper": "interrupted"}
