@@ -120,7 +120,22 @@ def _live_logs(ws: Workspace, run_id: str, on_log: LogWriter | None) -> Iterator
             printer.stop()
             if ended:
                 _late_logs(ws, run_id, set(printer.tail.offsets), on_log)
+        _keep_interrupted_logs(ws, run_id, folder)
         shutil.rmtree(folder, ignore_errors=True)  # the full logs are in the store now
+
+
+def _keep_interrupted_logs(ws: Workspace, run_id: str, folder: Path) -> None:
+    """Steps interrupted while running (a cancel, Ctrl-C) recorded no log: keep their
+    live files' text in the store before the folder goes."""
+    from orchestrator.logs import live_log_file
+
+    logs = {}
+    for row in ws.store.step_runs(run_id):
+        if row["state"] == "interrupted" and not row.get("log"):
+            with contextlib.suppress(OSError):
+                logs[row["name"]] = live_log_file(folder, row["name"]).read_text(errors="replace")
+    if logs:
+        ws.store.keep_logs(run_id, logs)
 
 
 def _late_logs(ws: Workspace, run_id: str, seen: set[str], on_log: Any) -> None:

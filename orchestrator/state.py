@@ -1,4 +1,9 @@
-"""States of runs and step runs: the words the store, the CLI and `--json` share."""
+"""States of runs and step runs: the words the store, the CLI and `--json` share.
+
+A run ends `succeeded`, `failed`, `interrupted` (its process died or was stopped) or
+`cancelled` (someone asked it to stop: `orch cancel`, the UI); a step run or attempt that
+was still running when its run ended otherwise than `succeeded` is `interrupted`.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
 
 
 STEP_KINDS = ("ingest", "validate", "feature", "train", "evaluate", "deploy", "custom")

@@ -132,8 +132,9 @@ def resume(
     dask_address: DaskOpt = None,
     image: ImageOpt = None,
     as_json: JsonOpt = False,
+    trigger: Annotated[str | None, typer.Option("--trigger", hidden=True)] = None,
 ) -> None:
-    """Run a failed or interrupted run again, reusing every step it finished."""
+    """Run a failed, interrupted or cancelled run again, reusing every step it finished."""
     from orchestrator.engine.selection import Selection
     from orchestrator.loader import load_target
 
@@ -145,10 +146,24 @@ def resume(
         executor=executor or old["executor"],
         as_json=as_json,
         resumed_from=old["id"],
+        trigger=json.loads(trigger) if trigger else None,
         options=_backend_options(dask_address, image),
         selection=Selection.from_json((old.get("trigger") or {}).get("selection")),
     )
     raise typer.Exit(0 if result.status == "succeeded" else 1)
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="A running run (an id prefix is enough).")],
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait until it is recorded cancelled.")
+    ] = 0.0,
+) -> None:
+    """Ask a running run to stop: its running steps are interrupted, it ends `cancelled`."""
+    from orchestrator.cli.control import cancel_run
+
+    cancel_run(ENV.store, run_id, wait)
 
 
 @app.command()
@@ -177,7 +192,8 @@ def show(
     from orchestrator.cli.show import print_show
 
     run_row = ENV.store.get_run(run_id)
-    print_show(run_row, ENV.store.step_runs(run_row["id"]), as_json, logs, full_logs)
+    steps, attempts = ENV.store.step_runs(run_row["id"]), ENV.store.attempts(run_row["id"])
+    print_show(run_row, steps, as_json, logs, full_logs, attempts)
 
 
 @app.command()

@@ -37,6 +37,7 @@ STYLE = {
     "running": "blue",
     "pending": "dim",
     "interrupted": "magenta",
+    "cancelled": "magenta",
     "retrying": "yellow",
 }
 

@@ -1,5 +1,9 @@
 """`orch show` and `orch explain`: one run's steps, params, outputs, errors and logs.
 
+A step run that took more than one attempt lists each attempt (state, duration); the
+earlier ones with their own error, traceback and log, the last one's are the step's.
+`--json` gives every attempt of each step under `attempt_history`.
+
 A step's log is capped when rendered for people: its last `LOG_LINES` lines, at most
 `LOG_BYTES` bytes, under a note saying how many earlier lines were left out and how to
 see them (`orch logs RUN STEP`, or `orch show --full-logs`). `--json` keeps the whole log.
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import textwrap
 from typing import Any
 
 from orchestrator.cli.progress import duration_text as _dur
@@ -82,15 +87,34 @@ def _print_tree(tree: dict[str, Any], indent: int) -> None:
             )
 
 
+def _attempt_json(a: dict[str, Any], logs: bool) -> dict[str, Any]:
+    keys = ("attempt", "state", "started_at", "ended_at", "duration", "error", "traceback")
+    return {k: a.get(k) for k in keys} | ({"log": a.get("log")} if logs else {})
+
+
+def _by_step(attempts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in attempts:
+        out.setdefault(a["step"], []).append(a)
+    return out
+
+
 def print_show(
     run: dict[str, Any],
     steps: list[dict[str, Any]],
     as_json: bool,
     logs: bool,
     full_logs: bool = False,
+    attempts: list[dict[str, Any]] | None = None,
 ) -> None:
+    tries = _by_step(attempts or [])
     if as_json:
-        print(_dumps(_run_json(run) | {"steps": [_step_json(s, logs) for s in steps]}))
+        docs = [
+            _step_json(s, logs)
+            | {"attempt_history": [_attempt_json(a, logs) for a in tries.get(s["name"], [])]}
+            for s in steps
+        ]
+        print(_dumps(_run_json(run) | {"steps": docs}))
         return
     out.print(
         f"run [bold]{run['id']}[/]  pipeline {run['pipeline']}  {_state(run['status'])}  "
@@ -129,11 +153,30 @@ def print_show(
                 f"output {_out_label(i, o)}: {o['hash'][:16]}  {o['type']}  {o['size']} bytes",
                 highlight=False,
             )
+        if len(tries.get(s["name"], [])) > 1:
+            _print_attempts(run["id"], tries[s["name"]], logs, full_logs)
         if s.get("error"):
             out.print("error:", style="red")
             out.print(s["error"], highlight=False, markup=False)
         if logs and s.get("log"):
             _print_log(run["id"], s["name"], s["log"], full_logs)
+
+
+def _print_attempts(
+    run_id: str, attempts: list[dict[str, Any]], logs: bool, full_logs: bool
+) -> None:
+    """Each attempt's state; the earlier ones' error, traceback and log (the last one's
+    are the step run's, printed after)."""
+    for a in attempts:
+        line = f"attempt {a['attempt']}: {a['state']}  {_dur(a['duration'])}".rstrip()
+        out.print(line, highlight=False, markup=False)
+        if a is attempts[-1]:
+            continue
+        if a.get("error"):
+            text = a["error"] + (f"\n{a['traceback']}" if a.get("traceback") else "")
+            out.print(textwrap.indent(text.rstrip(), "  "), highlight=False, markup=False)
+        if logs and a.get("log"):
+            _print_log(run_id, a["step"], a["log"], full_logs)
 
 
 def _print_log(run_id: str, step: str, log: str, full: bool) -> None:

@@ -6,7 +6,8 @@ State kept:
 * `busy[executor]`: how many attempts run on it (an executor takes `workers` at most);
 * `timers`: a heap of `(due, seq, name, parts, attempt)` for retries after a backoff.
 
-`wait` blocks until the first completion, deadline or due retry and returns what
+`wait` blocks until the first completion, deadline, due retry or `limit` seconds (the
+engine's cancel poll) and returns what
 finished: each completed future's result, and for each attempt past its deadline a
 failure saying it timed out (the executor is asked to kill it; if it cannot, the
 attempt is abandoned and the message says so). A finished attempt leaves `running`
@@ -68,11 +69,13 @@ class InFlight:
         self.busy[attempt.executor] -= 1
         return attempt
 
-    def wait(self) -> list[tuple[Attempt, StepResult]]:
+    def wait(self, limit: float | None = None) -> list[tuple[Attempt, StepResult]]:
         """What finished by the first completion, deadline or due retry (see the module)."""
         horizon = [a.deadline for a in self.running.values() if a.deadline is not None]
         if self.timers:
             horizon.append(self.timers[0][0])
+        if limit is not None:
+            horizon.append(time.perf_counter() + limit)
         timeout = max(0.0, min(horizon) - time.perf_counter()) if horizon else None
         if self.running:
             done, _ = cf.wait(list(self.running), timeout=timeout, return_when=cf.FIRST_COMPLETED)
@@ -107,3 +110,15 @@ class InFlight:
     def cancel(self) -> None:
         for fut in self.running:
             fut.cancel()
+
+    def kill_all(self) -> list[str]:
+        """Ask each executor to kill its running attempts and drop the waiting retries;
+        returns the names of their steps."""
+        names = []
+        for fut, attempt in list(self.running.items()):
+            self._pop(fut)
+            attempt.executor.kill(fut)
+            names.append(attempt.name)
+        names.extend(name for _, _, name, _, _ in self.timers)
+        self.timers.clear()
+        return names

@@ -14,7 +14,8 @@ start what may start, wait for the next completion, deadline or retry, handle it
 repeat. A step that fails for good marks its descendants skipped; independent branches
 go on. A ready step whose condition is false is skipped with its descendants, and the
 run may still succeed (`conditions.py`). A failed attempt with retries left waits
-`retry_backoff * 2**(n-1)` seconds.
+`retry_backoff * 2**(n-1)` seconds. A cancel request (cancel.py) ends the loop: running
+attempts are killed and the run is recorded `cancelled`.
 
 Because each round's changes are committed before the next round starts any step, a
 crash (even SIGKILL) loses no finished step: running the pipeline again finds them in
@@ -39,6 +40,7 @@ from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.cache.hashing import canonical
 from orchestrator.cache.keys import KeyMaker, KeyParts
 from orchestrator.engine import conditions
+from orchestrator.engine.cancel import CancelWatch
 from orchestrator.engine.inflight import Attempt, InFlight, Retry
 from orchestrator.engine.mapping import Mapper
 from orchestrator.engine.preflight import Hit, preflight
@@ -149,6 +151,7 @@ class _Run:
             engine.store, run_id, graph.pipeline, {n: graph.output_names(n) for n in graph.order}
         )
         self.flight = InFlight()
+        self.cancel = CancelWatch(engine.store, run_id)
         self.executor = executor
         self._placement: Placement | None = None
         self.to_submit: list[Retry] = []
@@ -170,12 +173,14 @@ class _Run:
         self.info("run started", steps=len(self.state.order), executor=self.executor)
         try:
             while self.state.queue or self.to_submit or self.flight:
+                if self.cancel.requested():
+                    break
                 self.resolve_ready(hits)
                 self.submit()  # one commit: finished steps, then the starts
                 if self.flight:
                     self.wait()
             self.record.flush()
-            status = self.state.status()
+            status = self.stop() if self.cancel.seen else self.state.status()
         except BaseException:
             status = RunStatus.INTERRUPTED
             self.record.flush()
@@ -187,6 +192,14 @@ class _Run:
             self.info("run finished", status=str(status), duration=took)
         took = time.perf_counter() - t0
         return RunResult(self.run_id, self.g.pipeline, status, self.state.steps(), took)
+
+    def stop(self) -> RunStatus:
+        """Cancelled: kill what runs; `finish_run` records those step runs interrupted."""
+        for name in self.flight.kill_all():
+            self.state.reports[name].state = StepState.INTERRUPTED
+            self.emit(name, StepState.INTERRUPTED, cause="cancelled")
+        self.info("run cancelled")
+        return RunStatus.CANCELLED
 
     def resolve_ready(self, hits: dict[str, Hit]) -> None:
         """Cache hits finish at once (their children join the queue); misses wait to start."""
@@ -288,7 +301,7 @@ class _Run:
         return _invocation(self.run_id, self.g, node, name, parts, attempt, inputs)
 
     def wait(self) -> None:
-        for attempt, result in self.flight.wait():
+        for attempt, result in self.flight.wait(self.cancel.poll):
             self.handle(attempt, result)
         self.to_submit.extend(self.flight.due())
 
@@ -303,6 +316,8 @@ class _Run:
         if attempt.attempt <= step.retries:
             delay = step.retry_backoff * (2 ** (attempt.attempt - 1))
             self.state.reports[name].error = result.error
+            took = time.perf_counter() - attempt.started
+            self.record.retrying(name, attempt.attempt, result, took)
             self.emit(name, "retrying", attempt=attempt.attempt, delay=delay, error=result.error)
             self.warn(
                 name, f"attempt {attempt.attempt} failed: {result.error}; retrying in {delay:g}s"

@@ -1,7 +1,9 @@
 """The recorder: the only code of the engine that knows the store's column names.
 
 It turns what happens to a step (running, cached, succeeded, failed, skipped) into the
-rows of a `Batch`: step-run inserts and updates, artifact rows and cache entries. It
+rows of a `Batch`: step-run inserts and updates, artifact rows and cache entries, and
+one attempt row per attempt (inserted `running` when it starts, updated when it ends, a
+failed one with its own error, traceback and log, so a retry loses nothing). It
 keeps one batch, the round's changes; `flush` commits it in one transaction and starts
 a new one. The engine flushes once per scheduling round, before it starts any step of
 that round, so a child never runs ahead of the record of its inputs and every running
@@ -67,6 +69,15 @@ class Recorder:
             "reason": rep.reason,
             "inputs": {k: r.hash for k, r in inputs.items()},
         }
+        self.batch.attempt_inserts.append(
+            {
+                "run_id": self.run_id,
+                "step": rep.name,
+                "attempt": attempt,
+                "state": StepState.RUNNING,
+                "started_at": row["started_at"],
+            }
+        )
         if attempt == 1:
             self.batch.step_inserts.append(
                 row | {"kind": rep.kind, "params": canonical(parts.params)}
@@ -125,6 +136,7 @@ class Recorder:
                 "inputs": parts.inputs,
             }
         )
+        self._attempt_ended(rep.name, attempt, StepState.SUCCEEDED, result.duration, log=result.log)
         self._artifacts(rep.name, [o for o in result.outputs if o.items is None], stamp)
         return self._cache_entry(rep.name, parts, outs, stamp)
 
@@ -143,6 +155,43 @@ class Recorder:
                 "step": step,
                 "created_at": stamp,
             }
+
+    def _attempt_ended(
+        self,
+        step: str,
+        attempt: int,
+        state: StepState,
+        duration: float | None,
+        *,
+        error: str | None = None,
+        traceback: str | None = None,
+        log: str | None = None,
+    ) -> None:
+        self.batch.attempt_updates.append(
+            {
+                "run_id": self.run_id,
+                "step": step,
+                "attempt": attempt,
+                "state": state,
+                "ended_at": now(),
+                "duration": duration,
+                "error": _text(error),
+                "traceback": _text(traceback or None),
+                "log": _text(log),
+            }
+        )
+
+    def retrying(self, step: str, attempt: int, result: StepResult, duration: float) -> None:
+        """Record a failed attempt that will be retried: the step run stays running."""
+        self._attempt_ended(
+            step,
+            attempt,
+            StepState.FAILED,
+            duration,
+            error=result.error or "failed",
+            traceback=result.traceback,
+            log=result.log,
+        )
 
     def _cache_entry(
         self, name: str, parts: KeyParts, outs: list[dict[str, Any]], stamp: Any
@@ -181,8 +230,17 @@ class Recorder:
         }
         if rep.attempts == 0:
             self.batch.step_inserts.append(row | {"kind": rep.kind, "started_at": now()})
-        else:
-            self.batch.step_updates.append(row)
+            return
+        self.batch.step_updates.append(row)
+        self._attempt_ended(
+            rep.name,
+            rep.attempts,
+            StepState.FAILED,
+            rep.duration,
+            error=rep.error or "failed",
+            traceback=traceback.strip(),
+            log=log,
+        )
 
     def skipped(self, rep: StepReport, cause: str) -> None:
         self.batch.step_inserts.append(

@@ -1,11 +1,11 @@
 """The rows the engine writes: a `Batch` per scheduling round, and the writer of batches.
 
-A `Batch` holds every state change of one round (step-run inserts and updates, new
-artifacts, new cache entries); `BatchWriter.write` records it in one transaction, so a
-finished step is durable before any step that depends on it starts. Artifacts and cache
-entries are content-keyed: a row already there is skipped, never an error. The hot path
-(`hot()`) is raw sqlite3 on SQLite (store/fastpath.py) and one held connection elsewhere;
-both write exactly the rows the portable path writes.
+A `Batch` holds every state change of one round (step-run inserts and updates, attempt
+inserts and updates, new artifacts, new cache entries); `BatchWriter.write` records it
+in one transaction, so a finished step is durable before any step that depends on it
+starts. Artifacts and cache entries are content-keyed: a row already there is skipped,
+never an error. The hot path (`hot()`) is raw sqlite3 on SQLite (store/fastpath.py) and
+one held connection elsewhere; both write exactly the rows the portable path writes.
 """
 
 from __future__ import annotations
@@ -32,9 +32,18 @@ class Batch:
     step_updates: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     artifacts: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     cache_entries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    attempt_inserts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    attempt_updates: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.step_inserts or self.step_updates or self.artifacts or self.cache_entries)
+        return bool(
+            self.step_inserts
+            or self.step_updates
+            or self.artifacts
+            or self.cache_entries
+            or self.attempt_inserts
+            or self.attempt_updates
+        )
 
 
 UPDATE_COLS = (
@@ -50,6 +59,8 @@ UPDATE_COLS = (
     "inputs",
 )
 STEP_COLS = tuple(c.name for c in t.step_runs.columns if c.name != "id")
+ATTEMPT_COLS = tuple(c.name for c in t.attempts.columns if c.name != "id")
+ATTEMPT_UPDATE_COLS = ("state", "ended_at", "duration", "error", "traceback", "log")
 
 
 def full_row(row: Row) -> Row:
@@ -74,6 +85,18 @@ class BatchWriter:
                 )
             )
             .values({c: bindparam(c) for c in UPDATE_COLS})
+        )
+        a = t.attempts.c
+        self._update_attempt = (
+            update(t.attempts)
+            .where(
+                and_(
+                    a.run_id == bindparam("_run"),
+                    a.step == bindparam("_step"),
+                    a.attempt == bindparam("_attempt"),
+                )
+            )
+            .values({c: bindparam(c) for c in ATTEMPT_UPDATE_COLS})
         )
         self._hot: Any = None
 
@@ -119,8 +142,19 @@ class BatchWriter:
                 for r in batch.step_updates
             ]
             conn.execute(self._update_step, rows)
+        if batch.attempt_inserts:
+            rows = [{c: r.get(c) for c in ATTEMPT_COLS} for r in batch.attempt_inserts]
+            conn.execute(insert(t.attempts), rows)
+        if batch.attempt_updates:
+            conn.execute(self._update_attempt, [attempt_key(r) for r in batch.attempt_updates])
         self.db.insert_ignored(conn, t.artifacts, list(batch.artifacts.values()))
         self.db.insert_ignored(conn, t.cache_entries, batch.cache_entries)
+
+
+def attempt_key(row: Row) -> Row:
+    """An attempt update's values, with the key of the row it updates."""
+    values = {c: row.get(c) for c in ATTEMPT_UPDATE_COLS}
+    return values | {"_run": row["run_id"], "_step": row["step"], "_attempt": row["attempt"]}
 
 
 class HeldConnection:

@@ -1,11 +1,11 @@
 """The engine's hot path on SQLite: one held DB-API connection, prepared SQL, no ORM layer.
 
-Per scheduling round the engine writes a batch (step-run inserts and updates, artifacts,
-cache entries) and, per ready step, looks up one cache key. Through SQLAlchemy Core each
-statement costs tens of microseconds of Python before SQLite sees it; here it costs a
-few. Values are encoded exactly as the SQLAlchemy column types encode them (JSON text,
-naive-UTC `YYYY-MM-DD HH:MM:SS.ffffff`), so both paths read each other's rows. Other
-databases use the portable SQLAlchemy path in `batch.py`.
+Per scheduling round the engine writes a batch (step-run and attempt inserts and
+updates, artifacts, cache entries) and, per ready step, looks up one cache key. Through
+SQLAlchemy Core each statement costs tens of microseconds of Python before SQLite sees
+it; here it costs a few. Values are encoded exactly as the SQLAlchemy column types
+encode them (JSON text, naive-UTC `YYYY-MM-DD HH:MM:SS.ffffff`), so both paths read each
+other's rows. Other databases use the portable SQLAlchemy path in `batch.py`.
 """
 
 from __future__ import annotations
@@ -78,6 +78,13 @@ class SqliteFastPath:
             f"UPDATE step_runs SET {', '.join(f'{c} = ?' for c in update_cols)} "
             "WHERE run_id = ? AND name = ?"
         )
+        self.attempt_cols = tuple(c.name for c in t.attempts.columns if c.name != "id")
+        self.sql_attempt = _insert_sql(t.attempts, self.attempt_cols, ignore=False)
+        self.attempt_update_cols = ("state", "ended_at", "duration", "error", "traceback", "log")
+        self.sql_attempt_update = (
+            f"UPDATE attempts SET {', '.join(f'{c} = ?' for c in self.attempt_update_cols)} "
+            "WHERE run_id = ? AND step = ? AND attempt = ?"
+        )
         self.sql_art = _insert_sql(t.artifacts, self.art_cols, ignore=True)
         self.sql_entry = _insert_sql(t.cache_entries, self.entry_cols, ignore=True)
 
@@ -90,6 +97,7 @@ class SqliteFastPath:
             if batch.step_updates:
                 keyed = [r | {"_run": r["run_id"], "_name": r["name"]} for r in batch.step_updates]
                 cur.executemany(self.sql_update, _rows((*self.update_cols, "_run", "_name"), keyed))
+            self._attempts(cur, batch)
             if batch.artifacts:
                 cur.executemany(self.sql_art, _rows(self.art_cols, batch.artifacts.values()))
             if batch.cache_entries:
@@ -100,6 +108,13 @@ class SqliteFastPath:
             raise
         finally:
             cur.close()
+
+    def _attempts(self, cur: sqlite3.Cursor, batch: Any) -> None:
+        if batch.attempt_inserts:
+            cur.executemany(self.sql_attempt, _rows(self.attempt_cols, batch.attempt_inserts))
+        if batch.attempt_updates:
+            cols = (*self.attempt_update_cols, "run_id", "step", "attempt")
+            cur.executemany(self.sql_attempt_update, _rows(cols, batch.attempt_updates))
 
     def cache_get(self, key: str) -> dict[str, Any] | None:
         row = self.conn.execute(

@@ -119,6 +119,21 @@ class MetadataStore:
     def step_runs(self, run_id: str) -> list[Row]:
         return self.runs.steps(run_id)
 
+    def attempts(self, run_id: str, step: str | None = None) -> list[Row]:
+        """Every attempt of the run's step runs (or of one step), oldest first per step."""
+        return self.runs.attempts(run_id, step)
+
+    def keep_logs(self, run_id: str, logs: dict[str, str]) -> None:
+        """Logs of step runs that ended interrupted without one, recorded (see runs.py)."""
+        self.runs.keep_logs(run_id, logs)
+
+    def request_cancel(self, run_id: str) -> bool:
+        """Ask a running run to stop (its engine polls this); False if it is not running."""
+        return self.runs.request_cancel(run_id)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        return self.runs.cancel_requested(run_id)
+
     def existing_runs(self, run_ids: Iterable[str]) -> dict[str, str]:
         return self.runs.existing(run_ids)
 

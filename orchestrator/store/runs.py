@@ -2,11 +2,13 @@
 
 A run is created `running` together with its pipeline's row (name -> how to load it),
 with this host and process id. `finish` sets its final status; any other status than
-`succeeded` also marks its still-running step runs `interrupted`, in the same
-transaction. A run read as `running` whose process on this host is gone (or is another
-process with a recycled pid) was interrupted: the reads record that (`refresh_stale`)
-and return the recorded status; a read-only store reports it without recording it.
-Step runs are written by batches (store/batch.py); here they are only read.
+`succeeded` also marks its still-running step runs and attempts `interrupted`, in the
+same transaction. A cancel request (`request_cancel`) only stamps the running run: the
+engine that runs it polls `cancel_requested` and ends the run `cancelled`. A run read as
+`running` whose process on this host is gone (or is another process with a recycled pid)
+was interrupted: the reads record that (`refresh_stale`) and return the recorded status;
+a read-only store reports it without recording it. Step runs are written by batches
+(store/batch.py); here they are only read.
 """
 
 from __future__ import annotations
@@ -75,6 +77,57 @@ class RunRepository:
                     .where(and_(c.run_id == run_id, c.state == StepState.RUNNING))
                     .values(state=StepState.INTERRUPTED, ended_at=now())
                 )
+                a = t.attempts.c
+                conn.execute(
+                    update(t.attempts)
+                    .where(and_(a.run_id == run_id, a.state == StepState.RUNNING))
+                    .values(state=StepState.INTERRUPTED, ended_at=now())
+                )
+
+    def keep_logs(self, run_id: str, logs: dict[str, str]) -> None:
+        """Record the logs of step runs that ended `interrupted` without one (what their
+        live files held when the run ended): the step run gets it whole, its interrupted
+        attempt the part after the earlier attempts' logs."""
+        c, a = t.step_runs.c, t.attempts.c
+        with self.db.tx() as conn:
+            for step, text in logs.items():
+                conn.execute(
+                    update(t.step_runs)
+                    .where(and_(c.run_id == run_id, c.name == step, c.log.is_(None)))
+                    .where(c.state == StepState.INTERRUPTED)
+                    .values(log=text)
+                )
+                earlier = conn.execute(
+                    select(a.log).where(and_(a.run_id == run_id, a.step == step))
+                    .where(a.state != StepState.INTERRUPTED)
+                ).scalars()  # fmt: skip
+                skip = sum(len((e or "").encode()) for e in earlier)
+                conn.execute(
+                    update(t.attempts)
+                    .where(and_(a.run_id == run_id, a.step == step, a.log.is_(None)))
+                    .where(a.state == StepState.INTERRUPTED)
+                    .values(log=text.encode()[skip:].decode("utf-8", "replace"))
+                )
+
+    def request_cancel(self, run_id: str) -> bool:
+        """Ask the running run `run_id` to stop; False if it is not running (any more)."""
+        r = t.runs.c
+        with self.db.tx() as conn:
+            row = conn.execute(
+                select(r.status, r.cancel_requested_at).where(r.id == run_id)
+            ).first()
+            if row is None or row.status != RunStatus.RUNNING:
+                return False
+            if row.cancel_requested_at is None:
+                conn.execute(update(t.runs).where(r.id == run_id).values(cancel_requested_at=now()))
+        return True
+
+    def cancel_requested(self, run_id: str) -> bool:
+        with self.db.read() as conn:
+            stamp = conn.execute(
+                select(t.runs.c.cancel_requested_at).where(t.runs.c.id == run_id)
+            ).scalar()
+        return stamp is not None
 
     def refresh_stale(self, rows: list[Row]) -> None:
         """Runs in `rows` marked running whose process on this host is gone: record them
@@ -132,6 +185,15 @@ class RunRepository:
                 select(t.step_runs).where(t.step_runs.c.run_id == run_id).order_by(t.step_runs.c.id)
             )
             return [dict(r._mapping) for r in rows]
+
+    def attempts(self, run_id: str, step: str | None = None) -> list[Row]:
+        """The attempts of a run's step runs (of one step), in the order they started."""
+        a = t.attempts.c
+        q = select(t.attempts).where(a.run_id == run_id).order_by(a.id)
+        if step is not None:
+            q = q.where(a.step == step)
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     def existing(self, run_ids: Iterable[str]) -> dict[str, str]:
         """{run id: status} of those of `run_ids` that exist."""

@@ -82,7 +82,10 @@ runs = Table(
     Column("resumed_from", String(32)),
     Column("trigger", JSON),
     Column("error", Text),
+    Column("cancel_requested_at", UTCDateTime),
 )
+"""`cancel_requested_at`: when someone asked the run to stop (`orch cancel`, the UI); the
+engine running it polls it and ends the run `cancelled`."""
 
 step_runs = Table(
     "step_runs",
@@ -105,6 +108,26 @@ step_runs = Table(
     Column("log", Text),
     UniqueConstraint("run_id", "name"),
 )
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("duration", Float),
+    Column("error", Text),
+    Column("traceback", Text),
+    Column("log", Text),
+    UniqueConstraint("run_id", "step", "attempt"),
+)
+"""Every attempt of a step run that started on an executor (cached and skipped steps make
+none): `running` when it starts, then `succeeded`, `failed` (with its own error,
+traceback and log) or `interrupted`. The step run keeps the last attempt's outcome."""
 
 artifacts = Table(
     "artifacts",

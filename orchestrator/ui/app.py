@@ -29,6 +29,7 @@ from orchestrator.store.registry import StoreRegistry
 from orchestrator.ui import (
     auth,
     graphs,
+    run_actions,
     views_drift,
     views_models,
     views_ops,
@@ -76,7 +77,8 @@ def create_app(
         graphs=graphs.GraphCache(),
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, views_pipelines, views_models, views_ops, views_drift, views_runs):
+    modules = (auth, views_pipelines, views_models, views_ops, views_drift, views_runs, run_actions)
+    for module in modules:
         app.include_router(module.router)
     _error_handlers(app)
     return app

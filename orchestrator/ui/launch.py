@@ -53,15 +53,17 @@ def start_run(
     target: str,
     params: list[str],
     wait: float = 8.0,
+    command: str = "run",
 ) -> Launched:
-    """Start the run; return its id once recorded (None if it did not show in `wait` s)."""
+    """Start the run (`orch COMMAND TARGET PARAMS...`: `run`, or `resume` a run id); return
+    its id once recorded (None if it did not show in `wait` s)."""
     request = uuid.uuid4().hex
     folder = home / "ui-runs"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC)
     log = folder / f"{stamp:%Y%m%dT%H%M%S}-{request[:8]}.log"
     trigger = json.dumps({"kind": "ui", "request": request})
-    cmd = [sys.executable, "-m", "orchestrator", "run", target, *params, "--trigger", trigger]
+    cmd = [sys.executable, "-m", "orchestrator", command, target, *params, "--trigger", trigger]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             cmd,
@@ -81,7 +83,7 @@ def start_run(
             run_id = _find(store, request, stamp)
             if run_id is not None:
                 return Launched(run_id, log)
-            return Launched(None, log, _tail(log) or f"`orch run` exited {proc.returncode}")
+            return Launched(None, log, _tail(log) or f"`orch {command}` exited {proc.returncode}")
         time.sleep(0.05)
     return Launched(None, log)
 

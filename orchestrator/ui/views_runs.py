@@ -18,10 +18,25 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
 from orchestrator.errors import NotFound
+from orchestrator.logs import live_log_file
 from orchestrator.ui import graphs, present, previews, queries
-from orchestrator.ui.web import ARTIFACT, NAME, RUN_ID, STEP, is_fragment, not_found, page, ui
+from orchestrator.ui.web import (
+    ARTIFACT,
+    NAME,
+    RUN_ID,
+    RUN_STATUSES,
+    STEP,
+    is_fragment,
+    not_found,
+    page,
+    ui,
+)
 
 router = APIRouter()
+
+LIVE_BYTES = 256 * 1024
+"""How much of a running step's live log file the panel shows (its end)."""
+_LIVE_STATES = ("running", "pending")
 
 RunIdPath = Annotated[str, Path(pattern=RUN_ID, description="A run id.")]
 StepPath = Annotated[str, Path(pattern=STEP, description="A step name.")]
@@ -31,7 +46,7 @@ class RunQuery(BaseModel):
     """Filters and paging of the runs list (an empty filter means: any)."""
 
     pipeline: str | None = Field(None, pattern=NAME)
-    status: Literal["running", "succeeded", "failed", "interrupted"] | None = None
+    status: Literal["running", "succeeded", "failed", "interrupted", "cancelled"] | None = None
     page: int = Field(1, ge=1, le=1_000_000)
     per_page: int = Field(50, ge=1, le=500)
 
@@ -66,6 +81,14 @@ def step_json(s: dict[str, Any]) -> dict[str, Any]:
     out["reason"] = (s.get("reason") or {}).get("summary")
     out["why"] = present.why(s)
     out["failed"] = s.get("state") == "failed"
+    return out
+
+
+def attempt_json(a: dict[str, Any]) -> dict[str, Any]:
+    keys = ("attempt", "state", "duration", "error", "traceback", "log")
+    out = {k: a.get(k) for k in keys}
+    out["started_at"] = present.iso(a.get("started_at"))
+    out["ended_at"] = present.iso(a.get("ended_at"))
     return out
 
 
@@ -107,7 +130,7 @@ def runs_list(request: Request, q: RunFilter) -> Response:
             "result": result,
             "q": q,
             "pipelines": queries.pipeline_names(state.store),
-            "statuses": ("running", "succeeded", "failed", "interrupted"),
+            "statuses": RUN_STATUSES,
             "counted": present.COUNTED_STATES,
             "trigger_info": present.trigger_info,
             "run_seconds": present.run_seconds,
@@ -121,6 +144,8 @@ def run_page(request: Request, run_id: RunIdPath) -> Response:
     if run["id"] != run_id:  # a prefix: show the run under its own address
         return RedirectResponse(f"/runs/{run['id']}", status_code=307)
     view = _run_view(request, run)
+    failing = failing_step(run, view["steps"])
+    opened = step_detail(request, run, failing["name"]) if failing else None
     return page(
         request,
         "run.html",
@@ -129,8 +154,22 @@ def run_page(request: Request, run_id: RunIdPath) -> Response:
             "trigger": present.trigger_info(run.get("trigger")),
             "seconds": present.run_seconds(run),
             "steps_json": [step_json(s) for s in view["steps"]],
+            "failing": failing,
+            "opened": opened,
         },
     )
+
+
+def failing_step(run: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first failed step of a run that did not succeed (None if no step failed)."""
+    if run.get("status") in ("running", "succeeded"):
+        return None
+    failed = [s for s in steps if s.get("state") == "failed"]
+    if not failed:
+        return None
+    s = failed[0]
+    error = str(s.get("error") or "").strip()
+    return {"name": s["name"], "headline": error.splitlines()[0] if error else "failed"}
 
 
 @router.get("/runs/{run_id}/steps/{step}", response_class=HTMLResponse)
@@ -153,7 +192,30 @@ def step_detail(request: Request, run: dict[str, Any], name: str) -> dict[str, A
     if s.get("outputs"):  # label outputs by their declared names
         s = graphs.named_outputs(state.graphs.shape(run["target"], run.get("params") or {}), s)
     arts = previews.step_artifacts(state.store, state.artifacts, s)
-    return {"step": s, "explain": present.explanation(s), **arts}
+    live = run.get("status") == "running" and s.get("state") in _LIVE_STATES
+    if live and s.get("state") == "running":
+        s = s | {"log": live_log(state.home, run["id"], name) or s.get("log")}
+    return {
+        "step": s,
+        "explain": present.explanation(s),
+        "attempts": state.store.attempts(run["id"], name),
+        "live": live,
+        **arts,
+    }
+
+
+def live_log(home: Any, run_id: str, step: str) -> str:
+    """The end of a running step's live log file ("" when there is none yet)."""
+    path = live_log_file(home / "logs" / run_id, step)
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(0, size - LIVE_BYTES))
+            data = fh.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace")
+    return text.partition("\n")[2] if size > LIVE_BYTES else text
 
 
 def _not_started(name: str, kind: str) -> dict[str, Any]:
@@ -200,6 +262,8 @@ def api_step(request: Request, run_id: RunIdPath, step: StepPath) -> dict[str, A
     s = d["step"]
     return step_json(s) | {
         "run_id": run["id"],
+        "live": d["live"],
+        "attempt_history": [attempt_json(a) for a in d["attempts"]],
         "params": s.get("params"),
         "inputs": d["inputs"],
         "outputs": d["outputs"],
@@ -216,7 +280,10 @@ def api_step_log(request: Request, run_id: RunIdPath, step: StepPath) -> dict[st
     got = queries.step_log(ui(request).store, run["id"], step)
     if got is None:
         raise not_found(f"run {run['id']} has no step '{step}'")
-    return {"run_id": run["id"], "step": step} | got
+    live = run.get("status") == "running" and got["state"] == "running"
+    if live:
+        got["log"] = live_log(ui(request).home, run["id"], step) or got["log"]
+    return {"run_id": run["id"], "step": step, "live": live} | got
 
 
 @router.get("/api/artifacts/{artifact}")

@@ -31,7 +31,7 @@ STEP = r"^[\w.@+\[\]-]{1,200}$"
 ARTIFACT = r"^[0-9a-f]{32,64}$"
 """A content hash (xxh3-128, lower-case hex)."""
 
-RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
+RUN_STATUSES = ("running", "succeeded", "failed", "interrupted", "cancelled")
 
 COOKIE = "orch_ui_session"
 

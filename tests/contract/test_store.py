@@ -377,6 +377,89 @@ def test_finish_run_marks_running_steps_interrupted(store: MetadataStore, status
     assert_utc(steps["b"]["ended_at"])
 
 
+def attempt_row(step: str, n: int, state: str, **kw: Any) -> dict[str, Any]:
+    return {"run_id": RUN, "step": step, "attempt": n, "state": state, **kw}
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["portable", "fast"])
+def test_attempts_round_trip_and_each_keeps_its_own_error(store: MetadataStore, fast: bool) -> None:
+    new_run(store)
+    store.write(
+        Batch(
+            step_inserts=[step_row("s", "running", started_at=T0, attempts=1)],
+            attempt_inserts=[attempt_row("s", 1, "running", started_at=T0)],
+        ),
+        fast=fast,
+    )
+    store.write(
+        Batch(
+            attempt_updates=[
+                attempt_row(
+                    "s",
+                    1,
+                    "failed",
+                    ended_at=T0,
+                    duration=0.5,
+                    error="boom 1",
+                    traceback="Traceback: one",
+                    log="line 1\n",
+                )  # fmt: skip
+            ],
+            attempt_inserts=[attempt_row("s", 2, "running", started_at=T0)],
+        ),
+        fast=fast,
+    )
+    store.write(
+        Batch(
+            attempt_updates=[
+                attempt_row("s", 2, "failed", ended_at=T0, duration=0.25, error="boom 2")
+            ]
+        ),
+        fast=fast,
+    )
+    got = store.attempts(RUN)
+    assert [(a["step"], a["attempt"], a["state"], a["error"]) for a in got] == [
+        ("s", 1, "failed", "boom 1"),
+        ("s", 2, "failed", "boom 2"),
+    ]
+    assert got[0]["traceback"] == "Traceback: one" and got[0]["log"] == "line 1\n"
+    assert got[1]["traceback"] is None and got[1]["duration"] == 0.25
+    assert_utc(got[0]["started_at"])
+    assert got[0]["ended_at"] == T0
+    assert store.attempts(RUN, "other") == []
+
+
+def test_finish_run_marks_running_attempts_interrupted(store: MetadataStore) -> None:
+    new_run(store)
+    store.write(
+        Batch(
+            step_inserts=[step_row("s", "running", started_at=T0, attempts=2)],
+            attempt_inserts=[
+                attempt_row("s", 1, "failed", started_at=T0, error="boom"),
+                attempt_row("s", 2, "running", started_at=T0),
+            ],
+        )
+    )
+    store.finish_run(RUN, "cancelled")
+    assert [a["state"] for a in store.attempts(RUN)] == ["failed", "interrupted"]
+    assert store.get_run(RUN)["status"] == "cancelled"
+    assert by_name(store)["s"]["state"] == "interrupted"
+
+
+def test_a_cancel_request_is_recorded_for_a_running_run_only(store: MetadataStore) -> None:
+    new_run(store)
+    assert store.cancel_requested(RUN) is False
+    assert store.request_cancel(RUN) is True
+    first = store.get_run(RUN)["cancel_requested_at"]
+    assert_utc(first)
+    assert store.request_cancel(RUN) is True  # asked twice: the first stamp stays
+    assert store.get_run(RUN)["cancel_requested_at"] == first
+    assert store.cancel_requested(RUN) is True
+    store.finish_run(RUN, "cancelled")
+    assert store.request_cancel(RUN) is False
+    assert store.request_cancel("nope") is False
+
+
 def test_finish_run_succeeded_leaves_step_rows_alone(store: MetadataStore) -> None:
     new_run(store)
     store.write(Batch(step_inserts=[step_row("a", "succeeded"), step_row("b", "running")]))

@@ -286,3 +286,63 @@ def test_a_step_printing_a_nul_byte_succeeds(pg_orch: Orch, pg_project: Project)
     shown = pg_orch.show(doc["run_id"])
     assert "raw bytes:" in step_of(shown, "load")["log"]
     assert pg_orch.run("nul.py:nul")["status"] == "succeeded"
+
+
+RETRIED_THEN_ENDLESS = """
+import time
+from pathlib import Path
+
+from orchestrator import pipeline, step
+
+
+@step(retries=1, retry_backoff=0.05)
+def flaky(marker: str = "m") -> int:
+    path = Path(marker)
+    n = int(path.read_text()) if path.exists() else 0
+    path.write_text(str(n + 1))
+    print(f"attempt {n + 1} prints\\x00a NUL")
+    if n == 0:
+        raise ValueError("first attempt fails")
+    return n
+
+
+@step
+def endless(x: int, started: str = "") -> int:
+    Path(started).touch()
+    while True:
+        time.sleep(0.05)
+
+
+@pipeline
+def flow(marker: str = "m", started: str = ""):
+    endless(flaky(marker=marker), started=started)
+"""
+
+
+def test_attempts_and_a_cancel_on_postgresql(
+    pg_orch: Orch, pg_project: Project, tmp_path: Path
+) -> None:
+    """Both attempts of a retried step are kept, then `orch cancel` from another process
+    stops the run: the held connection's rows and the cancel request meet in PostgreSQL."""
+    pg_project.write("retry.py", RETRIED_THEN_ENDLESS)
+    started = tmp_path / "started"
+    proc = pg_orch.popen(
+        "run", "retry.py:flow", "-e", "process",
+        "-p", f"marker={tmp_path / 'marker'}", "-p", f"started={started}",
+        log=tmp_path / "runner",
+    )  # fmt: skip
+    try:
+        wait_for(started.exists, "the endless step to start", timeout=120)
+        run_id = pg_orch.runs()[0]["run_id"]
+        res = pg_orch("cancel", run_id, "--wait", "60")
+        assert res.code == 0, res.describe()
+        assert proc.wait(timeout=60) == 1
+    finally:
+        proc.kill()
+    shown = pg_orch.show(run_id)
+    assert shown["status"] == "cancelled"
+    assert states(shown) == {"flaky": "succeeded", "endless": "interrupted"}
+    tries = step_of(shown, "flaky")["attempt_history"]
+    assert [(a["attempt"], a["state"]) for a in tries] == [(1, "failed"), (2, "succeeded")]
+    assert "first attempt fails" in tries[0]["error"] and "attempt 1 prints" in tries[0]["log"]
+    assert [a["state"] for a in step_of(shown, "endless")["attempt_history"]] == ["interrupted"]

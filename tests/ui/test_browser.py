@@ -225,6 +225,7 @@ def table_states(page: Page) -> dict[str, str]:
 
 def click_node(page: Page, step: str) -> None:
     """Click a node of the graph with the mouse, where Cytoscape drew it."""
+    page.locator("#dag").scroll_into_view_if_needed()
     box = page.locator("#dag").bounding_box()
     assert box is not None, "#dag is not displayed"
     page.wait_for_function(
@@ -346,6 +347,82 @@ def test_failed_run_shows_the_error_and_traceback(
     page.locator("#step-log").filter(has_text="loaded rows for the broken pipeline").wait_for()
     assert page.locator("#step-panel #step-error").count() == 0
     shot(page, "load-log")
+
+
+TICKING = """
+import time
+from pathlib import Path
+
+from orchestrator import pipeline, step
+
+
+@step
+def ticking(started: str = "") -> int:
+    Path(started).touch()
+    for i in range(6000):
+        print(f"tick {i}", flush=True)
+        time.sleep(0.05)
+    return 0
+
+
+@pipeline
+def ticker(started: str = ""):
+    ticking(started=started)
+"""
+
+
+def _ticks(page: Page) -> int:
+    """The highest `tick N` line in the open step panel's log (-1: none yet)."""
+    text = page.locator("#step-panel #step-log").inner_text()
+    return max((int(n) for n in re.findall(r"^tick (\d+)$", text, re.M)), default=-1)
+
+
+def test_an_open_step_panel_shows_its_log_growing_then_cancel_stops_the_run(
+    page: Page, ui_server: Server, project: UIProject, tmp_path: Path
+) -> None:
+    project.project.write("ticker.py", TICKING)
+    started = tmp_path / "started"
+    proc = project.orch.popen(
+        "run", "ticker.py:ticker", "-e", "process", "-p", f"started={started}",
+        log=tmp_path / "runner",
+    )  # fmt: skip
+    try:
+        wait_for(started.exists, "the ticking step to start", timeout=RUN_TIMEOUT)
+        run_id = project.orch.runs()[0]["run_id"]
+        sign_in(page, ui_server)
+        page.goto(f"{ui_server.url}/runs/{run_id}")
+        page.locator("tr[data-step='ticking']").click()
+        page.locator("#step-panel #step-detail[data-live='1']").wait_for()
+        page.wait_for_function(
+            "() => /^tick 3$/m.test(document.querySelector('#step-log').textContent)"
+        )
+        first = _ticks(page)
+        shot(page, "live-log")
+        # no click, no reload: the panel refreshes itself while the step runs
+        page.wait_for_function(
+            "(n) => { const m = document.querySelector('#step-log').textContent"
+            ".match(/^tick (\\d+)$/gm); return m && parseInt(m.pop().slice(5)) >= n; }",
+            arg=first + 20,
+            timeout=60_000,
+        )
+        assert _ticks(page) >= first + 20
+        shot(page, "live-log-grown")
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("button[data-action='cancel']").click()
+        assert proc.wait(timeout=60) == 1
+    finally:
+        proc.kill()
+    shown = project.orch.show(run_id)
+    assert shown["status"] == "cancelled" and states(shown) == {"ticking": "interrupted"}
+    page.goto(f"{ui_server.url}/runs/{run_id}")
+    assert page.locator("#run-header").get_attribute("data-status") == "cancelled"
+    assert page.locator("button[data-action='resume']").is_enabled()
+    assert page.locator("button[data-action='cancel']").count() == 0
+    page.locator("tr[data-step='ticking']").click()
+    page.locator("#step-panel #step-detail[data-state='interrupted'][data-live='0']").wait_for()
+    assert _ticks(page) >= first + 20  # the log it wrote is kept
+    shot(page, "cancelled")
 
 
 # -- starting runs ------------------------------------------------------------------------
