@@ -48,12 +48,40 @@ def _run_graph(
 ) -> Any:
     """Run through the API with live progress and log lines on stderr; print the result."""
     from orchestrator import api
-    from orchestrator.cli.progress import Progress, json_log_printer, print_log_line, print_result
+    from orchestrator.cli.progress import print_result
+
+    result = _execute_graph(
+        graph, target=target, executor=executor, quiet=as_json, options=options,
+        trigger=trigger, run_id=run_id, resumed_from=resumed_from, selection=selection,
+    )  # fmt: skip
+    if as_json:  # the document `orchestrator.run(...).to_json()` gives, outputs named
+        doc = api.from_result(result, graph, ENV.artifacts).to_json()
+        sys.stdout.write(_json(doc) + "\n")
+    else:
+        print_result(result)
+    return result
+
+
+def _execute_graph(
+    graph: Any,
+    *,
+    target: str,
+    executor: str,
+    quiet: bool,
+    options: dict[str, Any],
+    trigger: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    resumed_from: str | None = None,
+    selection: Any = None,
+) -> Any:
+    """Run through the API with live progress (none if `quiet`) and log lines on stderr."""
+    from orchestrator import api
+    from orchestrator.cli.progress import Progress, json_log_printer, print_log_line
     from orchestrator.engine.selection import plan
 
     run_id = run_id or api.new_run_id()
     members = plan(graph, selection).members if selection else None
-    progress = Progress(graph, quiet=as_json, steps=members)
+    progress = Progress(graph, quiet=quiet, steps=members)
     json_logs = os.environ.get("ORCH_LOG_FORMAT") == "json"
     on_log = json_log_printer(run_id, graph.pipeline) if json_logs else print_log_line
     try:
@@ -74,11 +102,6 @@ def _run_graph(
         sys.stderr.flush()
         ENV.close()
         os._exit(130)
-    if as_json:  # the document `orchestrator.run(...).to_json()` gives, outputs named
-        doc = api.from_result(result, graph, ENV.artifacts).to_json()
-        sys.stdout.write(_json(doc) + "\n")
-    else:
-        print_result(result)
     return result
 
 
@@ -125,6 +148,88 @@ def run(
     raise typer.Exit(0 if result.status == "succeeded" else 1)
 
 
+GridOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--grid",
+        "-g",
+        help="PATH=VALUES, once per swept parameter: A,B,C lists values; LO..HI is a "
+        "range (integer ends: every integer; float ends: drawn with --random); "
+        "log:LO..HI is drawn log-uniformly with --random.",
+    ),
+]
+
+
+RowsJsonOpt = Annotated[bool, typer.Option("--json", help="Print the rows as one JSON list.")]
+
+
+@app.command()
+def sweep(
+    target: Annotated[
+        str, typer.Argument(help="A built-in pipeline name or path/to/file.py:function.")
+    ],
+    grid: GridOpt = None,
+    random: Annotated[
+        int | None,
+        typer.Option("--random", help="Draw N combinations from the grid instead of all."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --random.")] = 0,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="Rank by this metric (default: the first).")
+    ] = None,
+    maximize: Annotated[
+        bool | None,
+        typer.Option(
+            "--maximize/--minimize",
+            help="Direction of --metric (default: minimize names with loss/error/mse/mae, "
+            "else maximize).",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE or STEP.KEY=VALUE.")
+    ] = None,
+    params_file: ParamsFileOpt = None,
+    executor: Annotated[
+        str,
+        typer.Option("--executor", "-e", help="thread, process, sequential, dask or docker."),
+    ] = "thread",
+    dask_address: DaskOpt = None,
+    image: ImageOpt = None,
+    as_json: RowsJsonOpt = False,
+) -> None:
+    """Run a pipeline over every combination of the --grid values as ONE run: steps that
+    are the same in every combination run once, the rest once per combination (c0.train,
+    c1.train, ...). Prints each combination's parameters and evaluate metrics, best first."""
+    from orchestrator import api
+    from orchestrator.cli.sweep import print_sweep
+    from orchestrator.loader import load_target, normalize_target
+    from orchestrator.sweeps import Sweep, build_sweep
+
+    pipe = load_target(target)
+    plan, record = build_sweep(pipe, grid or [], _overrides(param, params_file), random, seed)
+    result = _execute_graph(
+        plan.graph, target=normalize_target(target), executor=executor, quiet=as_json,
+        options=_backend_options(dask_address, image), trigger={"kind": "sweep", **record},
+    )  # fmt: skip
+    done = api.from_result(result, plan.graph, ENV.artifacts)
+    print_sweep(Sweep(done, record, metric, maximize), as_json)
+    raise typer.Exit(0 if result.status == "succeeded" else 1)
+
+
+@app.command("sweep-table")
+def sweep_table(
+    run_id: Annotated[str, typer.Argument(help="A sweep's run (an id prefix is enough).")],
+    metric: Annotated[str | None, typer.Option("--metric")] = None,
+    maximize: Annotated[bool | None, typer.Option("--maximize/--minimize")] = None,
+    as_json: RowsJsonOpt = False,
+) -> None:
+    """The table of an earlier sweep, rebuilt from the store."""
+    from orchestrator.cli.sweep import print_sweep
+    from orchestrator.sweeps import sweep_of
+
+    print_sweep(sweep_of(ENV, ENV.store.get_run(run_id), metric, maximize), as_json)
+
+
 @app.command()
 def resume(
     run_id: Annotated[str, typer.Argument(help="The run to resume (an id prefix is enough).")],
@@ -138,7 +243,13 @@ def resume(
     from orchestrator.loader import load_target
 
     old = ENV.store.get_run(run_id)
-    graph = load_target(old["target"]).build(dict(old["params"]))
+    trig = old.get("trigger") or {}
+    if trig.get("kind") == "sweep":  # the same combinations, not the plain pipeline
+        from orchestrator.sweeps import rebuild
+
+        graph = rebuild(load_target(old["target"]), trig).graph
+    else:
+        graph = load_target(old["target"]).build(dict(old["params"]))
     result = _run_graph(
         graph,
         target=old["target"],
@@ -146,7 +257,8 @@ def resume(
         as_json=as_json,
         resumed_from=old["id"],
         options=_backend_options(dask_address, image),
-        selection=Selection.from_json((old.get("trigger") or {}).get("selection")),
+        trigger=trig if trig.get("kind") == "sweep" else None,
+        selection=Selection.from_json(trig.get("selection")),
     )
     raise typer.Exit(0 if result.status == "succeeded" else 1)
 

@@ -1,0 +1,104 @@
+"""Sweep grids and their expansion into one graph: axes, combinations, draws, sharing."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import ParamError, pipeline, step
+from orchestrator.model.grid import combinations, parse_axis, parse_grid, sample
+from orchestrator.model.sweep import plan_sweep
+
+
+@step(kind="ingest")
+def load(n: int = 4) -> list[int]:
+    return list(range(n))
+
+
+@step(kind="feature")
+def scale(xs: list[int], k: int = 1) -> list[int]:
+    return [x * k for x in xs]
+
+
+@step(kind="train")
+def fit(xs: list[int], c: float = 1.0) -> float:
+    return sum(xs) * c
+
+
+@step(kind="evaluate")
+def judge(m: float) -> dict[str, float]:
+    return {"score": m}
+
+
+@pipeline
+def small(n: int = 4):
+    judge(fit(scale(load(n=n))))
+
+
+def test_values_split_on_commas_outside_brackets_and_quotes() -> None:
+    axis = parse_axis("train.sizes", '[1,2],[3],"a,b", c')
+    assert list(axis.values) == ["[1,2]", "[3]", '"a,b"', "c"]
+
+
+def test_an_integer_range_lists_every_integer_and_a_float_range_needs_random() -> None:
+    assert list(parse_axis("k", "1..4").listed()) == ["1", "2", "3", "4"]
+    with pytest.raises(ParamError, match=r"grid c=0\.5\.\.2: a range like this is drawn"):
+        parse_axis("c", "0.5..2").listed()
+    with pytest.raises(ParamError, match="needs LO < HI"):
+        parse_axis("c", "3..1")
+    with pytest.raises(ParamError, match="given twice"):
+        parse_grid(["c=1,2", "c=3"])
+
+
+def test_the_full_grid_varies_the_first_axis_slowest() -> None:
+    axes = parse_grid({"a": [1, 2], "b": "x,y"})
+    assert combinations(axes) == [
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+    ]
+
+
+def test_draws_repeat_with_their_seed_are_distinct_and_stay_in_their_span() -> None:
+    axes = parse_grid({"c": "log:0.001..1000", "k": "2..5"})
+    first = sample(axes, 30, seed=3)
+    assert first == sample(axes, 30, seed=3)
+    assert first != sample(axes, 30, seed=4)
+    assert len({(d["c"], d["k"]) for d in first}) == 30
+    assert all(0.001 <= float(d["c"]) <= 1000 and 2 <= int(d["k"]) <= 5 for d in first)
+    assert len({int(d["k"]) for d in first}) == 4
+    finite = parse_grid({"a": [1, 2, 3], "b": [1, 2]})
+    assert sorted(map(str, sample(finite, 50, seed=0))) == sorted(
+        map(str, combinations(finite))
+    )  # without replacement: each combination once
+
+
+def test_nodes_alike_in_every_combination_are_shared_the_rest_copied_once_each() -> None:
+    plan = plan_sweep(small, [{"scale.k": k, "fit.c": c} for k in (1, 2) for c in (0.5, 1.0)])
+    g = plan.graph
+    assert set(g.nodes) == {
+        "load",
+        "c0.scale",
+        "c2.scale",
+        *(f"c{i}.{s}" for i in range(4) for s in ("fit", "judge")),
+    }
+    assert g.parents("c1.fit") == ["c0.scale"] and g.parents("c3.fit") == ["c2.scale"]
+    assert g.parents("c0.scale") == ["load"]
+    assert plan.nodes["c3"] == {
+        "load": "load",
+        "scale": "c2.scale",
+        "fit": "c3.fit",
+        "judge": "c3.judge",
+    }
+    assert {c: g.groups[c] for c in ("c0", "c3")} == {"c0": "small", "c3": "small"}
+    assert g.params == {"n": 4}
+    assert [c.params for c in plan.combinations][1] == {"scale.k": 1, "fit.c": 1.0}
+    record = plan.record(grid={})
+    assert record["combinations"][2]["evaluate"] == {"judge": "c2.judge"}
+
+
+def test_a_bad_value_is_the_builders_error_naming_the_step_and_parameter() -> None:
+    with pytest.raises(ParamError, match=r"step 'fit' parameter 'c': expected float"):
+        plan_sweep(small, [{"fit.c": 1.0}, {"fit.c": "high"}])
+    with pytest.raises(ParamError, match=r"step 'fit' has no parameter 'd'"):
+        plan_sweep(small, [{"fit.d": 1}])
