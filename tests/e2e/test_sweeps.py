@@ -136,6 +136,13 @@ def test_a_3x2_sweep_runs_the_prefix_once_reruns_cached_and_widens_to_new_combin
     assert {"ingest", "features"} <= names
     assert {f"c{i}.{s}" for i in range(6) for s in ("train", "evaluate")} <= names
     assert len(orch.runs()) == 1  # one run for the whole sweep
+    text = orch("show", run_id, "--no-logs").out
+    assert (
+        "trigger: sweep (6 combinations of train.C=0.1,1,10, train.depth=1,2; "
+        f"the table: orch sweep-table {run_id})"
+    ) in text
+    res = orch("sweep-table", run_id[:6], "--json")
+    assert res.json == rows
 
     again = _sweep(orch, *GRID)
     assert _counts(tune) == {"ingest": 1, "features": 1, "train": 6, "evaluate": 6}

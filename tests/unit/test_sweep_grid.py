@@ -102,3 +102,18 @@ def test_a_bad_value_is_the_builders_error_naming_the_step_and_parameter() -> No
         plan_sweep(small, [{"fit.c": 1.0}, {"fit.c": "high"}])
     with pytest.raises(ParamError, match=r"step 'fit' has no parameter 'd'"):
         plan_sweep(small, [{"fit.d": 1}])
+
+
+def test_a_recorded_sweep_rebuilds_to_the_same_graph_for_resume_and_the_ui() -> None:
+    from orchestrator.sweeps import rebuild
+    from orchestrator.ui.graphs import shape_of
+
+    plan = plan_sweep(small, [{"fit.c": c} for c in (0.5, 1.0, 2.0)], {"n": 3})
+    record = plan.record(grid={"fit.c": "0.5,1,2"}, base={"n": 3})
+    again = rebuild(small, record).graph
+    assert again.order == plan.graph.order
+    assert again.nodes["c2.fit"].bindings["c"] == 2.0
+    shape = shape_of(small, {"n": 3}, record)
+    assert [n for n, _ in shape.nodes] == plan.graph.order
+    assert ("load", "scale", "xs") in shape.edges and ("scale", "c1.fit", "xs") in shape.edges
+    assert ("c1", "small") in shape.groups
