@@ -35,9 +35,8 @@ from orchestrator.api import Run, _resolve, history, run_built
 from orchestrator.config import Workspace
 from orchestrator.errors import NotFound, OrchestratorError, ParamError
 from orchestrator.model.grid import combinations, parse_grid, sample
-from orchestrator.model.params import plain
 from orchestrator.model.pipeline import Pipeline
-from orchestrator.model.sweep import SweepPlan, plan_sweep
+from orchestrator.model.sweep import SweepPlan, keep, plan_sweep, restore
 
 _LOWER_IS_BETTER = re.compile(r"(loss|error|(^|[_.])err($|_)|mse|mae|mape)", re.IGNORECASE)
 
@@ -59,14 +58,14 @@ def build_sweep(
     combos = combinations(axes) if random is None else sample(axes, random, seed)
     plan = plan_sweep(pipe, combos, base)
     spec = {a.path: a.spec for a in axes}
-    record = plan.record(grid=spec, random=random, seed=seed, base=plain(dict(base or {})))
+    record = plan.record(grid=spec, random=random, seed=seed, base=keep(dict(base or {})))
     return plan, record
 
 
 def rebuild(pipe: Pipeline, record: dict[str, Any]) -> SweepPlan:
     """The graph of a recorded sweep, from the values its combinations were given."""
-    combos = [dict(c["values"]) for c in record["combinations"]]
-    return plan_sweep(pipe, combos, record.get("base") or {})
+    combos = [restore(c["values"]) for c in record["combinations"]]
+    return plan_sweep(pipe, combos, restore(record.get("base") or {}))
 
 
 @dataclasses.dataclass

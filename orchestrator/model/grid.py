@@ -183,5 +183,4 @@ def sample(axes: list[Axis], n: int, seed: int) -> list[dict[str, Any]]:
 def _draw(axis: Axis, rng: _random.Random) -> Any:
     if axis.span is None:
         return axis.values[rng.randrange(len(axis.values))]
-    value = axis.span.draw(rng)
-    return CliText(str(value)) if isinstance(axis.spec, str) else value
+    return CliText(str(axis.span.draw(rng)))

@@ -68,7 +68,7 @@ class SweepPlan:
             "combinations": [
                 {
                     "name": c.name,
-                    "values": {k: plain_value(v) for k, v in c.values.items()},
+                    "values": keep(c.values),
                     "params": {k: plain_value(v) for k, v in c.params.items()},
                     "evaluate": evaluate[c.name],
                 }
@@ -187,6 +187,33 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return repr(value)
+
+
+def keep(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """A tree of overrides as JSON keeps it: `{"tree", "text"}`, `text` the key paths of
+    its command-line leaves, so `restore` reads them strictly again (text stays text)."""
+    text: list[list[str]] = []
+
+    def walk(node: Any, at: list[str]) -> Any:
+        if isinstance(node, CliText):
+            text.append(at)
+            return str(node)
+        if isinstance(node, Mapping):
+            return {str(k): walk(v, [*at, str(k)]) for k, v in node.items()}
+        return plain_value(node)
+
+    return {"tree": walk(tree, []), "text": text}
+
+
+def restore(kept: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides `keep` kept, their command-line leaves `CliText` again."""
+    tree = json.loads(json.dumps(kept.get("tree") or {}))
+    for at in kept.get("text") or []:
+        node = tree
+        for key in at[:-1]:
+            node = node[key]
+        node[at[-1]] = CliText(node[at[-1]])
+    return dict(tree)
 
 
 def plain_value(value: Any) -> Any:

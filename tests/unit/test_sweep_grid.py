@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from orchestrator import ParamError, pipeline, step
 from orchestrator.model.grid import combinations, parse_axis, parse_grid, sample
-from orchestrator.model.sweep import plan_sweep
+from orchestrator.model.params import CliText
+from orchestrator.model.sweep import keep, plan_sweep, restore
 
 
 @step(kind="ingest")
@@ -109,7 +112,7 @@ def test_a_recorded_sweep_rebuilds_to_the_same_graph_for_resume_and_the_ui() -> 
     from orchestrator.ui.graphs import shape_of
 
     plan = plan_sweep(small, [{"fit.c": c} for c in (0.5, 1.0, 2.0)], {"n": 3})
-    record = plan.record(grid={"fit.c": "0.5,1,2"}, base={"n": 3})
+    record = plan.record(grid={"fit.c": "0.5,1,2"}, base=keep({"n": 3}))
     again = rebuild(small, record).graph
     assert again.order == plan.graph.order
     assert again.nodes["c2.fit"].bindings["c"] == 2.0
@@ -117,3 +120,29 @@ def test_a_recorded_sweep_rebuilds_to_the_same_graph_for_resume_and_the_ui() -> 
     assert [n for n, _ in shape.nodes] == plan.graph.order
     assert ("load", "scale", "xs") in shape.edges and ("scale", "c1.fit", "xs") in shape.edges
     assert ("c1", "small") in shape.groups
+
+
+@step
+def label(xs: list[int], tag: str = "x", k: int = 0) -> str:
+    return f"{tag}{len(xs)}{k}"
+
+
+@pipeline
+def tagged(tag: str = "x"):
+    label(load(), tag=tag)
+
+
+def test_command_line_text_is_kept_as_text_so_a_rebuild_reads_it_strictly_again() -> None:
+    from orchestrator.sweeps import rebuild
+
+    base = {"label": {"k": CliText("7")}}
+    plan = plan_sweep(tagged, [{"tag": CliText("1")}, {"tag": CliText("true")}], base)
+    record = json.loads(json.dumps(plan.record(base=keep(base))))  # as the store keeps it
+    assert record["combinations"][0]["values"] == {"tree": {"tag": "1"}, "text": [["tag"]]}
+    assert restore(record["base"]) == base and isinstance(
+        restore(record["base"])["label"]["k"], CliText
+    )
+    again = rebuild(tagged, record).graph
+    assert again.nodes["c0.label"].bindings == {"xs": again.nodes["c0.label"].bindings["xs"],
+                                                "tag": "1", "k": 7}  # fmt: skip
+    assert again.nodes["c1.label"].bindings["tag"] == "true"
