@@ -29,6 +29,7 @@ from orchestrator.cli.base import (  # noqa: F401  (Env, app: names scripts and 
     _overrides,
     app,
     cache_app,
+    execute_graph,
 )
 from orchestrator.errors import OrchestratorError
 from orchestrator.state import STEP_KINDS
@@ -50,7 +51,7 @@ def _run_graph(
     from orchestrator import api
     from orchestrator.cli.progress import print_result
 
-    result = _execute_graph(
+    result = execute_graph(
         graph, target=target, executor=executor, quiet=as_json, options=options,
         trigger=trigger, run_id=run_id, resumed_from=resumed_from, selection=selection,
     )  # fmt: skip
@@ -59,49 +60,6 @@ def _run_graph(
         sys.stdout.write(_json(doc) + "\n")
     else:
         print_result(result)
-    return result
-
-
-def _execute_graph(
-    graph: Any,
-    *,
-    target: str,
-    executor: str,
-    quiet: bool,
-    options: dict[str, Any],
-    trigger: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    resumed_from: str | None = None,
-    selection: Any = None,
-) -> Any:
-    """Run through the API with live progress (none if `quiet`) and log lines on stderr."""
-    from orchestrator import api
-    from orchestrator.cli.progress import Progress, json_log_printer, print_log_line
-    from orchestrator.engine.selection import plan
-
-    run_id = run_id or api.new_run_id()
-    members = plan(graph, selection).members if selection else None
-    progress = Progress(graph, quiet=quiet, steps=members)
-    json_logs = os.environ.get("ORCH_LOG_FORMAT") == "json"
-    on_log = json_log_printer(run_id, graph.pipeline) if json_logs else print_log_line
-    try:
-        with progress:
-            result = api.execute(
-                ENV, graph, target=target, executor=executor, listener=progress, on_log=on_log,
-                run_id=run_id, resumed_from=resumed_from, trigger=trigger, options=options,
-                selection=selection,
-            )  # fmt: skip
-    except KeyboardInterrupt:
-        # the run is recorded as interrupted; steps still running in pool threads are
-        # abandoned rather than awaited, so Ctrl-C ends the command at once
-        typer.echo(
-            f"interrupted: run {run_id} is recorded; resume it with `orch resume {run_id}`",
-            err=True,
-        )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        ENV.close()
-        os._exit(130)
     return result
 
 
@@ -146,88 +104,6 @@ def run(
         selection=Selection.parse(only, from_, to, tags),
     )
     raise typer.Exit(0 if result.status == "succeeded" else 1)
-
-
-GridOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--grid",
-        "-g",
-        help="PATH=VALUES, once per swept parameter: A,B,C lists values; LO..HI is a "
-        "range (integer ends: every integer; float ends: drawn with --random); "
-        "log:LO..HI is drawn log-uniformly with --random.",
-    ),
-]
-
-
-RowsJsonOpt = Annotated[bool, typer.Option("--json", help="Print the rows as one JSON list.")]
-
-
-@app.command()
-def sweep(
-    target: Annotated[
-        str, typer.Argument(help="A built-in pipeline name or path/to/file.py:function.")
-    ],
-    grid: GridOpt = None,
-    random: Annotated[
-        int | None,
-        typer.Option("--random", help="Draw N combinations from the grid instead of all."),
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of --random.")] = 0,
-    metric: Annotated[
-        str | None, typer.Option("--metric", help="Rank by this metric (default: the first).")
-    ] = None,
-    maximize: Annotated[
-        bool | None,
-        typer.Option(
-            "--maximize/--minimize",
-            help="Direction of --metric (default: minimize names with loss/error/mse/mae, "
-            "else maximize).",
-        ),
-    ] = None,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE or STEP.KEY=VALUE.")
-    ] = None,
-    params_file: ParamsFileOpt = None,
-    executor: Annotated[
-        str,
-        typer.Option("--executor", "-e", help="thread, process, sequential, dask or docker."),
-    ] = "thread",
-    dask_address: DaskOpt = None,
-    image: ImageOpt = None,
-    as_json: RowsJsonOpt = False,
-) -> None:
-    """Run a pipeline over every combination of the --grid values as ONE run: steps that
-    are the same in every combination run once, the rest once per combination (c0.train,
-    c1.train, ...). Prints each combination's parameters and evaluate metrics, best first."""
-    from orchestrator import api
-    from orchestrator.cli.sweep import print_sweep
-    from orchestrator.loader import load_target, normalize_target
-    from orchestrator.sweeps import Sweep, build_sweep
-
-    pipe = load_target(target)
-    plan, record = build_sweep(pipe, grid or [], _overrides(param, params_file), random, seed)
-    result = _execute_graph(
-        plan.graph, target=normalize_target(target), executor=executor, quiet=as_json,
-        options=_backend_options(dask_address, image), trigger={"kind": "sweep", **record},
-    )  # fmt: skip
-    done = api.from_result(result, plan.graph, ENV.artifacts)
-    print_sweep(Sweep(done, record, metric, maximize), as_json)
-    raise typer.Exit(0 if result.status == "succeeded" else 1)
-
-
-@app.command("sweep-table")
-def sweep_table(
-    run_id: Annotated[str, typer.Argument(help="A sweep's run (an id prefix is enough).")],
-    metric: Annotated[str | None, typer.Option("--metric")] = None,
-    maximize: Annotated[bool | None, typer.Option("--maximize/--minimize")] = None,
-    as_json: RowsJsonOpt = False,
-) -> None:
-    """The table of an earlier sweep, rebuilt from the store."""
-    from orchestrator.cli.sweep import print_sweep
-    from orchestrator.sweeps import sweep_of
-
-    print_sweep(sweep_of(ENV, ENV.store.get_run(run_id), metric, maximize), as_json)
 
 
 @app.command()
@@ -399,6 +275,7 @@ def kinds() -> None:
 
 
 import orchestrator.cli.ops  # noqa: E402,F401  (registers the operations commands)
+import orchestrator.cli.sweep  # noqa: E402,F401  (registers the sweep commands)
 
 
 def main() -> None:
