@@ -158,10 +158,11 @@ def test_a_3x2_sweep_runs_the_prefix_once_reruns_cached_and_widens_to_new_combin
     assert {r["params"]["train.C"] for r in wide} == {0.1, 1.0, 10.0, 100.0}
 
 
-def test_a_step_varied_by_one_axis_runs_once_per_value_of_that_axis(
+def test_a_step_varied_by_one_axis_runs_once_per_value_of_that_axis_on_processes(
     orch: Orch, tune: Project
 ) -> None:
-    rows = _sweep(orch, "--grid", "features.scale=true,false", "--grid", "train.C=0.1,1")
+    axes = ("--grid", "features.scale=true,false", "--grid", "train.C=0.1,1")
+    rows = _sweep(orch, *axes, "--executor", "process")
     assert _counts(tune) == {"ingest": 1, "features": 2, "train": 4, "evaluate": 4}
     assert {r["params"]["features.scale"] for r in rows} == {True, False}
     for r in rows:
