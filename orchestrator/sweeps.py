@@ -36,7 +36,7 @@ from orchestrator.config import Workspace
 from orchestrator.errors import NotFound, OrchestratorError, ParamError
 from orchestrator.model.grid import combinations, parse_grid, sample
 from orchestrator.model.pipeline import Pipeline
-from orchestrator.model.sweep import SweepPlan, keep, plan_sweep, restore
+from orchestrator.model.sweep import SweepPlan, keep, plain_value, plan_sweep, restore
 
 _LOWER_IS_BETTER = re.compile(r"(loss|error|(^|[_.])err($|_)|mse|mae|mape)", re.IGNORECASE)
 
@@ -57,7 +57,7 @@ def build_sweep(
     axes = parse_grid(grid)
     combos = combinations(axes) if random is None else sample(axes, random, seed)
     plan = plan_sweep(pipe, combos, base)
-    spec = {a.path: a.spec for a in axes}
+    spec = {a.path: plain_value(a.spec) for a in axes}
     record = plan.record(grid=spec, random=random, seed=seed, base=keep(dict(base or {})))
     return plan, record
 

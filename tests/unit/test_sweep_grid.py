@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import BaseModel
 
 from orchestrator import ParamError, pipeline, step
 from orchestrator.model.grid import combinations, parse_axis, parse_grid, sample
@@ -146,3 +147,29 @@ def test_command_line_text_is_kept_as_text_so_a_rebuild_reads_it_strictly_again(
     assert again.nodes["c0.label"].bindings == {"xs": again.nodes["c0.label"].bindings["xs"],
                                                 "tag": "1", "k": 7}  # fmt: skip
     assert again.nodes["c1.label"].bindings["tag"] == "true"
+
+
+class Opts(BaseModel):
+    k: int = 1
+
+
+@step
+def use(xs: list[int], opts: Opts = Opts()) -> int:
+    return len(xs) * opts.k
+
+
+@pipeline
+def opted():
+    use(load())
+
+
+def test_the_record_of_a_python_grid_of_models_is_json() -> None:
+    from orchestrator.sweeps import build_sweep
+
+    plan, record = build_sweep(opted, {"use.opts": [Opts(k=1), Opts(k=3)]})
+    assert json.loads(json.dumps(record))["grid"] == {"use.opts": [{"k": 1}, {"k": 3}]}
+    assert plan.graph.nodes["c1.use"].bindings["opts"] == Opts(k=3)
+    assert [c["params"] for c in record["combinations"]] == [
+        {"use.opts": {"k": 1}},
+        {"use.opts": {"k": 3}},
+    ]
