@@ -8,6 +8,7 @@ Public API::
     run = orchestrator.run(my_pipeline, params={...})      # -> orchestrator.Run
     orchestrator.runs(pipeline=None, status=None, limit=20)
     orchestrator.load(run_id, step, output=None)
+    orchestrator.sweep(my_pipeline, grid={"train.C": [0.1, 1, 10]})   # -> orchestrator.Sweep
 
 The API loads on first use (`orchestrator.api`), so a step's worker process, which
 imports this package, never loads the metadata store.
@@ -52,6 +53,7 @@ _LAZY = {
 
 
 _API = ("run", "runs", "load", "get_run", "Run", "StepRun", "Workspace")
+_SWEEPS = ("sweep", "get_sweep", "Sweep")
 
 
 def __getattr__(name: str) -> Any:
@@ -60,6 +62,8 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         module = "orchestrator.config" if name == "Workspace" else "orchestrator.api"
         return getattr(importlib.import_module(module), name)
+    if name in _SWEEPS:
+        return getattr(importlib.import_module("orchestrator.sweeps"), name)
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'orchestrator' has no attribute '{name}'")
@@ -78,6 +82,9 @@ __all__ = [
     "StepRun",
     "Workspace",
     "get_run",
+    "get_sweep",
+    "Sweep",
+    "sweep",
     "load",
     "run",
     "runs",

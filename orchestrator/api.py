@@ -169,7 +169,6 @@ def run(
     failed step does not raise: look at `status` and `steps`, or call `raise_for_status()`.
     """
     from orchestrator.engine.selection import Selection
-    from orchestrator.loader import normalize_target
 
     picked = Selection.parse(
         *(",".join(v) if isinstance(v, list) else v for v in (only, from_, to, tags))
@@ -179,25 +178,43 @@ def run(
     graph = pipe.build(dict(params or {}))
     ws = Workspace(home, db_url, artifacts)
     try:
-        if progress:
-            from orchestrator.cli.progress import Progress, print_log_line
-            from orchestrator.engine.selection import plan
-
-            with Progress(graph, steps=plan(graph, picked).members) as bar:
-                result = execute(
-                    ws, graph, target=normalize_target(label), executor=executor,
-                    listener=bar, on_log=print_log_line, selection=picked,
-                )  # fmt: skip
-        else:
-            from orchestrator.logs import StdlibLogger
-
-            result = execute(
-                ws, graph, target=normalize_target(label), executor=executor,
-                logger=StdlibLogger(), selection=picked,
-            )  # fmt: skip
-        return from_result(result, graph, ws.artifacts)
+        return run_built(ws, graph, label, executor=executor, progress=progress, selection=picked)
     finally:
         ws.close()
+
+
+def run_built(
+    ws: Workspace,
+    graph: Graph,
+    label: str,
+    *,
+    executor: str = "thread",
+    progress: bool = False,
+    selection: Any = None,
+    trigger: dict[str, Any] | None = None,
+) -> Run:
+    """Run a built `graph` of target `label` in `ws` as `run` does -> `orchestrator.Run`."""
+    from orchestrator.loader import normalize_target
+
+    target = normalize_target(label)
+    if progress:
+        from orchestrator.cli.progress import Progress, print_log_line
+        from orchestrator.engine.selection import plan
+
+        members = plan(graph, selection).members if selection else None
+        with Progress(graph, steps=members) as bar:
+            result = execute(
+                ws, graph, target=target, executor=executor, listener=bar,
+                on_log=print_log_line, selection=selection, trigger=trigger,
+            )  # fmt: skip
+    else:
+        from orchestrator.logs import StdlibLogger
+
+        result = execute(
+            ws, graph, target=target, executor=executor, logger=StdlibLogger(),
+            selection=selection, trigger=trigger,
+        )  # fmt: skip
+    return from_result(result, graph, ws.artifacts)
 
 
 def _resolve(target: Pipeline | str) -> tuple[Pipeline, str]:

@@ -29,6 +29,7 @@ from orchestrator.cli.base import (  # noqa: F401  (Env, app: names scripts and 
     _overrides,
     app,
     cache_app,
+    execute_graph,
 )
 from orchestrator.errors import OrchestratorError
 from orchestrator.state import STEP_KINDS
@@ -48,32 +49,12 @@ def _run_graph(
 ) -> Any:
     """Run through the API with live progress and log lines on stderr; print the result."""
     from orchestrator import api
-    from orchestrator.cli.progress import Progress, json_log_printer, print_log_line, print_result
-    from orchestrator.engine.selection import plan
+    from orchestrator.cli.progress import print_result
 
-    run_id = run_id or api.new_run_id()
-    members = plan(graph, selection).members if selection else None
-    progress = Progress(graph, quiet=as_json, steps=members)
-    json_logs = os.environ.get("ORCH_LOG_FORMAT") == "json"
-    on_log = json_log_printer(run_id, graph.pipeline) if json_logs else print_log_line
-    try:
-        with progress:
-            result = api.execute(
-                ENV, graph, target=target, executor=executor, listener=progress, on_log=on_log,
-                run_id=run_id, resumed_from=resumed_from, trigger=trigger, options=options,
-                selection=selection,
-            )  # fmt: skip
-    except KeyboardInterrupt:
-        # the run is recorded as interrupted; steps still running in pool threads are
-        # abandoned rather than awaited, so Ctrl-C ends the command at once
-        typer.echo(
-            f"interrupted: run {run_id} is recorded; resume it with `orch resume {run_id}`",
-            err=True,
-        )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        ENV.close()
-        os._exit(130)
+    result = execute_graph(
+        graph, target=target, executor=executor, quiet=as_json, options=options,
+        trigger=trigger, run_id=run_id, resumed_from=resumed_from, selection=selection,
+    )  # fmt: skip
     if as_json:  # the document `orchestrator.run(...).to_json()` gives, outputs named
         doc = api.from_result(result, graph, ENV.artifacts).to_json()
         sys.stdout.write(_json(doc) + "\n")
@@ -139,18 +120,31 @@ def resume(
     from orchestrator.loader import load_target
 
     old = ENV.store.get_run(run_id)
-    graph = load_target(old["target"]).build(dict(old["params"]))
+    trig = old.get("trigger") or {}
+    if trig.get("kind") == "sweep":  # the same combinations, not the plain pipeline
+        from orchestrator.sweeps import rebuild
+
+        graph = rebuild(load_target(old["target"]), trig).graph
+    else:
+        graph = load_target(old["target"]).build(dict(old["params"]))
     result = _run_graph(
         graph,
         target=old["target"],
         executor=executor or old["executor"],
         as_json=as_json,
         resumed_from=old["id"],
-        trigger=json.loads(trigger) if trigger else None,
+        trigger=_resume_trigger(trig, json.loads(trigger) if trigger else None),
         options=_backend_options(dask_address, image),
-        selection=Selection.from_json((old.get("trigger") or {}).get("selection")),
+        selection=Selection.from_json(trig.get("selection")),
     )
     raise typer.Exit(0 if result.status == "succeeded" else 1)
+
+
+def _resume_trigger(old: dict[str, Any], given: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A resumed sweep keeps its sweep record (with who launched the resume, if given)."""
+    if old.get("kind") != "sweep":
+        return given
+    return old | {"launch": given} if given else old
 
 
 @app.command()
@@ -303,6 +297,7 @@ def kinds() -> None:
 
 
 import orchestrator.cli.ops  # noqa: E402,F401  (registers the operations commands)
+import orchestrator.cli.sweep  # noqa: E402,F401  (registers the sweep commands)
 
 
 def main() -> None:

@@ -3,12 +3,15 @@
 `ENV` is the one `orchestrator.config.Workspace` of the process, composed from `ORCH_HOME`,
 `ORCH_DB_URL` and `ORCH_ARTIFACTS` when first used; commands live in `cli.app` (runs and
 their results) and `cli.ops` (schedules, the daemon, events, monitors, serving, the UI,
-images). Nothing here opens anything at import.
+images). `execute_graph` is how every command that runs a graph runs it (live progress,
+step log lines on stderr, Ctrl-C). Nothing here opens anything at import.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,6 +68,49 @@ def _overrides(param: list[str] | None, params_file: Path | None = None) -> dict
 
 ENV = Workspace()
 Env = Workspace  # the name scripts used before the composition moved to orchestrator.config
+
+
+def execute_graph(
+    graph: Any,
+    *,
+    target: str,
+    executor: str,
+    quiet: bool,
+    options: dict[str, Any],
+    trigger: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    resumed_from: str | None = None,
+    selection: Any = None,
+) -> Any:
+    """Run through the API with live progress (none if `quiet`) and log lines on stderr."""
+    from orchestrator import api
+    from orchestrator.cli.progress import Progress, json_log_printer, print_log_line
+    from orchestrator.engine.selection import plan
+
+    run_id = run_id or api.new_run_id()
+    members = plan(graph, selection).members if selection else None
+    progress = Progress(graph, quiet=quiet, steps=members)
+    json_logs = os.environ.get("ORCH_LOG_FORMAT") == "json"
+    on_log = json_log_printer(run_id, graph.pipeline) if json_logs else print_log_line
+    try:
+        with progress:
+            result = api.execute(
+                ENV, graph, target=target, executor=executor, listener=progress, on_log=on_log,
+                run_id=run_id, resumed_from=resumed_from, trigger=trigger, options=options,
+                selection=selection,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        # the run is recorded as interrupted; steps still running in pool threads are
+        # abandoned rather than awaited, so Ctrl-C ends the command at once
+        typer.echo(
+            f"interrupted: run {run_id} is recorded; resume it with `orch resume {run_id}`",
+            err=True,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        ENV.close()
+        os._exit(130)
+    return result
 
 
 def _json(obj: Any) -> str:

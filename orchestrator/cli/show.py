@@ -124,7 +124,15 @@ def print_show(
     if run.get("resumed_from"):
         out.print(f"resumed from {run['resumed_from']}")
     trig = run.get("trigger") or {}
-    if trig.get("kind", "manual") != "manual":
+    if trig.get("kind") == "sweep" and "combinations" in trig:
+        axes = ", ".join(f"{k}={v}" for k, v in (trig.get("grid") or {}).items())
+        out.print(
+            f"trigger: sweep ({len(trig['combinations'])} combinations of {axes}; "
+            f"the table: orch sweep-table {run['id']})",
+            highlight=False,
+            markup=False,
+        )
+    elif trig.get("kind", "manual") != "manual":
         detail = ", ".join(f"{k} {v}" for k, v in trig.items() if k != "kind")
         out.print(f"trigger: {trig['kind']} ({detail})", highlight=False, markup=False)
     if trig.get("selection"):

@@ -126,6 +126,12 @@ class Pipeline:
 
         return run(self, params)
 
+    def sweep(self, grid: Mapping[str, Any], **options: Any) -> Any:
+        """Run a sweep over `grid` (see `orchestrator.sweep`) -> `orchestrator.Sweep`."""
+        from orchestrator.sweeps import sweep
+
+        return sweep(self, dict(grid), **options)
+
     def build(self, overrides: Mapping[str, Any] | None = None) -> Graph:
         """Trace the body with `overrides` (a tree or dotted keys) into a validated graph."""
         sig = self.signature

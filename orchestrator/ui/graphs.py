@@ -2,9 +2,10 @@
 
 The store records a step's row only once the step is ready, so a running run's later
 steps are not in `step_runs` yet: the full shape comes from loading the run's target and
-building it with the run's parameters, as `orch resume` does. Loading runs user code,
-so shapes are cached per (target, parameters) and a target that cannot be loaded (moved,
-edited, a synthetic run) is remembered for a while instead of retried on every request.
+building it with the run's parameters (or its recorded sweep), as `orch resume` does.
+Loading runs user code, so shapes are cached per (target, parameters) and a target that
+cannot be loaded (moved, edited, a synthetic run) is remembered for a while instead of
+retried on every request.
 When no shape can be had, edges are inferred from the recorded artifacts: a step that
 takes as input the content hash another step output is fed by it.
 
@@ -40,9 +41,14 @@ class Shape:
         return dict(self.outputs).get(step, ())
 
 
-def shape_of(pipe: Any, params: dict[str, Any]) -> Shape:
-    """Build a loaded pipeline with `params` and read its nodes and edges."""
-    graph = pipe.build(params)
+def shape_of(pipe: Any, params: dict[str, Any], sweep: dict[str, Any] | None = None) -> Shape:
+    """Build a loaded pipeline with `params` (or the `sweep` a run recorded) and read it."""
+    if sweep is not None:
+        from orchestrator.sweeps import rebuild
+
+        graph = rebuild(pipe, sweep).graph
+    else:
+        graph = pipe.build(params)
     nodes = tuple((n, graph.nodes[n].step.kind) for n in graph.order)
     edges = tuple(
         (out.node, n, arg)
@@ -92,14 +98,22 @@ class GraphCache:
         self._lock = threading.Lock()
         self._shapes: dict[str, tuple[Shape | None, float]] = {}
 
-    def shape(self, target: str, params: dict[str, Any]) -> Shape | None:
-        key = json.dumps([target, params], sort_keys=True, default=str)
+    def of_run(self, run: dict[str, Any]) -> Shape | None:
+        """The shape of a stored run (a row of `runs`)."""
+        return self.shape(run["target"], run.get("params") or {}, run.get("trigger"))
+
+    def shape(
+        self, target: str, params: dict[str, Any], trigger: dict[str, Any] | None = None
+    ) -> Shape | None:
+        """The shape of `target` with `params`; of its sweep if `trigger` records one."""
+        sweep = trigger if (trigger or {}).get("kind") == "sweep" else None
+        key = json.dumps([target, params, sweep], sort_keys=True, default=str)
         with self._lock:
             got = self._shapes.get(key)
             if got is not None and (got[0] is not None or time.monotonic() < got[1]):
                 return got[0]
             try:  # loading imports user modules: one at a time
-                found: Shape | None = shape_of(load_target(target), params)
+                found: Shape | None = shape_of(load_target(target), params, sweep)
             except Exception:  # any error in user code means: no shape, infer instead
                 found = None
             if len(self._shapes) >= self.max_entries:

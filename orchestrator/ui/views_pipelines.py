@@ -62,7 +62,7 @@ def _pipeline_view(
     runs = queries.recent_runs(state.store, name, 20)
     if runs:
         latest = runs[0]
-        shape = state.graphs.shape(latest["target"], latest.get("params") or {})
+        shape = state.graphs.of_run(latest)
         graph = graphs.run_graph(shape, state.store.step_runs(latest["id"]))
     else:
         shape = state.graphs.shape(target, {}) if pipe is not None else None

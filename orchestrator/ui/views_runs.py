@@ -102,7 +102,7 @@ def _load_run(request: Request, run_id: str) -> dict[str, Any]:
 def _run_view(request: Request, run: dict[str, Any]) -> dict[str, Any]:
     state = ui(request)
     steps = state.store.step_runs(run["id"])
-    shape = state.graphs.shape(run["target"], run.get("params") or {})
+    shape = state.graphs.of_run(run)
     graph = graphs.run_graph(shape, steps)
     rows = {s["name"]: s for s in steps}
     # every node gets a table row, pending ones included, in plan order
@@ -190,7 +190,7 @@ def step_detail(request: Request, run: dict[str, Any], name: str) -> dict[str, A
             raise not_found(str(exc)) from None
         s = _not_started(name, planned[name]["kind"])
     if s.get("outputs"):  # label outputs by their declared names
-        s = graphs.named_outputs(state.graphs.shape(run["target"], run.get("params") or {}), s)
+        s = graphs.named_outputs(state.graphs.of_run(run), s)
     arts = previews.step_artifacts(state.store, state.artifacts, s)
     live = run.get("status") == "running" and s.get("state") in _LIVE_STATES
     if live and s.get("state") == "running":
