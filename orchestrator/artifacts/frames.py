@@ -116,6 +116,12 @@ def _frame_from_table(table: Any) -> tuple[Any, dict[str, Any]]:
 
     meta = json.loads((table.schema.metadata or {}).get(_META, b"{}"))
     df = table.to_pandas()
+    for i, dtype in enumerate(df.dtypes):
+        if (
+            isinstance(dtype, pd.CategoricalDtype)
+            and not df.iloc[:, i].cat.codes.values.flags.writeable
+        ):
+            df.isetitem(i, df.iloc[:, i].copy())  # codes are a read-only view of the file
     if "object_columns" in meta:
         for i in meta["object_columns"]:
             df[df.columns[i]] = df.iloc[:, i].astype(object)

@@ -167,3 +167,16 @@ def test_loads_counts_values_decoded_from_files(store: ArtifactStore) -> None:
     store.get(ref)
     store.read_bytes(ref)  # raw bytes (previews, export) are not a decoded value
     assert store.loads == 1
+
+
+@pytest.mark.parametrize("rows", [50, 200_000], ids=["read", "mapped"])
+def test_a_loaded_frame_can_be_changed_in_place(store: ArtifactStore, rows: int) -> None:
+    df = big_frame(rows)
+    ref = store.put(df)
+    back = store.get(ref)
+    for col in back.columns:  # every column, categoricals too, takes a write
+        back.iloc[0, back.columns.get_loc(col)] = back.iloc[1, back.columns.get_loc(col)]
+    back["f"] *= 2
+    assert back["f"].iloc[2] == df["f"].iloc[2] * 2
+    assert store.verify(ref) is None  # the stored file is untouched
+    pd.testing.assert_frame_equal(store.get(ref), df)
