@@ -1,13 +1,18 @@
 """Artifact store: content-addressed files, one serializer per type, verified reads.
 
 Layout under the root (works on any shared filesystem): `ab/abcdef....<ext>` where the
-name is the xxh3-128 hash of the serialized bytes. Invariants:
+name is the xxh3-128 hash of the serialized bytes. Frames, Series and Arrow tables are
+Arrow IPC files (`.arrow`), numpy arrays `.npy`; both are read memory-mapped. Invariants:
 
-* a file is written to a temporary name in the same folder and renamed into place, so a
-  reader (or a crash) never sees half a file;
-* the content hash is computed once, from the bytes being written;
+* a value is serialized straight into a temporary file under the root and renamed into
+  place, so a reader (or a crash) never sees half a file;
+* the content hash is computed once, from the bytes as they are written (one pass, no
+  in-memory copy of the serialized value);
 * a read re-hashes the bytes and raises `ArtifactError` on a missing or corrupt file,
-  so a damaged artifact is never silently used;
+  so a damaged artifact is never silently used; a large file is hashed and decoded
+  through one private (copy-on-write) mapping, so an array may be changed in place;
+* a failed write (disk full, an unwritable folder) raises one `ArtifactError` naming the
+  folder and leaves no file behind;
 * a type with no serializer is an error, never a silent pickle: pickling happens only
   when the step asks for it with `hints={"serializer": "pickle"}`;
 * a *list ref* (serializer `list`) is no file: it names other artifacts in order (the
@@ -16,10 +21,12 @@ name is the xxh3-128 hash of the serialized bytes. Invariants:
   so) and is intact when every item is;
 * a value comes back with the type it went in with (`tuple` stays `tuple`, int dict keys
   stay int, numpy scalars keep their dtype, a RangeIndex stays a RangeIndex): JSON goes
-  through `tagged`, Parquet keeps index frequency, RangeIndex columns and object columns
-  in its schema metadata, and a value whose type a serializer would still change (a
+  through `tagged`, frames keep index frequency, RangeIndex columns and object columns
+  in their schema metadata, and a value whose type a serializer would still change (a
   DataFrame whose first rows do not come back equal, a pydantic model with looser field
-  types than its values) is refused with one error, never stored changed.
+  types than its values) is refused with one error, never stored changed;
+* every serializer name ever written stays readable (`parquet` and `series` artifacts
+  from before Arrow IPC was the default, too).
 """
 
 from __future__ import annotations
@@ -27,18 +34,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import mmap
 import os
 import pickle
 import shutil
+import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from orchestrator.artifacts import tagged
-from orchestrator.artifacts.frames import df_dumps, df_loads, series_dumps, series_loads
+import xxhash
+
+from orchestrator.artifacts import frames, tagged
 from orchestrator.cache.hashing import hash_bytes, hash_file
 from orchestrator.cache.identity import find_module, module_identity
 from orchestrator.errors import ArtifactError
+
+Dumper = Callable[[Any, IO[bytes]], None]
+Loader = Callable[[bytes | memoryview, str], Any]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -114,21 +128,27 @@ def _import_type(path: str) -> Any:
     return obj
 
 
-# -- serializers: (name, ext, dumps(value) -> bytes, loads(bytes, type_path) -> value) --
+# -- serializers: name -> (ext, dump(value, file), load(bytes-like, type_path) -> value) --
 
 
-def _npy_dumps(value: Any) -> bytes:
+def _npy_dump(value: Any, fp: IO[bytes]) -> None:
     import numpy as np
 
-    buf = io.BytesIO()
-    np.save(buf, value, allow_pickle=False)
-    return buf.getvalue()
+    np.lib.format.write_array(fp, value, allow_pickle=False)  # the bytes np.save writes
 
 
-def _npy_loads(data: bytes, _type: str) -> Any:
+def _npy_loads(data: bytes | memoryview, _type: str) -> Any:
+    """An array over `data` itself (no copy; writable when `data` is a private mapping)."""
     import numpy as np
 
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    fmt = np.lib.format
+    head = io.BytesIO(data[: min(len(data), 1 << 16)])
+    version = fmt.read_magic(head)
+    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, fortran, dtype = read_header(head)
+    count = int(np.prod(shape, dtype=np.int64))
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=head.tell())
+    return flat.reshape(shape, order="F" if fortran else "C")
 
 
 def _joblib_dumps(value: Any) -> bytes:
@@ -139,7 +159,7 @@ def _joblib_dumps(value: Any) -> bytes:
     return buf.getvalue()
 
 
-def _joblib_loads(data: bytes, _type: str) -> Any:
+def _joblib_loads(data: bytes | memoryview, _type: str) -> Any:
     import joblib
 
     return joblib.load(io.BytesIO(data))
@@ -175,7 +195,7 @@ def _model_text(model: Any) -> bytes | Any:
         return model
 
 
-def _pydantic_loads(data: bytes, type_: str, cls: Any = None) -> Any:
+def _pydantic_loads(data: bytes | memoryview, type_: str, cls: Any = None) -> Any:
     cls = cls or _import_type(type_)
     doc = tagged.loads(data)
     if isinstance(doc, dict) and doc.keys() == {"$model"}:
@@ -187,19 +207,37 @@ def _json_dumps(value: Any) -> bytes:
     return tagged.dumps(value)
 
 
-def _json_loads(data: bytes, _type: str) -> Any:
+def _json_loads(data: bytes | memoryview, _type: str) -> Any:
     return tagged.loads(data)
 
 
-SERIALIZERS: dict[str, tuple[str, Any, Any]] = {
-    "parquet": (".parquet", df_dumps, df_loads),
-    "series": (".parquet", series_dumps, series_loads),
-    "npy": (".npy", _npy_dumps, _npy_loads),
-    "joblib": (".joblib", _joblib_dumps, _joblib_loads),
-    "pydantic": (".json", _pydantic_dumps, _pydantic_loads),
-    "json": (".json", _json_dumps, _json_loads),
-    "pickle": (".pkl", lambda v: pickle.dumps(v, protocol=5), lambda d, _t: pickle.loads(d)),
+def _of_bytes(dumps: Callable[[Any], bytes]) -> Callable[[Any, IO[bytes]], None]:
+    """A serializer that builds small values' bytes in memory, as a file writer."""
+
+    def dump(value: Any, fp: IO[bytes]) -> None:
+        fp.write(dumps(value))
+
+    return dump
+
+
+def _pickle_loads(data: bytes | memoryview, _type: str) -> Any:
+    return pickle.loads(data)
+
+
+SERIALIZERS: dict[str, tuple[str, Dumper, Loader]] = {
+    "arrow": (".arrow", frames.arrow_dump, frames.arrow_load),
+    "arrow_series": (".arrow", frames.arrow_series_dump, frames.arrow_series_load),
+    "arrow_table": (".arrow", frames.table_dump, frames.table_load),
+    "parquet": (".parquet", frames.df_dump, frames.df_loads),
+    "series": (".parquet", frames.series_dump, frames.series_loads),
+    "npy": (".npy", _npy_dump, _npy_loads),
+    "joblib": (".joblib", _of_bytes(_joblib_dumps), _joblib_loads),
+    "pydantic": (".json", _of_bytes(_pydantic_dumps), _pydantic_loads),
+    "json": (".json", _of_bytes(_json_dumps), _json_loads),
+    "pickle": (".pkl", _of_bytes(lambda v: pickle.dumps(v, protocol=5)), _pickle_loads),
 }
+MAPPED = frozenset({"arrow", "arrow_series", "arrow_table", "npy"})  # read memory-mapped
+_MAP_FROM = 1 << 20  # bytes: smaller files are read into memory, larger ones mapped
 
 
 def _json_problem(value: Any) -> str | None:
@@ -218,15 +256,20 @@ def choose_serializer(value: Any, requested: str | None = None) -> str:
             raise ArtifactError(
                 f"unknown serializer '{requested}'; known: {', '.join(SERIALIZERS)}"
             )
-        return requested
+        return _SERIES_FORMAT.get(requested, requested) if _is_series(value) else requested
     mod = type(value).__module__.split(".")[0]
     if mod == "pandas":
         import pandas as pd
 
         if type(value) is pd.DataFrame:
-            return "parquet"
+            return "arrow"
         if type(value) is pd.Series:
-            return "series"
+            return "arrow_series"
+    if mod == "pyarrow":
+        import pyarrow as pa
+
+        if type(value) is pa.Table:
+            return "arrow_table"
     if mod == "numpy":
         import numpy as np
 
@@ -252,6 +295,17 @@ def choose_serializer(value: Any, requested: str | None = None) -> str:
     )
 
 
+_SERIES_FORMAT = {"parquet": "series", "arrow": "arrow_series"}  # a frame format, asked of a Series
+
+
+def _is_series(value: Any) -> bool:
+    if type(value).__module__.split(".")[0] != "pandas":
+        return False
+    import pandas as pd
+
+    return type(value) is pd.Series
+
+
 def _is_estimator(value: Any) -> bool:
     try:
         from sklearn.base import BaseEstimator
@@ -275,12 +329,51 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()  # what open() would give a new file
 
 
+def _mapped_hash(path: Path) -> str:
+    """The content hash of a large regular file, hashed through a read-only mapping (no
+    copy into this process); anything else (a FIFO, a folder) goes to `hash_file`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return hash_file(path)
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
+            return hash_bytes(mapped)  # type: ignore[arg-type]
+    finally:
+        os.close(fd)
+
+
+class _HashingFile(io.RawIOBase):
+    """A write-only file that hashes each chunk on its way to disk: one pass, no copy."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        super().__init__()
+        self._f, self._h, self.size = f, xxhash.xxh3_128(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self._h.update(b)
+        n = len(memoryview(b).cast("B"))
+        self._f.write(b)
+        self.size += n
+        return n
+
+    def tell(self) -> int:
+        return self.size
+
+    def hexdigest(self) -> str:
+        return str(self._h.hexdigest())
+
+
 class ArtifactStore:
     """Content-addressed files under `root`."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._dirs: set[str] = set()
+        self.loads = 0  # values decoded from files (a value passed in memory is not one)
 
     def path(self, ref: ArtifactRef) -> Path:
         if ref.items is not None:
@@ -288,48 +381,85 @@ class ArtifactStore:
         return self.root / ref.hash[:2] / (ref.hash + SERIALIZERS[ref.serializer][0])
 
     def put(self, value: Any, serializer: str | None = None) -> ArtifactRef:
-        ref, data = self.encode(value, serializer)
-        self.write(ref, data)
+        """Serialize `value` straight into a temporary file, hashing the bytes as they
+        are written, then rename it to its content address."""
+        name = choose_serializer(value, serializer)
+        tmp = None
+        try:
+            tmp = self._temp()
+            with open(tmp, "wb") as f:
+                sink = _HashingFile(f)
+                self._dump(name, value, sink)
+            ref = ArtifactRef(sink.hexdigest(), name, _type_path(value), sink.size)
+            self._place(tmp, self.path(ref))
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise ArtifactError(
+                f"cannot write a {_type_path(value)} artifact under {self.root}: {why}"
+            ) from None
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
         return ref
+
+    def encode(self, value: Any, serializer: str | None = None) -> tuple[ArtifactRef, bytes]:
+        """The reference and bytes `value` would be stored as; nothing is written (for
+        small values that may never need a file: a mapped step's elements)."""
+        name = choose_serializer(value, serializer)
+        buf = io.BytesIO()
+        sink = _HashingFile(buf)
+        self._dump(name, value, sink)
+        return ArtifactRef(sink.hexdigest(), name, _type_path(value), sink.size), buf.getvalue()
 
     def write(self, ref: ArtifactRef, data: bytes) -> None:
         """Store `data`, encoded by `encode` as `ref`."""
-        self._write(self.path(ref), data)
-
-    def encode(self, value: Any, serializer: str | None = None) -> tuple[ArtifactRef, bytes]:
-        """The reference and bytes `value` is stored as; nothing is written."""
-        name = choose_serializer(value, serializer)
+        tmp = None
         try:
-            data = SERIALIZERS[name][1](value)
-        except ArtifactError:
+            tmp = self._temp()
+            tmp.write_bytes(data)
+            self._place(tmp, self.path(ref))
+        except OSError as exc:
+            raise ArtifactError(
+                f"cannot write artifact {ref.hash[:12]} under {self.root}: {exc.strerror or exc}"
+            ) from None
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+    def _dump(self, name: str, value: Any, sink: _HashingFile) -> None:
+        try:
+            SERIALIZERS[name][1](value, sink)
+        except (ArtifactError, OSError):
             raise
         except Exception as exc:
+            cause = exc.__context__ if isinstance(exc.__context__, OSError) else None
+            if cause is not None:  # pyarrow re-raises a failed write as its own error
+                raise cause from None
             raise ArtifactError(
                 f"cannot serialize {_type_path(value)} with {name}: {exc}"
             ) from None
-        return ArtifactRef(hash_bytes(data), name, _type_path(value), len(data)), data
 
-    def _write(self, path: Path, data: bytes | memoryview) -> None:
-        folder = path.parent
-        key = folder.name
-        if key not in self._dirs:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(key)
-        try:
-            if path.stat().st_size == len(data) and hash_file(path) == path.name.split(".")[0]:
-                _touch(path)
-                return  # the same content is already stored, intact
-        except FileNotFoundError:
-            pass
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    def _temp(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
         try:
             os.fchmod(fd, _FILE_MODE)  # mkstemp's 0600 would hide it from a container's user
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        finally:
+            os.close(fd)
+        return Path(tmp)
+
+    def _place(self, tmp: Path, path: Path) -> None:
+        """Rename into place; content already stored intact is only touched."""
+        folder = path.parent
+        if folder.name not in self._dirs:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(folder.name)
+        try:
+            os.replace(tmp, path)  # replaces a damaged copy of the same content, too
+        except OSError:
+            if self.verify(ArtifactRef(path.name.split(".")[0], "", "", 0)) is not None:
+                raise
+            _touch(path)  # a shared file we may read but not replace
 
     def adopt(self, src: Path, ref: ArtifactRef) -> None:
         """Move a file written elsewhere (a container's scratch folder) into the store,
@@ -352,9 +482,24 @@ class ArtifactStore:
         os.replace(tmp, dest)
 
     def read_bytes(self, ref: ArtifactRef) -> bytes:
+        return bytes(self._read(ref, mapped=False))
+
+    def _read(self, ref: ArtifactRef, *, mapped: bool) -> bytes | bytearray | memoryview:
+        """The file's verified content: a private copy-on-write mapping when `mapped`
+        and the file is large, else its bytes (a writable bytearray when `mapped`)."""
         path = self.path(ref)
         try:
-            data = path.read_bytes()
+            with open(path, "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                if mapped and size >= _MAP_FROM:
+                    data: bytes | bytearray | memoryview = memoryview(
+                        mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+                    )
+                elif mapped:
+                    data = bytearray(size)
+                    f.readinto(data)
+                else:
+                    data = f.read()
         except FileNotFoundError:
             raise ArtifactError(f"artifact {ref.hash[:12]} is missing: {path}") from None
         if hash_bytes(data) != ref.hash:
@@ -367,7 +512,8 @@ class ArtifactStore:
         if ref.items is not None:
             values = [self.get(i) for i in ref.items]
             return tuple(values) if ref.type == "builtins:tuple" else values
-        data = self.read_bytes(ref)
+        data = self._read(ref, mapped=ref.serializer in MAPPED)
+        self.loads += 1
         try:
             return SERIALIZERS[ref.serializer][2](data, ref.type)
         except Exception as exc:
@@ -381,10 +527,10 @@ class ArtifactStore:
             return next((p for i in ref.items if (p := self.verify(i)) is not None), None)
         path = self.path(ref)
         try:
-            if ref.size < (1 << 20):
+            if ref.size < _MAP_FROM:
                 ok = hash_bytes(path.read_bytes()) == ref.hash
             else:
-                ok = hash_file(path) == ref.hash
+                ok = _mapped_hash(path) == ref.hash
         except FileNotFoundError:
             return f"artifact {ref.hash[:12]} is missing: {path}"
         return None if ok else f"artifact {ref.hash[:12]} is corrupt (content hash differs): {path}"

@@ -2,8 +2,9 @@
 
 Reads go through the artifact store, so a preview is of verified bytes: a DataFrame shows
 its first rows (at most `ROWS`), a JSON or pydantic artifact its text (cut at `TEXT`
-characters). A Parquet file larger than `VERIFY_LIMIT` is not read whole for a preview:
-its first rows are read from the file's first batch, and the page says so. A missing or
+characters). A frame file (Arrow IPC or Parquet) larger than `VERIFY_LIMIT` is not
+read whole for a preview: its first rows are read from the file's first batch, and the
+page says so. A missing or
 corrupt artifact shows the store's own message instead of a preview.
 """
 
@@ -20,6 +21,7 @@ ROWS = 20
 COLUMNS = 40
 TEXT = 4000
 VERIFY_LIMIT = 64 << 20
+_FRAMES = ("arrow", "arrow_series", "parquet", "series")
 
 
 def step_artifacts(
@@ -49,7 +51,7 @@ def step_artifacts(
 
 def preview(artifacts: Any, item: dict[str, Any]) -> dict[str, Any] | None:
     serializer = item.get("serializer")
-    if serializer not in ("parquet", "series", "json", "pydantic"):
+    if serializer not in (*_FRAMES, "json", "pydantic"):
         return None
     ref = ArtifactRef(item["hash"], serializer, item.get("type") or "", int(item.get("size") or 0))
     try:
@@ -78,17 +80,12 @@ def _frame(artifacts: Any, ref: ArtifactRef) -> dict[str, Any]:
     note = ""
     if ref.size <= VERIFY_LIMIT:
         frame = artifacts.get(ref)
-        if ref.serializer == "series":
+        if frame.ndim == 1:
             frame = frame.to_frame()
         total_rows = len(frame)
         head = frame.head(ROWS)
     else:
-        import pyarrow.parquet as pq
-
-        with pq.ParquetFile(artifacts.path(ref)) as pf:
-            total_rows = pf.metadata.num_rows
-            batch = next(pf.iter_batches(batch_size=ROWS), None)
-            head = batch.to_pandas() if batch is not None else None
+        head, total_rows = _first_batch(artifacts.path(ref), ref.serializer)
         note = "large file: rows read from its first batch, content hash not re-checked"
         if head is None:
             return {"columns": [], "index": [], "rows": [], "shape": [0, 0], "note": note}
@@ -101,6 +98,24 @@ def _frame(artifacts: Any, ref: ArtifactRef) -> dict[str, Any]:
         "more_columns": max(0, head.shape[1] - COLUMNS),
         "note": note,
     }
+
+
+def _first_batch(path: Any, serializer: str) -> tuple[Any, int]:
+    """The first rows of a large frame file, and its row count, without reading it all."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    if serializer in ("parquet", "series"):
+        with pq.ParquetFile(path) as pf:
+            batch = next(pf.iter_batches(batch_size=ROWS), None)
+            return (batch.to_pandas() if batch is not None else None), pf.metadata.num_rows
+    with pa.memory_map(str(path)) as source:
+        reader = ipc.open_file(source)
+        rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        if reader.num_record_batches == 0:
+            return None, 0
+        return reader.get_batch(0).slice(0, ROWS).to_pandas(), rows
 
 
 def _cell(value: Any) -> str:

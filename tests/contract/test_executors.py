@@ -98,7 +98,7 @@ def test_success_stores_outputs_and_captures_logs(executor) -> None:
 def test_several_outputs_become_several_artifacts(executor) -> None:
     result = _invoke(executor, split).result(timeout=60)
     assert result.ok, result.error
-    assert [r.serializer for r in result.outputs] == ["parquet", "json"]
+    assert [r.serializer for r in result.outputs] == ["arrow", "json"]
     assert executor.artifacts.get(result.outputs[1]) == 3
 
 

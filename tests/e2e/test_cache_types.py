@@ -144,7 +144,7 @@ def test_cached_values_have_the_types_of_fresh_ones(orch: Orch, project: Project
         )
 
 
-def test_a_frame_parquet_would_change_is_refused_with_one_clear_error(
+def test_a_frame_its_format_would_change_is_refused_with_one_clear_error(
     orch: Orch, project: Project
 ) -> None:
     project.write(
@@ -167,5 +167,6 @@ def test_a_frame_parquet_would_change_is_refused_with_one_clear_error(
     )
     run = orch.run("lists.py:lists", code=1)
     error = step_of(run, "frame")["error"]
-    assert error.startswith("its DataFrame output would not come back the same from Parquet"), error
+    expected = "its DataFrame output would not come back the same from Arrow IPC"
+    assert error.startswith(expected), error
     assert "column 'l'" in error and "serializer" in error

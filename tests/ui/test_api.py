@@ -403,7 +403,7 @@ def test_step_detail_previews_a_dataframe_artifact(ui_world: Any, ui_client: Any
     for column in iris.columns:
         assert column in body
     api = client.get(f"/api/artifacts/{df_hash}").json()
-    assert api["serializer"] == "parquet" and api["type"].endswith("DataFrame")
+    assert api["serializer"] == "arrow" and api["type"].endswith("DataFrame")
     rows = api["preview"]["rows"]
     assert len(rows) == 20 and api["preview"]["shape"] == [len(iris), len(iris.columns)]
     assert [float(v) for v in rows[0][:4]] == [float(v) for v in iris.iloc[0, :4]]

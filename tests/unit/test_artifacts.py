@@ -27,8 +27,8 @@ def store(tmp_path: Path) -> ArtifactStore:
 @pytest.mark.parametrize(
     ("value", "serializer"),
     [
-        (pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}), "parquet"),
-        (pd.Series([1.5, 2.5], name="s"), "series"),
+        (pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}), "arrow"),
+        (pd.Series([1.5, 2.5], name="s"), "arrow_series"),
         (np.arange(6).reshape(2, 3), "npy"),
         (Report(score=0.5, names=["a"]), "pydantic"),
         ({"k": [1, 2, None]}, "json"),

@@ -169,26 +169,35 @@ FRAMES = {
 }
 
 
+@pytest.mark.parametrize("formats", [("arrow", "arrow_series"), ("parquet", "series")])
 @pytest.mark.parametrize("name", list(FRAMES))
-def test_frames_come_back_with_their_dtypes_and_index(tmp_path: Path, name: str) -> None:
+def test_frames_come_back_with_their_dtypes_and_index(
+    tmp_path: Path, name: str, formats: tuple[str, str]
+) -> None:
     store = ArtifactStore(tmp_path / "artifacts")
     df = FRAMES[name]
-    back = store.get(store.put(df))
+    frame_format, series_format = formats
+    ref = store.put(df, frame_format)
+    assert ref.serializer == frame_format
+    back = store.get(ref)
     pd.testing.assert_frame_equal(
         back, df, check_exact=True, check_index_type=True, check_column_type=True, check_freq=True
     )
     series = df.iloc[:, 0].rename(0)  # an int name, too
-    back_s = store.get(store.put(series))
+    back_s = store.get(store.put(series, series_format))
     pd.testing.assert_series_equal(back_s, series, check_exact=True, check_index_type=True)
     assert back_s.name == 0 and type(back_s.name) is int
 
 
-def test_a_frame_parquet_would_change_is_refused(tmp_path: Path) -> None:
+def test_a_frame_its_format_would_change_is_refused(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path / "artifacts")
-    with pytest.raises(ArtifactError, match="column 'l' differs"):
+    with pytest.raises(ArtifactError, match="from Arrow IPC: column 'l' differs"):
         store.put(pd.DataFrame({"l": [[1, 2], [3]]}))
-    with pytest.raises(ArtifactError, match="would not come back the same"):
-        store.put(pd.DataFrame({"t": pd.to_datetime(["2024-01-01"]).as_unit("s")}))
+    seconds = pd.DataFrame({"t": pd.to_datetime(["2024-01-01"]).as_unit("s")})
+    back = store.get(store.put(seconds))  # Arrow IPC keeps the unit
+    pd.testing.assert_frame_equal(back, seconds, check_exact=True)
+    with pytest.raises(ArtifactError, match="would not come back the same from Parquet"):
+        store.put(seconds, "parquet")  # Parquet has no seconds unit
 
 
 def test_numpy_values_keep_their_dtype(tmp_path: Path) -> None:
