@@ -4,8 +4,12 @@ A `Batch` holds every state change of one round (step-run inserts and updates, n
 artifacts, new cache entries); `BatchWriter.write` records it in one transaction, so a
 finished step is durable before any step that depends on it starts. Artifacts and cache
 entries are content-keyed: a row already there is skipped, never an error. The hot path
-(`hot()`) is raw sqlite3 on SQLite (store/fastpath.py) and one held connection elsewhere;
-both write exactly the rows the portable path writes.
+(`hot()`) is raw sqlite3 on SQLite (store/fastpath.py), one pipelined psycopg connection
+on PostgreSQL (store/pgpath.py: one round trip per batch and per cache lookup) and one
+held SQLAlchemy connection elsewhere; each writes exactly the rows the portable path
+writes. Every hot path answers `probe(key, pipeline, step, limit)`: the entry of a key,
+or when there is none the step's history, in one read; and `prefetch(pipeline, steps)`:
+entries likely to be hit (on PostgreSQL each step's newest, in one read; elsewhere none).
 """
 
 from __future__ import annotations
@@ -78,16 +82,24 @@ class BatchWriter:
         self._hot: Any = None
 
     def hot(self) -> Any:
-        """The engine thread's hot path: raw sqlite3 on SQLite, else one held connection
-        (no pool checkout and liveness ping per statement)."""
+        """The engine thread's hot path: raw sqlite3 on SQLite, pipelined psycopg on
+        PostgreSQL, else one held connection (no pool checkout and liveness ping per
+        statement)."""
         if self._hot is None:
-            if self.db.dialect == "sqlite":
-                from orchestrator.store.fastpath import SqliteFastPath
-
-                self._hot = SqliteFastPath(self.db.engine, STEP_COLS, UPDATE_COLS)
-            else:
-                self._hot = HeldConnection(self)
+            self._hot = self._make_hot()
         return self._hot
+
+    def _make_hot(self) -> Any:
+        if self.db.dialect == "sqlite":
+            from orchestrator.store.fastpath import SqliteFastPath
+
+            return SqliteFastPath(self.db.engine, STEP_COLS, UPDATE_COLS)
+        if self.db.dialect == "postgresql":
+            from orchestrator.store import pgpath
+
+            if pgpath.supported(self.db.engine):
+                return pgpath.PostgresFastPath(self.db.engine, STEP_COLS, UPDATE_COLS)
+        return HeldConnection(self)
 
     def close(self) -> None:
         if self._hot is not None:
@@ -145,6 +157,15 @@ class HeldConnection:
             return self.writer.cache.history_rows(self.conn, pipeline, step, limit)
         finally:
             self.conn.rollback()
+
+    def probe(
+        self, key: str, pipeline: str, step: str, limit: int
+    ) -> tuple[Row | None, list[Row] | None]:
+        entry = self.cache_get(key)
+        return (entry, None) if entry else (None, self.history(pipeline, step, limit))
+
+    def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
+        return {}
 
     def close(self) -> None:
         self.conn.close()

@@ -140,6 +140,22 @@ class MetadataStore:
             return self.fast().history(pipeline, step, limit)  # type: ignore[no-any-return]
         return self.cache.history(pipeline, step, limit)
 
+    def cache_probe(
+        self, key: str, pipeline: str, step: str, limit: int = 50, fast: bool = False
+    ) -> tuple[Row | None, list[Row] | None]:
+        """`(entry, None)` when `key` has a cache entry, else `(None, the step's history)`:
+        on the hot path one read either way."""
+        if fast:
+            return self.fast().probe(key, pipeline, step, limit)  # type: ignore[no-any-return]
+        entry = self.cache.get(key)
+        return (entry, None) if entry else (None, self.cache.history(pipeline, step, limit))
+
+    def cache_prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
+        """Cache entries likely to be hit by a run of `steps`, by key, read at once where a
+        read costs a round trip (PostgreSQL: each step's newest entry); may be empty.
+        Entries never change, so a prefetched one is as good as one read later."""
+        return self.fast().prefetch(pipeline, steps)  # type: ignore[no-any-return]
+
     def history_rows(self, conn: Connection, pipeline: str, step: str, limit: int) -> list[Row]:
         return self.cache.history_rows(conn, pipeline, step, limit)
 
