@@ -13,11 +13,13 @@ COMMIT is skipped and the transaction rolled back), and a batch is committed bef
 `write` returns. Values are encoded as the portable SQLAlchemy path encodes them (JSON
 columns hold JSON, `None` included, as `null`; times are aware UTC), so both paths read
 each other's rows. A connection found broken is replaced before the next statement.
+Calls are serialised (a lock), so threads sharing a store never interleave a batch.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
 import psycopg
@@ -104,6 +106,7 @@ class PostgresFastPath:
         self, engine: Any, step_cols: tuple[str, ...], update_cols: tuple[str, ...]
     ) -> None:
         self.engine = engine
+        self.lock = threading.Lock()
         self._proxy: Any = None
         self.conn: psycopg.Connection[Any] = self._open()
         self.step_cols, self.update_cols = step_cols, update_cols
@@ -143,6 +146,10 @@ class PostgresFastPath:
     def write(self, batch: Any) -> None:
         """The batch in one transaction and one round trip."""
         statements = self._statements(batch)
+        with self.lock:
+            self._send(statements)
+
+    def _send(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         conn = self._live()
         try:
             with conn.pipeline(), conn.cursor() as cur:
@@ -166,11 +173,12 @@ class PostgresFastPath:
             pass  # a broken connection: replaced before the next statement
 
     def _read(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        try:
-            return self._live().execute(sql, params).fetchall()
-        except psycopg.Error as exc:
-            self._abandon()
-            raise StoreError(f"cannot read the cache index: {first_line(exc)}") from None
+        with self.lock:
+            try:
+                return self._live().execute(sql, params).fetchall()
+            except psycopg.Error as exc:
+                self._abandon()
+                raise StoreError(f"cannot read the cache index: {first_line(exc)}") from None
 
     def cache_get(self, key: str) -> Row | None:
         rows = self._read("SELECT outputs, run_id FROM cache_entries WHERE cache_key = %s", (key,))
@@ -190,8 +198,9 @@ class PostgresFastPath:
         if rows and rows[0][0]:
             _, k, outputs, run_id, *_ = rows[0]
             return {"cache_key": k, "outputs": outputs, "run_id": run_id}, None
-        history = [dict(zip(_HISTORY, (r[1], r[4], r[5], r[6], r[3]), strict=True)) for r in rows]
-        return None, history[::-1]
+        rows.sort(key=lambda r: r[7])  # oldest first (a union's order is not promised)
+        picked = [(r[1], r[4], r[5], r[6], r[3]) for r in rows]  # in _HISTORY's order
+        return None, [dict(zip(_HISTORY, p, strict=True)) for p in picked]
 
     def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
         """The newest cache entry of each step, by key, in one read: a re-run's hits."""
