@@ -14,6 +14,8 @@ COMMIT is skipped and the transaction rolled back), and a batch is committed bef
 columns hold JSON, `None` included, as `null`; times are aware UTC), so both paths read
 each other's rows. A connection found broken is replaced before the next statement.
 Calls are serialised (a lock), so threads sharing a store never interleave a batch.
+A run's creation and its end are one round trip each too (`create_run`, `finish_run`:
+the rows and rules of store/runs.py).
 """
 
 from __future__ import annotations
@@ -27,23 +29,23 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Json
 
 from orchestrator.errors import StoreError
+from orchestrator.state import RunStatus, StepState
 from orchestrator.store import schema as t
+from orchestrator.store.base import now
 from orchestrator.store.db import first_line
 
 Row = dict[str, Any]
 
-_JSON = {
-    c.name
-    for tbl in (t.step_runs, t.artifacts, t.cache_entries)
-    for c in tbl.columns
-    if c.type.__class__.__name__ == "JSON"
-}
-_TIME = {
-    c.name
-    for tbl in (t.step_runs, t.artifacts, t.cache_entries)
-    for c in tbl.columns
-    if isinstance(c.type, t.UTCDateTime)
-}
+_TABLES = (t.pipelines, t.runs, t.step_runs, t.artifacts, t.cache_entries)
+_JSON = {c.name for tbl in _TABLES for c in tbl.columns if c.type.__class__.__name__ == "JSON"}
+_TIME = {c.name for tbl in _TABLES for c in tbl.columns if isinstance(c.type, t.UTCDateTime)}
+_RUN_COLS = tuple(c.name for c in t.runs.columns)
+_UPSERT_PIPELINE = (
+    "INSERT INTO pipelines (name, ref, updated_at) VALUES (%s, %s, %s) "
+    "ON CONFLICT (name) DO UPDATE SET ref = EXCLUDED.ref, updated_at = EXCLUDED.updated_at"
+)
+_FINISH_RUN = "UPDATE runs SET status = %s, ended_at = %s, error = %s WHERE id = %s"
+_INTERRUPT_STEPS = "UPDATE step_runs SET state = %s, ended_at = %s WHERE run_id = %s AND state = %s"
 _HISTORY = ("cache_key", "code", "params", "inputs", "run_id")
 
 # the entry of a key; else (NOT EXISTS) the step's newest entries: one statement either way
@@ -146,23 +148,48 @@ class PostgresFastPath:
     def write(self, batch: Any) -> None:
         """The batch in one transaction and one round trip."""
         statements = self._statements(batch)
-        with self.lock:
+        try:
             self._send(statements)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot record step states: {first_line(exc)}") from None
+
+    def create_run(self, pipeline: Row, run: Row) -> None:
+        """Upsert the pipeline's row and insert the run's (store/runs.py `new_rows`)."""
+        pipe = _rows(("name", "ref", "updated_at"), [pipeline])[0]
+        statements = [(_UPSERT_PIPELINE, pipe)]
+        statements.append((_insert_sql(t.runs, _RUN_COLS, False), _rows(_RUN_COLS, [run])[0]))
+        try:
+            self._send(statements)
+        except psycopg.errors.UniqueViolation:
+            raise StoreError(f"run {run['id']} already exists; it cannot start twice") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot record run {run['id']}: {first_line(exc)}") from None
+
+    def finish_run(self, run_id: str, status: str, error: str | None) -> None:
+        """The run's end; unless it succeeded, its running steps become interrupted."""
+        stamp = now()
+        statements = [(_FINISH_RUN, (status, stamp, error, run_id))]
+        if status != RunStatus.SUCCEEDED:
+            args = (StepState.INTERRUPTED, stamp, run_id, StepState.RUNNING)
+            statements.append((_INTERRUPT_STEPS, args))
+        try:
+            self._send(statements)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot record the end of run {run_id}: {first_line(exc)}") from None
 
     def _send(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        conn = self._live()
-        try:
-            with conn.pipeline(), conn.cursor() as cur:
-                cur.execute("BEGIN")
-                for sql, params in statements:
-                    cur.execute(sql, params)
-                cur.execute("COMMIT")
-        except psycopg.Error as exc:
-            self._abandon()
-            raise StoreError(f"cannot record step states: {first_line(exc)}") from None
-        except BaseException:
-            self._abandon()
-            raise
+        """`statements` in one transaction and one round trip; all or nothing."""
+        with self.lock:
+            conn = self._live()
+            try:
+                with conn.pipeline(), conn.cursor() as cur:
+                    cur.execute("BEGIN")
+                    for sql, params in statements:
+                        cur.execute(sql, params)
+                    cur.execute("COMMIT")
+            except BaseException:
+                self._abandon()
+                raise
 
     def _abandon(self) -> None:
         """Roll back what a failed batch left open (nothing of it is committed)."""
