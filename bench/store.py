@@ -4,7 +4,7 @@ What it measures
     The wall time of `Engine.run` divided by the number of steps, for no-op steps (the
     shapes and steps of bench/overhead.py: each step returns its distinct `i`, so each
     has its own cache key and artifact), with the metadata store on SQLite (a file, the
-    engine's SQLite fast path) and on PostgreSQL (the portable SQLAlchemy path, over
+    engine's SQLite fast path) and on PostgreSQL (the pipelined psycopg hot path, over
     TCP on loopback). The artifact store is a local folder in both cases, so the
     difference between the rows is the metadata store. The `store` columns are the part
     of that time spent inside MetadataStore calls (create_run, write, cache_probe,

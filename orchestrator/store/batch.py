@@ -94,7 +94,7 @@ class BatchWriter:
             from orchestrator.store.fastpath import SqliteFastPath
 
             return SqliteFastPath(self.db.engine, STEP_COLS, UPDATE_COLS)
-        if self.db.dialect == "postgresql":
+        if self.db.dialect == "postgresql" and self.db.engine.dialect.driver == "psycopg":
             from orchestrator.store import pgpath
 
             if pgpath.supported(self.db.engine):

@@ -93,7 +93,8 @@ def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:
 
 
 def supported(engine: Any) -> bool:
-    """Whether `engine` is PostgreSQL through psycopg 3 with libpq's pipeline mode."""
+    """Whether `engine` is PostgreSQL through psycopg 3 with libpq's pipeline mode (import
+    this module only for a psycopg engine: it imports psycopg)."""
     return (
         engine.dialect.name == "postgresql"
         and engine.dialect.driver == "psycopg"
