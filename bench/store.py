@@ -4,11 +4,21 @@ What it measures
     The wall time of `Engine.run` divided by the number of steps, for no-op steps (the
     shapes and steps of bench/overhead.py: each step returns its distinct `i`, so each
     has its own cache key and artifact), with the metadata store on SQLite (a file, the
-    engine's SQLite fast path) and on PostgreSQL (the portable SQLAlchemy path, over
+    engine's SQLite fast path) and on PostgreSQL (the pipelined psycopg hot path, over
     TCP on loopback). The artifact store is a local folder in both cases, so the
     difference between the rows is the metadata store. The `store` columns are the part
-    of that time spent inside MetadataStore calls (create_run, write, cache_get,
-    cache_history, finish_run), measured by wrapping them.
+    of that time spent inside MetadataStore calls (create_run, write, cache_probe,
+    cache_prefetch, cache_get, cache_history, finish_run), measured by wrapping them.
+
+    PostgreSQL is measured twice: as configured (`postgresql`: every commit waits for
+    the server's WAL flush, fsync included) and with `synchronous_commit=off` set in
+    the URL (`pg async`: `?options=-csynchronous_commit%3Doff`), which shows how much
+    of the figure is the server's disk rather than the engine's round trips.
+
+    Round trips. After the timed table, one more (untimed) pass per shape counts the
+    round trips to PostgreSQL (orchestrator.store.pgtrace: libpq's protocol trace,
+    one ReadyForQuery per exchange) in each kind of MetadataStore call: per batch the
+    engine writes (one per scheduling round), per cache lookup, and in all per step.
 
     Shapes: a 100-step chain (one scheduling round, so one transaction, per step) and a
     1 -> 200 -> 1 fan (few, large rounds). Phases:
@@ -60,22 +70,33 @@ from orchestrator.model.graph import Graph  # noqa: E402
 from orchestrator.model.pipeline import Pipeline  # noqa: E402
 from orchestrator.state import StepState  # noqa: E402
 from orchestrator.store.metadata import MetadataStore  # noqa: E402
+from orchestrator.store.pgtrace import RoundTrips  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("first run", "cached re-run")
 
 
 class TimedStore(MetadataStore):
-    """A MetadataStore that adds up the time spent in the calls the engine makes."""
+    """A MetadataStore that adds up the time spent in the calls the engine makes, and
+    (with `trips` set) the round trips and number of each kind of call."""
 
     spent = 0.0
+    trips: Any = None  # a RoundTrips counter, in the counting pass
 
     def _timed(self, fn: Any, *args: Any, **kw: Any) -> Any:
         t0 = time.perf_counter()
+        before = self.trips.count() if self.trips is not None else 0
         try:
             return fn(*args, **kw)
         finally:
             self.spent += time.perf_counter() - t0
+            if self.trips is not None:
+                name = fn.__name__
+                self.calls[name] = self.calls.get(name, 0) + 1
+                self.tripped[name] = self.tripped.get(name, 0) + self.trips.count() - before
+
+    def count_trips(self, trips: Any) -> None:
+        self.trips, self.calls, self.tripped = trips, {}, {}
 
     def create_run(self, *args: Any, **kw: Any) -> None:
         self._timed(super().create_run, *args, **kw)
@@ -86,8 +107,14 @@ class TimedStore(MetadataStore):
     def write(self, *args: Any, **kw: Any) -> None:
         self._timed(super().write, *args, **kw)
 
+    def cache_probe(self, *args: Any, **kw: Any) -> Any:
+        return self._timed(super().cache_probe, *args, **kw)
+
     def cache_get(self, *args: Any, **kw: Any) -> Any:
         return self._timed(super().cache_get, *args, **kw)
+
+    def cache_prefetch(self, *args: Any, **kw: Any) -> Any:
+        return self._timed(super().cache_prefetch, *args, **kw)
 
     def cache_history(self, *args: Any, **kw: Any) -> Any:
         return self._timed(super().cache_history, *args, **kw)
@@ -142,7 +169,12 @@ def fresh_url(backend: str, tmp: Path, pg_base: str) -> Iterator[str]:
         yield f"sqlite:///{tmp / 'orchestrator.db'}"
     else:
         with scratch_pg(pg_base) as url:
-            yield url
+            yield url + ASYNC_OPTION if backend == "pg async" else url
+
+
+BACKENDS = ("sqlite", "postgresql", "pg async")
+ASYNC_OPTION = "?options=-csynchronous_commit%3Doff"
+RATIO_LABELS = {"postgresql": "pg/sqlite", "pg async": "async/sqlite"}
 
 
 # -- measurement --------------------------------------------------------------------------
@@ -152,30 +184,63 @@ def measure(
     graph: Graph, backend: str, executor: str, reps: int, pg_base: str
 ) -> list[list[tuple[float, float]]]:
     """(wall seconds, seconds in the store) per phase and repetition."""
-    n = len(graph.order)
     times: list[list[tuple[float, float]]] = [[] for _ in PHASES]
     for _ in range(reps):
-        tmp = Path(tempfile.mkdtemp(prefix="orch-bench-store-"))
-        try:
-            with fresh_url(backend, tmp, pg_base) as url:
-                store = TimedStore(url)  # migrated here, outside the timed region
-                artifacts = ArtifactStore(tmp / "artifacts")
-                engine = Engine(store, artifacts, lambda name, a=artifacts: make_executor(name, a))
-                try:
-                    for phase, state in enumerate((StepState.SUCCEEDED, StepState.CACHED)):
-                        gc.collect()
-                        store.spent = 0.0
-                        t0 = time.perf_counter()
-                        result = engine.run(graph, target="bench", executor=executor)
-                        wall = time.perf_counter() - t0
-                        check(result, n, state)
-                        times[phase].append((wall, store.spent))
-                finally:
-                    engine.close()
-                    store.close()
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        for phase, (wall, store) in enumerate(one_store(graph, backend, executor, pg_base)):
+            times[phase].append((wall, store.spent))
     return times
+
+
+def one_store(
+    graph: Graph, backend: str, executor: str, pg_base: str, trips: bool = False
+) -> Iterator[tuple[float, TimedStore]]:
+    """Each phase on one fresh store: (wall seconds, the store after the phase)."""
+    n = len(graph.order)
+    tmp = Path(tempfile.mkdtemp(prefix="orch-bench-store-"))
+    try:
+        with fresh_url(backend, tmp, pg_base) as url:
+            store = TimedStore(url)  # migrated here, outside the timed region
+            counter = RoundTrips(store.engine) if trips else None
+            artifacts = ArtifactStore(tmp / "artifacts")
+            engine = Engine(store, artifacts, lambda name, a=artifacts: make_executor(name, a))
+            try:
+                for state in (StepState.SUCCEEDED, StepState.CACHED):
+                    gc.collect()
+                    store.spent = 0.0
+                    if counter is not None:
+                        store.count_trips(counter)
+                    t0 = time.perf_counter()
+                    result = engine.run(graph, target="bench", executor=executor)
+                    wall = time.perf_counter() - t0
+                    check(result, n, state)
+                    yield wall, store
+            finally:
+                engine.close()
+                store.close()
+                if counter is not None:
+                    counter.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_trips(specs: list[tuple[str, Spec]], executor: str, pg_base: str) -> None:
+    """Round trips to PostgreSQL per kind of store call, one untimed pass per shape."""
+    print("\nround trips to PostgreSQL (libpq trace), per call: calls x round trips each")
+    kinds = ("write", "cache_probe", "cache_prefetch", "create_run", "finish_run")
+    header = f"{'shape':<15}{'phase':<15}" + "".join(f"{k:>16}" for k in kinds) + "  per step"
+    print(header)
+    print("-" * len(header))
+    for label, spec in specs:
+        graph = Pipeline.from_spec(label.split()[0], spec)
+        runs = one_store(graph, "postgresql", executor, pg_base, trips=True)
+        for phase, (_, store) in zip(PHASES, runs, strict=True):
+            cells = []
+            for k in kinds:
+                calls, trips = store.calls.get(k, 0), store.tripped.get(k, 0)
+                cells.append(f"{calls} x {trips / calls:.2f}" if calls else "-")
+            total = sum(store.tripped.values()) / len(graph.order)
+            row = "".join(f"{c:>16}" for c in cells)
+            print(f"{label:<15}{phase:<15}{row}{total:>10.2f}")
 
 
 def cell(samples: list[tuple[float, float]], n: int) -> tuple[str, float]:
@@ -210,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         "fresh store; then the best time inside MetadataStore calls"
     )
     warm = Pipeline.from_spec("warm", chain_spec(3))
-    for backend in ("sqlite", "postgresql"):  # imports, dialect setup, code fingerprints
+    for backend in BACKENDS:  # imports, dialect setup, code fingerprints
         measure(warm, backend, args.executor, 1, pg_base)
 
     header = f"{'shape':<15}{'steps':>6}  {'store':<11}" + "".join(
@@ -223,17 +288,18 @@ def main(argv: list[str] | None = None) -> None:
         graph = Pipeline.from_spec(label.split()[0], spec)
         n = len(graph.order)
         best: dict[str, list[float]] = {}
-        for backend in ("sqlite", "postgresql"):
+        for backend in BACKENDS:
             times = measure(graph, backend, args.executor, reps, pg_base)
             cells = [cell(samples, n) for samples in times]
             best[backend] = [b for _, b in cells]
             print(f"{label:<15}{n:>6}  {backend:<11}" + "".join(f"{c:>32}" for c, _ in cells))
-        ratios = "".join(
-            f"{f'x{p / s:.2f}':>32}"
-            for s, p in zip(best["sqlite"], best["postgresql"], strict=True)
-        )
-        print(f"{'':<15}{'':>6}  {'pg/sqlite':<11}{ratios}", flush=True)
+        for backend in BACKENDS[1:]:
+            ratios = "".join(
+                f"{f'x{p / s:.2f}':>32}" for s, p in zip(best["sqlite"], best[backend], strict=True)
+            )
+            print(f"{'':<15}{'':>6}  {RATIO_LABELS[backend]:<11}{ratios}", flush=True)
     print(f"total benchmark time {time.perf_counter() - t_start:.1f} s")
+    print_trips(specs, args.executor, pg_base)
 
 
 if __name__ == "__main__":

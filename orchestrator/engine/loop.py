@@ -145,7 +145,7 @@ class _Run:
         self.cache_only = cut.cache_only
         self.state = RunState(graph, cut.members)
         self.resolver = CacheResolver(
-            engine.store, engine.artifacts, graph.pipeline, resumed_from, self.warn
+            engine.store, engine.artifacts, graph.pipeline, resumed_from, self.warn, graph.order
         )
         self.record = Recorder(
             engine.store, run_id, graph.pipeline, {n: graph.output_names(n) for n in graph.order}

@@ -10,11 +10,16 @@ A miss is explained: disabled by `cache=False`, or what differs from the closest
 entry of the same step (`explain_miss`). The resolver reads the store and never writes
 a row other than dropping bad cache entries; it keeps `index`, the entries recorded by
 this run, so a step repeated within one run is a hit before the batch is committed.
+
+Reads: at its first lookup the resolver asks the store once for the entries likely to be
+hit by the run's `steps` (`cache_prefetch`: on PostgreSQL each step's newest entry, so a
+re-run's hits cost no round trip each); any other key is one `cache_probe`, which on a
+miss brings the history the miss is explained by.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
@@ -35,11 +40,15 @@ class CacheResolver:
         pipeline: str,
         resumed_from: str | None = None,
         warn: Callable[[str, str], None] | None = None,
+        steps: Iterable[str] = (),
     ) -> None:
         self.store, self.artifacts, self.pipeline = store, artifacts, pipeline
         self.warn = warn
+        self.steps = list(steps)
+        self.prefetched: dict[str, Entry] | None = None
         self.index: dict[str, Entry] = {}
         self.resume: dict[str, Entry] = {}
+        self._missed: list[Entry] | None = None
         if resumed_from:
             for sr in store.step_runs(resumed_from):
                 if sr["state"] in (StepState.SUCCEEDED, StepState.CACHED) and sr["outputs"]:
@@ -64,6 +73,7 @@ class CacheResolver:
             if how == "hit":
                 self.store.drop_cache_entries([parts.key])
                 self.index.pop(parts.key, None)
+                self._prefetched().pop(parts.key, None)
         if problems:
             msg = f"{problems[0]}; recomputed"
             if self.warn is not None:
@@ -74,19 +84,31 @@ class CacheResolver:
                 "cache": "disabled",
                 "summary": "cache disabled for this step (cache=False)",
             }
-        history = self.store.cache_history(self.pipeline, name, fast=True)
-        return None, explain_miss(parts, history)
+        if self._missed is None:
+            self._missed = self.store.cache_history(self.pipeline, name, fast=True)
+        return None, explain_miss(parts, self._missed)
 
     def _candidates(self, name: str, parts: KeyParts, use_cache: bool) -> list[tuple[Entry, str]]:
         out = []
+        self._missed = None  # the step's history, when the store's probe missed
         prior = self.resume.get(name)
         if prior is not None and prior["cache_key"] == parts.key:
             out.append(({"outputs": prior["outputs"], "run_id": prior["run_id"]}, "resumed"))
         if use_cache:
-            entry = self.index.get(parts.key) or self.store.cache_get(parts.key, fast=True)
+            entry = self.index.get(parts.key) or self._prefetched().get(parts.key)
+            if entry is None:  # one read: the entry, or the history a miss is explained by
+                entry, self._missed = self.store.cache_probe(
+                    parts.key, self.pipeline, name, fast=True
+                )
             if entry is not None:
                 out.append((entry, "hit"))
         return out
+
+    def _prefetched(self) -> dict[str, Entry]:
+        """The store's likely hits for the run's steps, read once, at the first lookup."""
+        if self.prefetched is None:
+            self.prefetched = self.store.cache_prefetch(self.pipeline, self.steps)
+        return self.prefetched
 
     def _first_bad(self, entry: Entry) -> str | None:
         """The first problem with the artifacts `entry` names, or None when all are sound."""

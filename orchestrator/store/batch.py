@@ -1,11 +1,11 @@
 """The rows the engine writes: a `Batch` per scheduling round, and the writer of batches.
 
-A `Batch` holds every state change of one round (step-run inserts and updates, attempt
-inserts and updates, new artifacts, new cache entries); `BatchWriter.write` records it
-in one transaction, so a finished step is durable before any step that depends on it
-starts. Artifacts and cache entries are content-keyed: a row already there is skipped,
-never an error. The hot path (`hot()`) is raw sqlite3 on SQLite (store/fastpath.py) and
-one held connection elsewhere; both write exactly the rows the portable path writes.
+(artifact hashing and serialization throughput on a 512 MiB DataFrame, Arrow IPC beside
+Parquet), `bench/data_heavy.py` (a chain of three large intermediate frames: plain Python
+in memory, with Arrow IPC or Parquet files, and the project's first run, cached re-run
+and peak RSS, each in a fresh process),
+`bench/store.py` (per-step metadata overhead, SQLite beside PostgreSQL with and without
+synchronous commits, and the round trips to PostgreSQL of each kind of store call),
 """
 
 from __future__ import annotations
@@ -101,16 +101,24 @@ class BatchWriter:
         self._hot: Any = None
 
     def hot(self) -> Any:
-        """The engine thread's hot path: raw sqlite3 on SQLite, else one held connection
-        (no pool checkout and liveness ping per statement)."""
+        """The engine thread's hot path: raw sqlite3 on SQLite, pipelined psycopg on
+        PostgreSQL, else one held connection (no pool checkout and liveness ping per
+        statement)."""
         if self._hot is None:
-            if self.db.dialect == "sqlite":
-                from orchestrator.store.fastpath import SqliteFastPath
-
-                self._hot = SqliteFastPath(self.db.engine, STEP_COLS, UPDATE_COLS)
-            else:
-                self._hot = HeldConnection(self)
+            self._hot = self._make_hot()
         return self._hot
+
+    def _make_hot(self) -> Any:
+        if self.db.dialect == "sqlite":
+            from orchestrator.store.fastpath import SqliteFastPath
+
+            return SqliteFastPath(self.db.engine, STEP_COLS, UPDATE_COLS)
+        if self.db.dialect == "postgresql" and self.db.engine.dialect.driver == "psycopg":
+            from orchestrator.store import pgpath
+
+            if pgpath.supported(self.db.engine):
+                return pgpath.PostgresFastPath(self.db.engine, STEP_COLS, UPDATE_COLS)
+        return HeldConnection(self)
 
     def close(self) -> None:
         if self._hot is not None:
@@ -179,6 +187,15 @@ class HeldConnection:
             return self.writer.cache.history_rows(self.conn, pipeline, step, limit)
         finally:
             self.conn.rollback()
+
+    def probe(
+        self, key: str, pipeline: str, step: str, limit: int
+    ) -> tuple[Row | None, list[Row] | None]:
+        entry = self.cache_get(key)
+        return (entry, None) if entry else (None, self.history(pipeline, step, limit))
+
+    def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
+        return {}
 
     def close(self) -> None:
         self.conn.close()

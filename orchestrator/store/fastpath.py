@@ -141,5 +141,16 @@ class SqliteFastPath:
             for k, c, p, i, r in reversed(rows)
         ]
 
+    def probe(
+        self, key: str, pipeline: str, step: str, limit: int
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+        """`(entry, None)` when `key` has an entry, else `(None, the step's history)`."""
+        entry = self.cache_get(key)
+        return (entry, None) if entry else (None, self.history(pipeline, step, limit))
+
+    def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, dict[str, Any]]:
+        """Nothing: a lookup here costs microseconds, not a round trip."""
+        return {}
+
     def close(self) -> None:
         self._proxy.close()

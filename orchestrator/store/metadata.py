@@ -15,7 +15,9 @@ signatures, each a one-line delegation, so callers need not know the repositorie
 
 The engine writes through `write(batch)`: one transaction per scheduling round, holding
 every state change of that round, so a finished step is durable before any step that
-depends on it starts. Reads return plain dicts. Any SQLAlchemy URL works.
+depends on it starts. On PostgreSQL the engine's writes (batches, a run's creation and
+end) and cache reads go through the pipelined hot path (store/pgpath.py), one round trip
+each. Reads return plain dicts. Any SQLAlchemy URL works.
 
 Read-only stores: `MetadataStore(url, readonly=None)` (the default) opens a SQLite file
 that cannot be written here (a read-only mount, say) read-only, and any other store as
@@ -98,15 +100,33 @@ class MetadataStore:
         resumed_from: str | None = None, trigger: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         """Record the pipeline (name -> how to load it) and a new running run, in one go."""
+        rows = self.runs.new_rows(run_id, pipeline, target, params, executor, resumed_from, trigger)
+        self.db.refuse_writes()
+        hot = self._runs_path()
+        if hot is not None:
+            hot.create_run(*rows)
+            return
         try:
-            self.runs.create(run_id, pipeline, target, params, executor, resumed_from, trigger)
+            self.runs.insert(*rows)
         except IntegrityError:
             raise StoreError(f"run {run_id} already exists; it cannot start twice") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record run {run_id}: {first_line(exc)}") from None
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        self.db.refuse_writes()
+        hot = self._runs_path()
+        if hot is not None:
+            hot.finish_run(run_id, status, error)
+            return
         self.runs.finish(run_id, status, error)
+
+    def _runs_path(self) -> Any:
+        """The hot path where it records runs too (PostgreSQL: a round trip each), else None."""
+        if self.db.dialect != "postgresql":
+            return None
+        hot = self.fast()
+        return hot if hasattr(hot, "create_run") else None
 
     def list_runs(
         self, limit: int = 20, pipeline: str | None = None, status: str | None = None
@@ -154,6 +174,22 @@ class MetadataStore:
         if fast:
             return self.fast().history(pipeline, step, limit)  # type: ignore[no-any-return]
         return self.cache.history(pipeline, step, limit)
+
+    def cache_probe(
+        self, key: str, pipeline: str, step: str, limit: int = 50, fast: bool = False
+    ) -> tuple[Row | None, list[Row] | None]:
+        """`(entry, None)` when `key` has a cache entry, else `(None, the step's history)`:
+        on the hot path one read either way."""
+        if fast:
+            return self.fast().probe(key, pipeline, step, limit)  # type: ignore[no-any-return]
+        entry = self.cache.get(key)
+        return (entry, None) if entry else (None, self.cache.history(pipeline, step, limit))
+
+    def cache_prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
+        """Cache entries likely to be hit by a run of `steps`, by key, read at once where a
+        read costs a round trip (PostgreSQL: each step's newest entry); may be empty.
+        Entries never change, so a prefetched one is as good as one read later."""
+        return self.fast().prefetch(pipeline, steps)  # type: ignore[no-any-return]
 
     def history_rows(self, conn: Connection, pipeline: str, step: str, limit: int) -> list[Row]:
         return self.cache.history_rows(conn, pipeline, step, limit)

@@ -37,31 +37,35 @@ class RunRepository:
         self, run_id: str, pipeline: str, target: str, params: dict[str, Any], executor: str,
         resumed_from: str | None, trigger: dict[str, Any] | None,
     ) -> None:  # fmt: skip
+        self.insert(
+            *self.new_rows(run_id, pipeline, target, params, executor, resumed_from, trigger)
+        )
+
+    def new_rows(
+        self, run_id: str, pipeline: str, target: str, params: dict[str, Any], executor: str,
+        resumed_from: str | None, trigger: dict[str, Any] | None,
+    ) -> tuple[Row, Row]:  # fmt: skip
+        """The pipeline's row and the new running run's row."""
         stamp = now()
+        run = {
+            "id": run_id, "pipeline": pipeline, "target": target,
+            "status": RunStatus.RUNNING, "params": params, "executor": executor,
+            "started_at": stamp, "host": self.db.host, "pid": os.getpid(),
+            "resumed_from": resumed_from, "trigger": trigger or {"kind": "manual"},
+        }  # fmt: skip
+        return {"name": pipeline, "ref": target, "updated_at": stamp}, run
+
+    def insert(self, pipeline: Row, run: Row) -> None:
+        """Record (or update) the pipeline's row and insert the run's, in one transaction."""
         with self.db.tx() as conn:
             done = conn.execute(
                 update(t.pipelines)
-                .where(t.pipelines.c.name == pipeline)
-                .values(ref=target, updated_at=stamp)
+                .where(t.pipelines.c.name == pipeline["name"])
+                .values(ref=pipeline["ref"], updated_at=pipeline["updated_at"])
             ).rowcount
             if not done:
-                row = {"name": pipeline, "ref": target, "updated_at": stamp}
-                self.db.insert_ignored(conn, t.pipelines, [row])
-            conn.execute(
-                insert(t.runs).values(
-                    id=run_id,
-                    pipeline=pipeline,
-                    target=target,
-                    status=RunStatus.RUNNING,
-                    params=params,
-                    executor=executor,
-                    started_at=stamp,
-                    host=self.db.host,
-                    pid=os.getpid(),
-                    resumed_from=resumed_from,
-                    trigger=trigger or {"kind": "manual"},
-                )  # fmt: skip
-            )
+                self.db.insert_ignored(conn, t.pipelines, [pipeline])
+            conn.execute(insert(t.runs).values(**run))
 
     def finish(self, run_id: str, status: str, error: str | None = None) -> None:
         with self.db.tx() as conn:

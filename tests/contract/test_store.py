@@ -286,8 +286,8 @@ def test_batches_round_trip_through_step_runs(store: MetadataStore, fast: bool) 
     assert listed["counts"] == {"succeeded": 1, "cached": 1, "skipped": 1}
 
 
-def test_hot_path_is_raw_sqlite_or_a_held_connection(store: MetadataStore, store_url: str) -> None:
-    expected = "HeldConnection" if is_pg(store_url) else "SqliteFastPath"
+def test_hot_path_is_raw_sqlite_or_pipelined_psycopg(store: MetadataStore, store_url: str) -> None:
+    expected = "PostgresFastPath" if is_pg(store_url) else "SqliteFastPath"
     assert type(store.fast()).__name__ == expected
     assert store.fast() is store.fast()  # one per store, reused for the engine's run
 
@@ -522,6 +522,58 @@ def test_cache_get_and_history(store: MetadataStore, fast: bool) -> None:
         assert [e["created_at"] for e in full] == [T0, T0 + sec, T0 + 2 * sec]
         assert full[0]["outputs"] == [out("h0")] and full[0]["pipeline"] == "demo"
     assert store.cache_history("demo", "nope", fast=fast) == []
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["portable", "fast"])
+def test_cache_probe_is_the_entry_or_else_the_history(store: MetadataStore, fast: bool) -> None:
+    new_run(store)
+    sec = dt.timedelta(seconds=1)
+    store.write(
+        Batch(
+            cache_entries=[
+                entry("k1", [out("h1")], "train", T0 + sec),
+                entry("k0", [out("h0")], "train", T0),
+                entry("kx", [out("hx")], "other", T0 + 3 * sec),
+            ]
+        ),
+        fast=fast,
+    )
+    hit = {"cache_key": "k1", "outputs": [out("h1")], "run_id": RUN}
+    assert store.cache_probe("k1", "demo", "train", fast=fast) == (hit, None)
+    assert store.cache_probe("kx", "demo", "train", fast=fast)[0]["cache_key"] == "kx"
+    entry_, history = store.cache_probe("new", "demo", "train", fast=fast)
+    assert entry_ is None and history is not None
+    assert [e["cache_key"] for e in history] == ["k0", "k1"]  # oldest first
+    assert history[0]["code"] == {"fn": "code-of-train"} and history[0]["params"] == {"n": 5}
+    assert history[0]["inputs"] == {} and history[0]["run_id"] == RUN
+    assert store.cache_probe("new", "demo", "train", 1, fast=fast)[1] == history[1:]
+    assert store.cache_probe("new", "demo", "nope", fast=fast) == (None, [])
+
+
+def test_cache_prefetch_is_each_steps_newest_entry_where_reads_cost(
+    store: MetadataStore, store_url: str
+) -> None:
+    new_run(store)
+    sec = dt.timedelta(seconds=1)
+    store.write(
+        Batch(
+            cache_entries=[
+                entry("k0", [out("h0")], "train", T0),
+                entry("k1", [out("h1")], "train", T0 + sec),
+                entry("kl", [out("hl")], "load", T0),
+                entry("kx", [out("hx")], "other", T0),
+            ]
+        )
+    )
+    got = store.cache_prefetch("demo", ["train", "load", "missing"])
+    if not is_pg(store_url):
+        assert got == {}  # in-process reads: nothing to save
+        return
+    assert got == {
+        "k1": {"cache_key": "k1", "outputs": [out("h1")], "run_id": RUN},
+        "kl": {"cache_key": "kl", "outputs": [out("hl")], "run_id": RUN},
+    }
+    assert store.cache_prefetch("other-pipeline", ["train"]) == {}
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["portable", "fast"])

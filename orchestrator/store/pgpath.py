@@ -1,0 +1,258 @@
+"""The engine's hot path on PostgreSQL (psycopg 3): one round trip per batch and per lookup.
+
+A scheduling round's batch (step-run inserts and updates, artifacts, cache entries) is
+sent in libpq's pipeline mode: BEGIN, every row's statement and COMMIT go out together
+and the server's answers come back after one Sync, so a round costs one network round
+trip however many rows it holds. A cache lookup is one autocommit SELECT (no BEGIN or
+ROLLBACK around it); a lookup that misses brings the step's history (what `explain`
+compares the new key with) in the same statement. `prefetch` reads the newest entry of
+every step of a run in one statement, so a re-run's hits cost no read each.
+
+Invariants: a batch is all or nothing (a failed statement aborts the transaction, the
+COMMIT is skipped and the transaction rolled back), and a batch is committed before
+`write` returns. Values are encoded as the portable SQLAlchemy path encodes them (JSON
+columns hold JSON, `None` included, as `null`; times are aware UTC), so both paths read
+each other's rows. A connection found broken is replaced before the next statement.
+Calls are serialised (a lock), so threads sharing a store never interleave a batch.
+A run's creation and its end are one round trip each too (`create_run`, `finish_run`:
+the rows and rules of store/runs.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import Json
+
+from orchestrator.errors import StoreError
+from orchestrator.state import RunStatus, StepState
+from orchestrator.store import schema as t
+from orchestrator.store.base import now
+from orchestrator.store.db import first_line
+
+Row = dict[str, Any]
+
+_TABLES = (t.pipelines, t.runs, t.step_runs, t.artifacts, t.cache_entries)
+_JSON = {c.name for tbl in _TABLES for c in tbl.columns if c.type.__class__.__name__ == "JSON"}
+_TIME = {c.name for tbl in _TABLES for c in tbl.columns if isinstance(c.type, t.UTCDateTime)}
+_RUN_COLS = tuple(c.name for c in t.runs.columns)
+_UPSERT_PIPELINE = (
+    "INSERT INTO pipelines (name, ref, updated_at) VALUES (%s, %s, %s) "
+    "ON CONFLICT (name) DO UPDATE SET ref = EXCLUDED.ref, updated_at = EXCLUDED.updated_at"
+)
+_FINISH_RUN = "UPDATE runs SET status = %s, ended_at = %s, error = %s WHERE id = %s"
+_INTERRUPT_STEPS = "UPDATE step_runs SET state = %s, ended_at = %s WHERE run_id = %s AND state = %s"
+_INTERRUPT_ATTEMPTS = (
+    "UPDATE attempts SET state = %s, ended_at = %s WHERE run_id = %s AND state = %s"
+)
+_HISTORY = ("cache_key", "code", "params", "inputs", "run_id")
+
+# the entry of a key; else (NOT EXISTS) the step's newest entries: one statement either way
+PROBE_SQL = (
+    "SELECT true, cache_key, outputs, run_id, NULL::json, NULL::json, NULL::json, "
+    "created_at FROM cache_entries WHERE cache_key = %(key)s "
+    "UNION ALL SELECT * FROM (SELECT false, cache_key, NULL::json, run_id, code, params, "
+    "inputs, created_at FROM cache_entries WHERE pipeline = %(pipeline)s AND step = %(step)s "
+    "AND NOT EXISTS (SELECT 1 FROM cache_entries WHERE cache_key = %(key)s) "
+    "ORDER BY created_at DESC LIMIT %(limit)s) AS history"
+)
+
+# the newest entry of each of a pipeline's steps, one index probe per step
+NEWEST_SQL = (
+    "SELECT e.cache_key, e.outputs, e.run_id FROM unnest(%(steps)s::text[]) AS s(step) "
+    "CROSS JOIN LATERAL (SELECT cache_key, outputs, run_id FROM cache_entries "
+    "WHERE pipeline = %(pipeline)s AND step = s.step ORDER BY created_at DESC LIMIT 1) AS e"
+)
+
+
+def _time(v: dt.datetime | None) -> dt.datetime | None:
+    if v is None:
+        return None
+    return v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v.astimezone(dt.UTC)
+
+
+def _encoder(col: str) -> Any:
+    if col in _TIME:
+        return _time
+    if col in _JSON:
+        return Json
+    return None
+
+
+def _rows(cols: tuple[str, ...], rows: Any) -> list[tuple[Any, ...]]:
+    """Rows (dicts) as tuples of encoded values in `cols` order."""
+    plan = [(c, _encoder(c)) for c in cols]
+    return [tuple(r.get(c) if f is None else f(r.get(c)) for c, f in plan) for r in rows]
+
+
+def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:
+    tail = " ON CONFLICT DO NOTHING" if ignore else ""
+    marks = ", ".join(["%s"] * len(cols))
+    return f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks}){tail}"
+
+
+def supported(engine: Any) -> bool:
+    """Whether `engine` is PostgreSQL through psycopg 3 with libpq's pipeline mode (import
+    this module only for a psycopg engine: it imports psycopg)."""
+    return (
+        engine.dialect.name == "postgresql"
+        and engine.dialect.driver == "psycopg"
+        and psycopg.Pipeline.is_supported()
+    )
+
+
+class PostgresFastPath:
+    """Writes batches and reads cache entries through one raw psycopg connection."""
+
+    def __init__(
+        self, engine: Any, step_cols: tuple[str, ...], update_cols: tuple[str, ...]
+    ) -> None:
+        self.engine = engine
+        self.lock = threading.Lock()
+        self._proxy: Any = None
+        self.conn: psycopg.Connection[Any] = self._open()
+        self.step_cols, self.update_cols = step_cols, update_cols
+        self.art_cols = tuple(c.name for c in t.artifacts.columns)
+        self.entry_cols = tuple(c.name for c in t.cache_entries.columns)
+        self.sql_step = _insert_sql(t.step_runs, step_cols, ignore=False)
+        self.sql_update = (
+            f"UPDATE step_runs SET {', '.join(f'{c} = %s' for c in update_cols)} "
+            "WHERE run_id = %s AND name = %s"
+        )
+        self.sql_art = _insert_sql(t.artifacts, self.art_cols, ignore=True)
+        self.sql_entry = _insert_sql(t.cache_entries, self.entry_cols, ignore=True)
+        self.attempt_cols = tuple(c.name for c in t.attempts.columns if c.name != "id")
+        self.sql_attempt = _insert_sql(t.attempts, self.attempt_cols, ignore=False)
+        self.attempt_update_cols = ("state", "ended_at", "duration", "error", "traceback", "log")
+        self.sql_attempt_update = (
+            f"UPDATE attempts SET {', '.join(f'{c} = %s' for c in self.attempt_update_cols)} "
+            "WHERE run_id = %s AND step = %s AND attempt = %s"
+        )
+
+    def _open(self) -> psycopg.Connection[Any]:
+        """A pooled connection (the engine's connect hooks applied), in autocommit mode."""
+        self._proxy = self.engine.raw_connection()
+        conn: psycopg.Connection[Any] = self._proxy.driver_connection
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.rollback()
+        conn.autocommit = True
+        return conn
+
+    def _live(self) -> psycopg.Connection[Any]:
+        if self.conn.broken or self.conn.closed:
+            self._proxy.invalidate()
+            self.conn = self._open()
+        return self.conn
+
+    def _statements(self, batch: Any) -> list[tuple[str, tuple[Any, ...]]]:
+        out = [(self.sql_step, r) for r in _rows(self.step_cols, batch.step_inserts)]
+        keyed = [r | {"_run": r["run_id"], "_name": r["name"]} for r in batch.step_updates]
+        out += [(self.sql_update, r) for r in _rows((*self.update_cols, "_run", "_name"), keyed)]
+        out += [(self.sql_art, r) for r in _rows(self.art_cols, batch.artifacts.values())]
+        out += [(self.sql_entry, r) for r in _rows(self.entry_cols, batch.cache_entries)]
+        out += [(self.sql_attempt, r) for r in _rows(self.attempt_cols, batch.attempt_inserts)]
+        cols = (*self.attempt_update_cols, "run_id", "step", "attempt")
+        out += [(self.sql_attempt_update, r) for r in _rows(cols, batch.attempt_updates)]
+        return out
+
+    def write(self, batch: Any) -> None:
+        """The batch in one transaction and one round trip."""
+        statements = self._statements(batch)
+        try:
+            self._send(statements)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot record step states: {first_line(exc)}") from None
+
+    def create_run(self, pipeline: Row, run: Row) -> None:
+        """Upsert the pipeline's row and insert the run's (store/runs.py `new_rows`)."""
+        pipe = _rows(("name", "ref", "updated_at"), [pipeline])[0]
+        statements = [(_UPSERT_PIPELINE, pipe)]
+        statements.append((_insert_sql(t.runs, _RUN_COLS, False), _rows(_RUN_COLS, [run])[0]))
+        try:
+            self._send(statements)
+        except psycopg.errors.UniqueViolation:
+            raise StoreError(f"run {run['id']} already exists; it cannot start twice") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot record run {run['id']}: {first_line(exc)}") from None
+
+    def finish_run(self, run_id: str, status: str, error: str | None) -> None:
+        """The run's end; unless it succeeded, its running steps become interrupted."""
+        stamp = now()
+        statements = [(_FINISH_RUN, (status, stamp, error, run_id))]
+        if status != RunStatus.SUCCEEDED:
+            args = (StepState.INTERRUPTED, stamp, run_id, StepState.RUNNING)
+            statements.append((_INTERRUPT_STEPS, args))
+            statements.append((_INTERRUPT_ATTEMPTS, args))
+        try:
+            self._send(statements)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot record the end of run {run_id}: {first_line(exc)}") from None
+
+    def _send(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """`statements` in one transaction and one round trip; all or nothing."""
+        with self.lock:
+            conn = self._live()
+            try:
+                with conn.pipeline(), conn.cursor() as cur:
+                    cur.execute("BEGIN")
+                    for sql, params in statements:
+                        cur.execute(sql, params)
+                    cur.execute("COMMIT")
+            except BaseException:
+                self._abandon()
+                raise
+
+    def _abandon(self) -> None:
+        """Roll back what a failed batch left open (nothing of it is committed)."""
+        try:
+            if self.conn.info.transaction_status != TransactionStatus.IDLE:
+                self.conn.execute("ROLLBACK")
+        except psycopg.Error:
+            pass  # a broken connection: replaced before the next statement
+
+    def _read(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        with self.lock:
+            try:
+                return self._live().execute(sql, params).fetchall()
+            except psycopg.Error as exc:
+                self._abandon()
+                raise StoreError(f"cannot read the cache index: {first_line(exc)}") from None
+
+    def cache_get(self, key: str) -> Row | None:
+        rows = self._read("SELECT outputs, run_id FROM cache_entries WHERE cache_key = %s", (key,))
+        if not rows:
+            return None
+        return {"cache_key": key, "outputs": rows[0][0], "run_id": rows[0][1]}
+
+    def history(self, pipeline: str, step: str, limit: int) -> list[Row]:
+        return self.probe("", pipeline, step, limit)[1] or []
+
+    def probe(
+        self, key: str, pipeline: str, step: str, limit: int
+    ) -> tuple[Row | None, list[Row] | None]:
+        """`(entry, None)` when `key` has an entry, else `(None, the step's history)`."""
+        args = {"key": key, "pipeline": pipeline, "step": step, "limit": limit}
+        rows = self._read(PROBE_SQL, args)
+        if rows and rows[0][0]:
+            _, k, outputs, run_id, *_ = rows[0]
+            return {"cache_key": k, "outputs": outputs, "run_id": run_id}, None
+        rows.sort(key=lambda r: r[7])  # oldest first (a union's order is not promised)
+        picked = [(r[1], r[4], r[5], r[6], r[3]) for r in rows]  # in _HISTORY's order
+        return None, [dict(zip(_HISTORY, p, strict=True)) for p in picked]
+
+    def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
+        """The newest cache entry of each step, by key, in one read: a re-run's hits."""
+        rows = self._read(NEWEST_SQL, {"pipeline": pipeline, "steps": steps})
+        return {k: {"cache_key": k, "outputs": o, "run_id": r} for k, o, r in rows}
+
+    def close(self) -> None:
+        try:
+            if not (self.conn.broken or self.conn.closed):
+                self.conn.autocommit = False  # the pool's connections are transactional
+        except psycopg.Error:
+            self._proxy.invalidate()
+        self._proxy.close()
