@@ -43,22 +43,30 @@ def strip_docstrings(tree: ast.AST) -> ast.AST:
 _Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
+_Block = ast.stmt | ast.excepthandler | ast.match_case  # what may hold a definition
+
+
 class _FileIndex:
     """One source file's definitions: functions by first line, classes by qualified name.
 
-    The tree's docstrings are stripped once, for all; decorators are never touched (a
-    hash without them is made from a shallow copy), so one tree serves every request.
+    Only statements are searched (a `def` or `class` is never inside an expression). A
+    definition's docstrings are stripped when it is first asked for (stripping is
+    idempotent, so a nested definition asked for later sees the same tree); decorators
+    are never touched (a hash without them is made from a shallow copy), so one tree
+    serves every request.
     """
 
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
-        tree = strip_docstrings(ast.parse("".join(lines)))
+        tree = ast.parse("".join(lines))
         self.functions: dict[tuple[int, str], ast.FunctionDef | ast.AsyncFunctionDef] = {}
         self.classes: dict[str, ast.ClassDef] = {}
         self._index(tree, "")
 
     def _index(self, node: ast.AST, prefix: str) -> None:
         for child in ast.iter_child_nodes(node):
+            if not isinstance(child, _Block):
+                continue
             if not isinstance(child, _Definition):
                 self._index(child, prefix)
                 continue
@@ -110,6 +118,7 @@ def _indexed(obj: Any) -> _Definition | None:
 
 
 def _hash_definition(node: _Definition, strip_decorators: bool) -> tuple[str, ast.AST]:
+    strip_docstrings(node)
     if strip_decorators and not isinstance(node, ast.ClassDef) and node.decorator_list:
         node = copy.copy(node)
         node.decorator_list = []
@@ -156,11 +165,17 @@ def code_names(code: types.CodeType) -> set[str]:
     return names
 
 
+_IMPORT_NAME = dis.opmap["IMPORT_NAME"]
+
+
 def imports(code: types.CodeType) -> list[tuple[str, int, tuple[str, ...]]]:
     """`(module, level, fromlist)` of every import statement in the code (nested too)."""
     found = []
     consts: list[Any] = []
-    for ins in dis.get_instructions(code):
+    # every instruction (and inline cache entry) is two bytes, opcode first: a body
+    # without an IMPORT_NAME opcode is not decoded at all
+    has_import = _IMPORT_NAME in code.co_code[::2]
+    for ins in dis.get_instructions(code) if has_import else ():
         if ins.opname == "IMPORT_NAME" and len(consts) >= 2:
             level, fromlist = consts[-2], consts[-1]
             found.append((ins.argval, int(level or 0), tuple(fromlist or ())))
