@@ -32,15 +32,11 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
 from pydantic import BaseModel
-from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
-from sklearn.metrics import get_scorer_names
-from sklearn.utils.validation import check_is_fitted
 
 from orchestrator import ModelVersion, OrchestratorError, RunContext, current, step
 
+from ._types import BaseEstimator, DataFrame
 from .evaluate import EvalReport
 
 LOSSES = frozenset({"rmse", "mse", "mae", "mape", "medae", "loss", "error"})
@@ -81,6 +77,8 @@ def _context() -> RunContext:
 
 def metric_direction(name: str) -> bool | None:
     """True when a higher `name` is better, False when lower is, None when unknown."""
+    from sklearn.metrics import get_scorer_names
+
     scorers = set(get_scorer_names())
     if name in scorers:
         return True
@@ -194,6 +192,9 @@ def decide(
 
 def require_servable(model: Any) -> list[str]:
     """The training column names of a fitted `model`, or one error saying what is wrong."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
     name = type(model).__name__
     if not callable(getattr(model, "predict", None)):
         raise OrchestratorError(
@@ -231,7 +232,7 @@ def _already_production(model_name: str, champion: ModelVersion) -> DeployDecisi
 def deploy_model(
     model: BaseEstimator,
     report: EvalReport | Mapping[str, float],
-    data: pd.DataFrame | None = None,
+    data: DataFrame | None = None,
     model_name: str = "model",
     margin: float = 0.0,
     metric: str | None = None,

@@ -33,15 +33,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import numpy as np
-import pandas as pd
-from pandas.api import types as ptypes
 from pydantic import BaseModel
-from scipy import stats
 
 from orchestrator import OrchestratorError, step
 
 from ._runtime import log_info
+from ._types import DataFrame, Series, ndarray
 
 EPSILON = 1e-6
 MIN_BIN_ROWS = 20
@@ -88,8 +85,10 @@ class DriftReport(BaseModel):
 # -- measures ---------------------------------------------------------------------------
 
 
-def psi(reference_counts: np.ndarray, batch_counts: np.ndarray) -> float:
+def psi(reference_counts: ndarray, batch_counts: ndarray) -> float:
     """Population stability index of two histograms over the same bins."""
+    import numpy as np
+
     r = reference_counts / reference_counts.sum()
     b = batch_counts / batch_counts.sum()
     r = np.where(reference_counts == 0, EPSILON, r)
@@ -102,14 +101,18 @@ def effective_bins(bins: int, reference_rows: int, batch_rows: int) -> int:
     return max(2, min(bins, min(reference_rows, batch_rows) // MIN_BIN_ROWS))
 
 
-def _cut_points(reference: np.ndarray, bins: int) -> np.ndarray:
+def _cut_points(reference: ndarray, bins: int) -> ndarray:
+    import numpy as np
+
     edges = np.unique(np.quantile(reference, np.linspace(0.0, 1.0, bins + 1)))
     return edges[1:-1] if len(edges) > 2 else edges
 
 
-def numeric_psi(reference: np.ndarray, batch: np.ndarray, bins: int = 10) -> float:
+def numeric_psi(reference: ndarray, batch: ndarray, bins: int = 10) -> float:
     """PSI over quantile bins of `reference` (`bins`, fewer for small samples: see
     `effective_bins`); values outside the reference range go to the end bins."""
+    import numpy as np
+
     cuts = _cut_points(reference, effective_bins(bins, len(reference), len(batch)))
     n = len(cuts) + 1
     ref_counts = np.bincount(np.searchsorted(cuts, reference, side="right"), minlength=n)
@@ -117,13 +120,15 @@ def numeric_psi(reference: np.ndarray, batch: np.ndarray, bins: int = 10) -> flo
     return psi(ref_counts, batch_counts)
 
 
-def _category_counts(reference: pd.Series, batch: pd.Series) -> pd.DataFrame:
+def _category_counts(reference: Series, batch: Series) -> DataFrame:
+    import pandas as pd
+
     sides = [s.astype(object).value_counts() for s in (reference, batch)]
     counts = pd.concat(sides, axis=1, keys=["reference", "batch"]).fillna(0)
     return counts[(counts["reference"] > 0) | (counts["batch"] > 0)]
 
 
-def categorical_psi(reference: pd.Series, batch: pd.Series) -> float:
+def categorical_psi(reference: Series, batch: Series) -> float:
     """PSI over the union of categories of `reference` and `batch`."""
     counts = _category_counts(reference, batch)
     return psi(counts["reference"].to_numpy(float), counts["batch"].to_numpy(float))
@@ -132,7 +137,10 @@ def categorical_psi(reference: pd.Series, batch: pd.Series) -> float:
 # -- per feature ------------------------------------------------------------------------
 
 
-def _kind(series: pd.Series) -> Literal["numeric", "categorical"]:
+def _kind(series: Series) -> Literal["numeric", "categorical"]:
+    import pandas as pd
+    from pandas.api import types as ptypes
+
     dtype = series.dtype
     if ptypes.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
         return CATEGORICAL
@@ -146,7 +154,7 @@ def _kind(series: pd.Series) -> Literal["numeric", "categorical"]:
     )
 
 
-def _present(feature: str, side: str, series: pd.Series) -> pd.Series:
+def _present(feature: str, side: str, series: Series) -> Series:
     values = series.dropna()
     if values.empty:
         raise OrchestratorError(
@@ -173,12 +181,14 @@ def _bins_note(bins: int, reference_rows: int, batch_rows: int) -> str:
 
 def _numeric_drift(
     feature: str,
-    ref: pd.Series,
-    new: pd.Series,
+    ref: Series,
+    new: Series,
     psi_threshold: float,
     p_threshold: float,
     bins: int,
 ) -> FeatureDrift:
+    from scipy import stats
+
     r, b = ref.to_numpy(float), new.to_numpy(float)
     value = numeric_psi(r, b, bins)
     ks = stats.ks_2samp(r, b)
@@ -195,14 +205,14 @@ def _numeric_drift(
     )
 
 
-def _unseen(counts: pd.DataFrame, side: str) -> str:
+def _unseen(counts: DataFrame, side: str) -> str:
     names = [str(c) for c in counts.index[counts[side] == 0]]
     shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
     return f"{len(names)} only in {'batch' if side == 'reference' else 'reference'} ({shown})"
 
 
 def _categorical_drift(
-    feature: str, ref: pd.Series, new: pd.Series, psi_threshold: float
+    feature: str, ref: Series, new: Series, psi_threshold: float
 ) -> FeatureDrift:
     counts = _category_counts(ref, new)
     value = psi(counts["reference"].to_numpy(float), counts["batch"].to_numpy(float))
@@ -215,8 +225,8 @@ def _categorical_drift(
 
 def _feature_drift(
     feature: str,
-    reference: pd.Series,
-    batch: pd.Series,
+    reference: Series,
+    batch: Series,
     psi_threshold: float,
     p_threshold: float,
     bins: int,
@@ -236,7 +246,7 @@ def _feature_drift(
 # -- entry points -----------------------------------------------------------------------
 
 
-def _check_inputs(reference: pd.DataFrame, batch: pd.DataFrame, bins: int) -> None:
+def _check_inputs(reference: DataFrame, batch: DataFrame, bins: int) -> None:
     for frame, side in ((reference, "reference"), (batch, "batch")):
         if frame.empty:
             raise OrchestratorError(
@@ -248,7 +258,7 @@ def _check_inputs(reference: pd.DataFrame, batch: pd.DataFrame, bins: int) -> No
 
 
 def _select(
-    reference: pd.DataFrame, batch: pd.DataFrame, features: list[str] | None, exclude: Sequence[str]
+    reference: DataFrame, batch: DataFrame, features: list[str] | None, exclude: Sequence[str]
 ) -> list[str]:
     chosen = [str(c) for c in reference.columns] if features is None else list(features)
     chosen = [f for f in chosen if f not in set(exclude)]
@@ -266,8 +276,8 @@ def _select(
 
 
 def drift_report(
-    reference: pd.DataFrame,
-    batch: pd.DataFrame,
+    reference: DataFrame,
+    batch: DataFrame,
     *,
     features: list[str] | None = None,
     exclude: Sequence[str] = ("target",),
@@ -296,8 +306,8 @@ def drift_report(
 
 @step(name="detect_drift", kind="validate")
 def detect_drift(
-    reference: pd.DataFrame,
-    batch: pd.DataFrame,
+    reference: DataFrame,
+    batch: DataFrame,
     features: list[str] | None = None,
     exclude: Sequence[str] = ("target",),
     psi_threshold: float = 0.2,

@@ -16,14 +16,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import pandas as pd
 from pydantic import BaseModel
-from sklearn import metrics as skm
-from sklearn.base import BaseEstimator, is_classifier, is_regressor
 
 from orchestrator import OrchestratorError, RunContext, step
 
 from ._runtime import run_context
+from ._types import BaseEstimator, DataFrame, Series
 from .feature import require_target
 
 TASKS = {"classification": ("accuracy", True), "regression": ("r2", True)}
@@ -45,8 +43,10 @@ class EvalReport(BaseModel):
         return self.metrics[self.primary_metric]
 
 
-def score(model: Any, x: pd.DataFrame, y: pd.Series, task: str) -> dict[str, float]:
+def score(model: Any, x: DataFrame, y: Series, task: str) -> dict[str, float]:
     """The task's metrics for `model` predicting `y` from `x`."""
+    from sklearn import metrics as skm
+
     pred = model.predict(x)
     if task == "classification":
         return {
@@ -72,6 +72,8 @@ def resolve_task(model: Any, task: str) -> str:
         )
     if task != "auto":
         return task
+    from sklearn.base import is_classifier, is_regressor
+
     try:
         if is_classifier(model):
             return "classification"
@@ -85,7 +87,7 @@ def resolve_task(model: Any, task: str) -> str:
     )
 
 
-def _score_challenger(model: Any, x: pd.DataFrame, y: pd.Series, task: str) -> dict[str, float]:
+def _score_challenger(model: Any, x: DataFrame, y: Series, task: str) -> dict[str, float]:
     """`score`, with an estimator that cannot predict these rows as one clear error."""
     name = type(model).__name__
     if not callable(getattr(model, "predict", None)):
@@ -102,7 +104,7 @@ def _score_challenger(model: Any, x: pd.DataFrame, y: pd.Series, task: str) -> d
 
 
 def _champion(
-    ctx: RunContext, model_name: str, x: pd.DataFrame, y: pd.Series, task: str
+    ctx: RunContext, model_name: str, x: DataFrame, y: Series, task: str
 ) -> tuple[int | None, dict[str, float] | None]:
     """(version, metrics on these rows) of the production model, or Nones."""
     try:
@@ -128,7 +130,7 @@ def _champion(
 @step(name="evaluate", kind="evaluate", hints={"store": True})
 def evaluate_model(
     model: BaseEstimator,
-    test: pd.DataFrame,
+    test: DataFrame,
     target: str = "target",
     task: str = "auto",
     model_name: str = "model",

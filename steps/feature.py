@@ -8,18 +8,13 @@ category and bool columns one-hot encoded, unknown categories ignored at predict
 
 from __future__ import annotations
 
-import pandas as pd
-from pandas.api import types as ptypes
-from sklearn.compose import ColumnTransformer
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
 from orchestrator import OrchestratorError, step
 
 from ._runtime import log_info, log_warning
+from ._types import ColumnTransformer, DataFrame
 
 
-def require_target(df: pd.DataFrame, target: str, where: str) -> None:
+def require_target(df: DataFrame, target: str, where: str) -> None:
     """Raise a clear error when `target` is not a column of `df`."""
     if target not in df.columns:
         have = ", ".join(sorted(map(str, df.columns)))
@@ -28,8 +23,11 @@ def require_target(df: pd.DataFrame, target: str, where: str) -> None:
         )
 
 
-def _column_groups(x: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+def _column_groups(x: DataFrame) -> tuple[list[str], list[str], list[str]]:
     """Split feature columns into numeric, categorical and unsupported (dropped)."""
+    import pandas as pd
+    from pandas.api import types as ptypes
+
     numeric, categorical, other = [], [], []
     for name, dtype in x.dtypes.items():
         if ptypes.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
@@ -43,8 +41,11 @@ def _column_groups(x: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
     return numeric, categorical, other
 
 
-def make_preprocessor(x: pd.DataFrame, scale: bool) -> ColumnTransformer:
+def make_preprocessor(x: DataFrame, scale: bool) -> ColumnTransformer:
     """An unfitted ColumnTransformer for the feature columns of `x`."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     numeric, categorical, other = _column_groups(x)
     if other:
         log_warning("feature columns dropped: unsupported dtype", columns=other)
@@ -63,14 +64,16 @@ def make_preprocessor(x: pd.DataFrame, scale: bool) -> ColumnTransformer:
 
 @step(name="features", kind="feature")
 def split_features(
-    df: pd.DataFrame,
+    df: DataFrame,
     target: str = "target",
     test_size: float = 0.2,
     seed: int = 0,
     scale: bool = True,
     stratify: bool = False,
-) -> tuple[pd.DataFrame, pd.DataFrame, ColumnTransformer]:
+) -> tuple[DataFrame, DataFrame, ColumnTransformer]:
     """Split `df` into (train, test) with seed `seed`; fit the preprocessor on train only."""
+    from sklearn.model_selection import train_test_split
+
     require_target(df, target, "features")
     if not 0.0 < test_size < 1.0:
         raise OrchestratorError(f"features: test_size must be in (0, 1), got {test_size}")

@@ -18,14 +18,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import sqlalchemy
-import sqlalchemy.exc
-from sklearn import datasets
-
 from orchestrator import FileInput, OrchestratorError, step
 
 from ._runtime import log_info
+from ._types import DataFrame
 
 DATASETS = ("breast_cancer", "diabetes", "digits", "iris", "wine")
 FILE_FORMATS = {
@@ -42,15 +38,17 @@ FORMATS = ("csv", "tsv", "parquet", "excel", "jsonl")
 EXCEL_ENGINES = {".xls": "xlrd"}  # any other suffix is read as .xlsx, by openpyxl
 
 
-def _str_columns(df: pd.DataFrame) -> pd.DataFrame:
+def _str_columns(df: DataFrame) -> DataFrame:
     if all(isinstance(c, str) for c in df.columns):
         return df
     return df.rename(columns={c: str(c) for c in df.columns})
 
 
 @step(name="ingest", kind="ingest")
-def load_sklearn_dataset(dataset: str = "iris", target: str = "target") -> pd.DataFrame:
+def load_sklearn_dataset(dataset: str = "iris", target: str = "target") -> DataFrame:
     """Load a scikit-learn toy dataset as one frame: the features plus a `target` column."""
+    from sklearn import datasets
+
     if dataset not in DATASETS:
         raise OrchestratorError(
             f"ingest: unknown dataset '{dataset}'; choose one of {', '.join(DATASETS)}"
@@ -98,7 +96,9 @@ def _excel_engine(path: Path) -> str:
     return engine
 
 
-def _read(path: Path, fmt: str, sheet: str | int) -> pd.DataFrame:
+def _read(path: Path, fmt: str, sheet: str | int) -> DataFrame:
+    import pandas as pd
+
     if fmt == "parquet":
         return pd.read_parquet(path)
     if fmt == "excel":
@@ -110,7 +110,7 @@ def _read(path: Path, fmt: str, sheet: str | int) -> pd.DataFrame:
 
 
 @step(name="ingest_file", kind="ingest")
-def load_file(path: FileInput, format: str = "auto", sheet: str | int = 0) -> pd.DataFrame:
+def load_file(path: FileInput, format: str = "auto", sheet: str | int = 0) -> DataFrame:
     """Read a CSV, TSV, Parquet, Excel or JSON-lines file (by suffix, or by `format`).
 
     `sheet` (a name or a 0-based position) picks the worksheet of an Excel file.
@@ -129,6 +129,9 @@ def load_file(path: FileInput, format: str = "auto", sheet: str | int = 0) -> pd
 
 def mask_url(url: str) -> str:
     """The database URL with its password replaced by ***."""
+    import sqlalchemy
+    import sqlalchemy.exc
+
     try:
         return sqlalchemy.make_url(url).render_as_string(hide_password=True)
     except sqlalchemy.exc.ArgumentError:
@@ -137,6 +140,8 @@ def mask_url(url: str) -> str:
 
 def _db_message(exc: BaseException) -> str:
     """The database's own message, without SQLAlchemy's SQL echo and help link."""
+    import pandas as pd
+
     if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ is not None:
         exc = exc.__cause__
     orig = getattr(exc, "orig", None)
@@ -144,8 +149,12 @@ def _db_message(exc: BaseException) -> str:
 
 
 @step(name="ingest_sql", kind="ingest", cache=False)
-def load_sql(url: str, query: str) -> pd.DataFrame:
+def load_sql(url: str, query: str) -> DataFrame:
     """Run `query` against the database at `url` (any SQLAlchemy URL) and return the rows."""
+    import pandas as pd
+    import sqlalchemy
+    import sqlalchemy.exc
+
     try:
         engine = sqlalchemy.create_engine(url)
     except sqlalchemy.exc.SQLAlchemyError as exc:

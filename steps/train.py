@@ -14,14 +14,10 @@ import importlib
 import inspect
 from typing import Any
 
-import pandas as pd
-from sklearn.base import BaseEstimator, clone
-from sklearn.compose import ColumnTransformer
-from sklearn.pipeline import Pipeline
-
 from orchestrator import OrchestratorError, step
 
 from ._runtime import log_info
+from ._types import BaseEstimator, ColumnTransformer, DataFrame, SklearnPipeline
 from .feature import require_target
 
 
@@ -44,6 +40,8 @@ def import_estimator(path: str) -> type[BaseEstimator]:
         raise OrchestratorError(
             f"train: cannot import estimator '{path}': module '{module_name}' not found ({exc})"
         ) from None
+    from sklearn.base import BaseEstimator
+
     cls = getattr(module, class_name, None)
     if cls is None:
         names = [n for n in dir(module) if not n.startswith("_")]
@@ -78,14 +76,17 @@ def make_estimator(path: str, params: dict[str, Any], seed: int) -> BaseEstimato
 
 @step(name="train", kind="train")
 def train_model(
-    train: pd.DataFrame,
+    train: DataFrame,
     preprocessor: ColumnTransformer,
     estimator: str = "sklearn.linear_model.LogisticRegression",
     params: dict[str, Any] | None = None,
     target: str = "target",
     seed: int = 0,
-) -> Pipeline:
+) -> SklearnPipeline:
     """Fit `preprocessor` + `estimator` (dotted path, with `params`) on `train`."""
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+
     require_target(train, target, "train")
     model = make_estimator(estimator, dict(params or {}), seed)
     pipe = Pipeline([("features", clone(preprocessor)), ("model", model)])

@@ -8,13 +8,12 @@ the column and expected vs actual. On success the frame passes through unchanged
 
 from __future__ import annotations
 
-import pandas as pd
-from pandas.api import types as ptypes
 from pydantic import BaseModel
 
 from orchestrator import OrchestratorError, step
 
 from ._runtime import log_info
+from ._types import DataFrame, Series
 
 KINDS = ("number", "integer", "float", "string", "category", "bool", "datetime")
 FRAME = "(frame)"
@@ -72,12 +71,15 @@ def _num(x: float) -> str:
     return f"{float(x):g}"
 
 
-def _missing(name: str, column: str, df: pd.DataFrame) -> Check:
+def _missing(name: str, column: str, df: DataFrame) -> Check:
     have = ", ".join(sorted(map(str, df.columns)))
     return Check(name=name, column=column, passed=False, detail=f"missing column (have: {have})")
 
 
-def _kind_matches(series: pd.Series, kind: str) -> bool:
+def _kind_matches(series: Series, kind: str) -> bool:
+    import pandas as pd
+    from pandas.api import types as ptypes
+
     dtype = series.dtype
     if kind == "number":
         return ptypes.is_numeric_dtype(dtype) and not ptypes.is_bool_dtype(dtype)
@@ -97,6 +99,8 @@ def _kind_matches(series: pd.Series, kind: str) -> bool:
 
 
 def _check_kinds(columns: dict[str, str]) -> None:
+    import pandas as pd
+
     for column, kind in columns.items():
         if kind in KINDS:
             continue
@@ -109,7 +113,7 @@ def _check_kinds(columns: dict[str, str]) -> None:
             ) from None
 
 
-def _dtype_check(df: pd.DataFrame, column: str, kind: str) -> Check:
+def _dtype_check(df: DataFrame, column: str, kind: str) -> Check:
     if column not in df.columns:
         return _missing("dtype", column, df)
     actual = str(df[column].dtype)
@@ -117,7 +121,10 @@ def _dtype_check(df: pd.DataFrame, column: str, kind: str) -> Check:
     return Check(name="dtype", column=column, passed=ok, detail=f"expected {kind}, got {actual}")
 
 
-def _range_check(df: pd.DataFrame, column: str, lo: float | None, hi: float | None) -> Check:
+def _range_check(df: DataFrame, column: str, lo: float | None, hi: float | None) -> Check:
+    import pandas as pd
+    from pandas.api import types as ptypes
+
     if column not in df.columns:
         return _missing("range", column, df)
     values = df[column]
@@ -137,7 +144,7 @@ def _range_check(df: pd.DataFrame, column: str, lo: float | None, hi: float | No
     return Check(name="range", column=column, passed=n == 0, detail=detail.rstrip())
 
 
-def _not_null_check(df: pd.DataFrame, column: str) -> Check:
+def _not_null_check(df: DataFrame, column: str) -> Check:
     if column not in df.columns:
         return _missing("not_null", column, df)
     n = int(df[column].isna().sum())
@@ -145,7 +152,9 @@ def _not_null_check(df: pd.DataFrame, column: str) -> Check:
     return Check(name="not_null", column=column, passed=n == 0, detail=detail)
 
 
-def _null_fraction_check(df: pd.DataFrame, max_fraction: float) -> Check:
+def _null_fraction_check(df: DataFrame, max_fraction: float) -> Check:
+    import pandas as pd
+
     fractions = df.isna().mean() if len(df) else pd.Series(0.0, index=df.columns)
     over = fractions[fractions > max_fraction].sort_values(ascending=False)
     if over.empty:
@@ -157,7 +166,7 @@ def _null_fraction_check(df: pd.DataFrame, max_fraction: float) -> Check:
     return Check(name="nulls", column=FRAME, passed=False, detail=detail)
 
 
-def _rows_check(df: pd.DataFrame, min_rows: int) -> Check:
+def _rows_check(df: DataFrame, min_rows: int) -> Check:
     detail = f"{len(df)} rows, expected at least {min_rows}"
     return Check(name="rows", column=FRAME, passed=len(df) >= min_rows, detail=detail)
 
@@ -167,13 +176,13 @@ def _rows_check(df: pd.DataFrame, min_rows: int) -> Check:
 
 @step(name="validate", kind="validate")
 def validate_frame(
-    df: pd.DataFrame,
+    df: DataFrame,
     columns: dict[str, str] | None = None,
     ranges: dict[str, tuple[float | None, float | None]] | None = None,
     not_null: list[str] | None = None,
     max_null_fraction: float = 0.0,
     min_rows: int = 1,
-) -> tuple[pd.DataFrame, ValidationReport]:
+) -> tuple[DataFrame, ValidationReport]:
     """Check `df`; return it unchanged with the report, or raise `ValidationFailed`.
 
     `columns` maps a column to its expected dtype: number, integer, float, string,

@@ -78,8 +78,22 @@ def hash_text(text: str) -> str:
 # -- canonical parameters -------------------------------------------------------------
 
 
+_PLAIN = frozenset({type(None), bool, int, str})
+
+
+def _str_key(item: tuple[Any, Any]) -> str:
+    return str(item[0])
+
+
 def canonical(value: Any) -> Any:
     """A JSON-able, order-independent form of a parameter value."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:  # the common case, without the ABC checks below
+        text_keys = all(type(k) is str for k in value)  # unique: sorting never compares values
+        ordered = sorted(value.items()) if text_keys else sorted(value.items(), key=_str_key)
+        return {str(k): canonical(v) for k, v in ordered}
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):  # JSON (and PostgreSQL) have no NaN or infinity
@@ -89,7 +103,7 @@ def canonical(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return canonical(value.value)
     if isinstance(value, Mapping):
-        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): canonical(v) for k, v in sorted(value.items(), key=_str_key)}
     if isinstance(value, list | tuple):
         return [canonical(v) for v in value]
     if isinstance(value, set | frozenset):

@@ -43,10 +43,21 @@ class KeyParts:
 
 
 class KeyMaker:
-    """Computes node keys; code fingerprints are memoised per step for the maker's life."""
+    """Computes node keys; code fingerprints and each step's argument plan (which
+    arguments hash a file's content) are memoised per step for the maker's life."""
 
     def __init__(self) -> None:
         self._code: dict[int, tuple[dict[str, str], str]] = {}
+        self._plans: dict[int, tuple[Step[Any], list[tuple[str, Any, bool]]]] = {}
+
+    def _plan(self, step: Step[Any]) -> list[tuple[str, Any, bool]]:
+        """(name, default, hashes a file) of each argument of `step`."""
+        got = self._plans.get(id(step))
+        if got is None or got[0] is not step:
+            args = step.arguments.values()
+            got = (step, [(a.name, a.default, has_hash_content(a.annotation)) for a in args])
+            self._plans[id(step)] = got
+        return got[1]
 
     def code(self, step: Step[Any]) -> tuple[dict[str, str], str]:
         got = self._code.get(id(step.fn))
@@ -58,12 +69,12 @@ class KeyMaker:
 
     def params(self, node: Node) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        args = node.step.arguments
-        for name, arg in args.items():
-            value = node.bindings.get(name, arg.default)
+        bindings = node.bindings
+        for name, default, hashes_file in self._plan(node.step):
+            value = bindings.get(name, default)
             if is_input(value):
                 continue
-            if has_hash_content(arg.annotation):
+            if hashes_file:
                 path = Path(value)
                 try:
                     out[name] = {"path": str(path), "content": hash_file(path)}
@@ -77,7 +88,7 @@ class KeyMaker:
                         f"step '{node.name}' parameter '{name}': cannot read {path}: "
                         f"{exc.strerror or exc}"
                     ) from None
-            elif name in node.bindings:
+            elif name in bindings:
                 out[name] = canonical(value)
             else:
                 out[name] = _default(value)

@@ -3,7 +3,10 @@
 A module is the user's when its file lies outside the standard library and the
 installed-packages folders (`site-packages`, `dist-packages`): the fingerprint follows
 its code. Anything else enters a fingerprint as `package NAME` with its version (the
-Python version for the standard library).
+Python version for the standard library). The version is found without importing the
+package: its `__version__` when it is loaded, else the metadata of the distribution
+that ships it (named like it, or found by its `top_level.txt` or `RECORD`), so a step
+that imports scikit-learn inside its body counts its version before the import runs.
 """
 
 from __future__ import annotations
@@ -49,9 +52,24 @@ def third_party_origin(top: str) -> bool:
     return not places or all(_installed(p) for p in places)
 
 
+def _ships(dist: importlib.metadata.Distribution, top: str) -> bool:
+    """Whether `dist` installs top-level module `top` (its files read as plain text)."""
+    tops = dist.read_text("top_level.txt")
+    if tops is not None:
+        return top in tops.split()
+    record = dist.read_text("RECORD") or ""
+    return any(
+        record.startswith(p) or f"\n{p}" in record for p in (f"{top}/", f"{top}.py,", f"{top}.")
+    )
+
+
 @functools.cache
-def _distributions() -> dict[str, list[str]]:
-    return dict(importlib.metadata.packages_distributions())
+def _shipped_version(top: str) -> str | None:
+    """The version of the first distribution on `sys.path` that ships module `top`."""
+    for dist in importlib.metadata.distributions():
+        if _ships(dist, top):
+            return dist.version
+    return None
 
 
 @functools.cache
@@ -64,12 +82,6 @@ def package_version(modname: str) -> str:
         return importlib.metadata.version(top)
     except importlib.metadata.PackageNotFoundError:
         pass
-    pkgs = _distributions().get(top)
-    if pkgs:
-        try:
-            return importlib.metadata.version(pkgs[0])
-        except importlib.metadata.PackageNotFoundError:
-            pass
     if top in sys.stdlib_module_names:
         return f"python-{sys.version_info.major}.{sys.version_info.minor}"
-    return "unknown"
+    return _shipped_version(top) or "unknown"

@@ -116,6 +116,17 @@ def test_canonical_params_are_order_independent_and_typed() -> None:
     assert canonical(Path("/x")) == "/x"
 
 
+def test_canonical_dicts_sort_by_key_text_whatever_the_key_types() -> None:
+    from collections import OrderedDict
+
+    mixed = {2: "b", "10": "c", 1: {"z": 1, "y": (1, 2)}}
+    expected = {"1": {"y": [1, 2], "z": 1}, "10": "c", "2": "b"}
+    assert canonical(mixed) == expected
+    assert list(canonical(mixed)) == ["1", "10", "2"]
+    assert canonical(OrderedDict(reversed(list(mixed.items())))) == expected
+    assert list(canonical({"b": 1, "a": 2})) == ["a", "b"]
+
+
 def test_uncanonical_param_is_a_clear_error() -> None:
     with pytest.raises(ArtifactError, match="has no canonical form"):
         canonical(object())
