@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import uuid
 
 from sqlalchemy import and_, delete, insert, select, update
 
@@ -55,3 +56,18 @@ class ModelServers:
         )
         with self.store.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+
+class ServerBeacon:
+    """One server's presence: a fresh id, then `beat(version)` per poll and `gone()`."""
+
+    def __init__(self, servers: ModelServers, name: str, selector: str | None, url: str) -> None:
+        self.servers, self.name, self.url = servers, name, url
+        self.selector = selector or "production"
+        self.id = uuid.uuid4().hex
+
+    def beat(self, version: int | None) -> None:
+        self.servers.beat(self.id, self.name, self.selector, version, self.url)
+
+    def gone(self) -> None:
+        self.servers.gone(self.id)
