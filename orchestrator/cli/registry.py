@@ -18,6 +18,7 @@ from rich.text import Text
 from orchestrator.cli.base import ENV, JsonOpt, _json, app
 from orchestrator.cli.progress import out
 from orchestrator.errors import NotFound, OrchestratorError, did_you_mean
+from orchestrator.store.registry import change_text
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: recorded in the audit trail.")]
 _VERSION = re.compile(r"^v?([0-9]{1,9})$")
@@ -101,17 +102,6 @@ def alias(
     typer.echo(f"{model}@{name} -> v{_number(model, version)}{moved}")
 
 
-def event_text(e: dict[str, Any]) -> str:
-    """One event in words: `candidate -> production`, `champion: v2 -> champion: v3`."""
-    if e["kind"] == "registered":
-        return "registered as candidate"
-    if e["kind"] == "alias" and e["to_value"] is None:
-        return f"alias {e['from_value']} removed"
-    if e["kind"] == "alias" and e["from_value"] is None:
-        return f"alias {e['to_value']} set"
-    return f"{e['from_value']} -> {e['to_value']}"
-
-
 def actor_text(e: dict[str, Any]) -> str:
     if e["actor"] == "deploy" and e["run_id"]:
         return f"deploy step '{e['step']}' of run {e['run_id']}"
@@ -127,6 +117,6 @@ def print_events(events: list[dict[str, Any]], as_json: bool) -> None:
         table.add_column(col)
     for e in events:
         when = e["created_at"].strftime("%Y-%m-%d %H:%M:%S")
-        cells = (when, f"v{e['version']}", event_text(e), actor_text(e), e["reason"])
+        cells = (when, f"v{e['version']}", change_text(e), actor_text(e), e["reason"])
         table.add_row(*(Text(c) for c in cells))  # a reason is plain text, never markup
     out.print(table)

@@ -69,6 +69,18 @@ def _where(name: str, version: int) -> Any:
     return and_(t.model_versions.c.name == name, t.model_versions.c.version == version)
 
 
+def change_text(event: dict[str, Any]) -> str:
+    """An event's change in words: `candidate -> production`, `alias champion: v2 set`."""
+    old, new = event["from_value"], event["to_value"]
+    if event["kind"] == "registered":
+        return "registered as candidate"
+    if event["kind"] == "alias" and new is None:
+        return f"alias {old} removed"
+    if event["kind"] == "alias" and old is None:
+        return f"alias {new} set"
+    return f"{old} -> {new}"
+
+
 class StoreRegistry:
     def __init__(self, store: MetadataStore, artifacts: ArtifactStore) -> None:
         self.store, self.artifacts = store, artifacts

@@ -230,15 +230,34 @@
   }
 
   // -- charts --------------------------------------------------------------------------
+  // One point per version, never a spline: versions are joined by a straight segment
+  // only when evaluated on the same data; a version on other data is a red triangle.
+  function metricDataset(data, m) {
+    var changed = data.changed || [];
+    return {
+      label: m, data: data.metrics[m], borderColor: "#2457c5", backgroundColor: "#2457c5",
+      tension: 0, spanGaps: false, pointRadius: 5, pointHoverRadius: 7,
+      pointStyle: changed.map(function (c) { return c ? "triangle" : "circle"; }),
+      pointBackgroundColor: changed.map(function (c) { return c ? "#d23a3a" : "#2457c5"; }),
+      segment: { borderColor: function (ctx) {
+        return changed[ctx.p1DataIndex] ? "rgba(0,0,0,0)" : "#2457c5";
+      } }
+    };
+  }
+
   function metricChart() {
     var canvas = document.getElementById("metric-chart");
     var data = jsonOf("chart-data");
     if (!canvas || !data || !data.chosen || typeof window.Chart !== "function") { return; }
     var chart = new window.Chart(canvas, {
       type: "line",
-      data: { labels: data.labels, datasets: [{ label: data.chosen, data: data.metrics[data.chosen],
-              borderColor: "#2457c5", backgroundColor: "#2457c5", tension: 0.15, spanGaps: true }] },
+      data: { labels: data.labels, datasets: [metricDataset(data, data.chosen)] },
       options: { responsive: true, maintainAspectRatio: false, animation: false,
+                 plugins: { tooltip: { callbacks: { afterLabel: function (item) {
+                   var h = (data.data || [])[item.dataIndex];
+                   return (data.changed[item.dataIndex] ? "other data than before: " : "data ") +
+                     (h || "unknown");
+                 } } } },
                  scales: { y: { title: { display: true, text: data.chosen } } } }
     });
     window.orchMetricChart = chart;
@@ -246,8 +265,7 @@
     if (select) {
       select.addEventListener("change", function () {
         var m = select.value;
-        chart.data.datasets[0].label = m;
-        chart.data.datasets[0].data = data.metrics[m];
+        chart.data.datasets[0] = metricDataset(data, m);
         chart.options.scales.y.title.text = m;
         chart.update();
       });
