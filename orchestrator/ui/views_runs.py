@@ -129,6 +129,8 @@ def run_page(request: Request, run_id: RunIdPath) -> Response:
             "trigger": present.trigger_info(run.get("trigger")),
             "seconds": present.run_seconds(run),
             "steps_json": [step_json(s) for s in view["steps"]],
+            "timeline": graphs.timeline(run, view["steps"]),
+            "models": ui(request).registry.of_run(run["id"]),
         },
     )
 

@@ -816,6 +816,27 @@ def test_metric_chart_has_a_point_per_version_and_marks_other_data(
     assert "tension: 0," in metric_js and "tension: 0.15" not in js  # straight, never a spline
 
 
+def test_run_page_links_the_versions_it_registered_and_has_a_timeline(
+    ui_world: Any, ui_client: Any, ui_stores: tuple[Any, Any]
+) -> None:
+    run_id = ui_world.first["run_id"]
+    html = ui_client().get(f"/runs/{run_id}").text
+    link = one(html, "a", data_run_model=MODEL)
+    assert link["href"] == f"/models/{MODEL}" and link["data-run-model-version"] == "1"
+    started = [s["name"] for s in ui_stores[0].step_runs(run_id) if s.get("started_at")]
+    rows = elements(html, "div", data_timeline_step="*")
+    assert sorted(r["data-timeline-step"] for r in rows) == sorted(started)
+    assert len(started) == 6
+    span = float(one(html, "section", id="timeline")["data-span"])
+    for r in rows:
+        start, end = float(r["data-start"]), float(r["data-end"])
+        assert 0 <= start <= end <= span + 1e-6, r
+    by_name = {r["data-timeline-step"]: r for r in rows}
+    assert float(by_name["ingest"]["data-start"]) <= float(by_name["deploy"]["data-start"])
+    broken = ui_client().get(f"/runs/{ui_world.failed['run_id']}").text
+    assert elements(broken, "a", data_run_model="*") == []  # it registered nothing
+
+
 # -- schedules and events -------------------------------------------------------------------------
 def test_schedules_show_ticks_and_the_runs_they_started(ui_world: Any, ui_client: Any) -> None:
     doc = {s["name"]: s for s in ui_client().get("/api/schedules").json()["schedules"]}
