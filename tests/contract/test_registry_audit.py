@@ -137,3 +137,42 @@ def test_servers_beat_and_a_silent_one_is_not_live(store: MetadataStore) -> None
     assert [s["id"] for s in servers.live("m")] == ["s1"]
     servers.gone("s1")
     assert servers.live("m") == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_a_store_gives_existing_versions_their_registered_event(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import insert
+
+    from orchestrator.store import db
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    if backend == "postgresql":
+        url = str(request.getfixturevalue("pg_url"))
+    engine = db.connect(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db._MIGRATIONS))
+    with engine.connect() as conn, conn.begin():
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0005")  # a store as it was before the audit trail
+        stamp = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        row = {"stage": "candidate", "artifact_hash": "h", "metrics": {}, "params": {},
+               "created_at": stamp, "updated_at": stamp}  # fmt: skip
+        conn.execute(insert(t.model_versions), [
+            row | {"name": "m", "version": 1, "run_id": RUN, "step": "deploy", "reason": "first"},
+            row | {"name": "m", "version": 2, "run_id": None, "step": None, "reason": "by hand"},
+        ])  # fmt: skip
+    engine.dispose()
+    store = MetadataStore(url)
+    try:
+        reg = StoreRegistry(store, ArtifactStore(tmp_path / "a"))
+        assert trail(reg) == [
+            (1, "registered", None, "candidate", "deploy", "first"),
+            (2, "registered", None, "candidate", "api", "by hand"),
+        ]
+        assert reg.events("m")[-1]["created_at"] == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    finally:
+        store.close()
