@@ -540,6 +540,7 @@ def _fill(path: str) -> str:
     return (
         path.replace("{name}", "every15" if "schedules" in path else MODEL)
         .replace("{version}", "1")
+        .replace("{alias}", "champion")
         .replace("/pipelines/every15", "/pipelines/job")
     )
 
@@ -561,6 +562,8 @@ def test_every_change_is_refused_without_the_token(
     assert {
         "/pipelines/{name}/runs",
         "/models/{name}/versions/{version}/promote",
+        "/models/{name}/aliases",
+        "/models/{name}/aliases/{alias}/delete",
         "/schedules/{name}/pause",
         "/schedules/{name}/resume",
     } <= set(routes)
