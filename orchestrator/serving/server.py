@@ -16,8 +16,9 @@ What it owns, and its invariants:
   failed load is logged and the old version keeps serving; so does a model whose
   production version is withdrawn or whose alias is removed.
 * **Presence.** With a `beacon` (the store's `model_servers`), the server records itself
-  when it starts, renews its heartbeat with the version it answers with on every poll,
-  and removes itself when it stops; a failing heartbeat never stops the serving.
+  when it starts, renews its heartbeat with the version it answers with (at once on a
+  swap, else every `BEAT_EVERY` seconds), and removes itself when it stops; a failing
+  heartbeat never stops the serving.
 * **Input schema** from the training schema: the fitted estimator's `feature_names_in_`,
   one field per feature, the JSON key being the feature name exactly (by alias: names
   such as "sepal length (cm)" are no identifiers). Numeric features are strict floats;
@@ -39,6 +40,7 @@ import contextlib
 import datetime as dt
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -91,6 +93,9 @@ class _Pending(NamedTuple):
     done: asyncio.Future[list[Any]]
 
 
+BEAT_EVERY = 5.0  # seconds between heartbeats of an unchanged server
+
+
 class Beacon(Protocol):
     """Where a running server says it is up and which version it answers with."""
 
@@ -124,6 +129,7 @@ class Server:
     ) -> None:
         self.registry, self.name, self.poll_interval = registry, name, poll_interval
         self.selector, self.beacon = selector, beacon
+        self._beat: tuple[int | None, float] = (None, -BEAT_EVERY)  # (version, when)
         self.served: Served | None = None
         self.log = get_logger(component="serve", model=name)
         self._pending: list[_Pending] = []
@@ -135,12 +141,16 @@ class Server:
         """Load the selected version if it changed (keeping the old one on any failure),
         then renew the heartbeat."""
         self._swap()
-        if self.beacon is not None:
-            served = self.served
-            try:
-                self.beacon.beat(None if served is None else served.version.version)
-            except Exception as exc:  # the store may be briefly locked or unreachable
-                self.log.error("cannot record the heartbeat", error=str(exc))
+        served = self.served
+        number = None if served is None else served.version.version
+        due = time.monotonic() - self._beat[1] >= BEAT_EVERY
+        if self.beacon is None or (number == self._beat[0] and not due):
+            return
+        try:  # a write at most every BEAT_EVERY seconds, and at once on a swap
+            self.beacon.beat(number)
+            self._beat = (number, time.monotonic())
+        except Exception as exc:  # the store may be briefly locked or unreachable
+            self.log.error("cannot record the heartbeat", error=str(exc))
 
     def _swap(self) -> None:
         try:
