@@ -265,7 +265,9 @@ def deploy_model(
         reason=reason,
     )
     if promote:
-        version = registry.promote(model_name, version.version, reason)
+        version = registry.promote(
+            model_name, version.version, reason, actor="deploy", run_id=ctx.run_id, step=ctx.step
+        )
     ctx.log.info(
         "deploy decision",
         model=model_name,

@@ -258,14 +258,6 @@ def graph(
     print_graph(g, fmt)
 
 
-@app.command()
-def models(name: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
-    """Registered model versions, their stages and metrics."""
-    from orchestrator.cli.render import print_models
-
-    print_models(ENV.registry().versions(name), as_json)
-
-
 @cache_app.command("gc")
 def cache_gc(
     keep_runs: Annotated[
@@ -297,6 +289,7 @@ def kinds() -> None:
 
 
 import orchestrator.cli.ops  # noqa: E402,F401  (registers the operations commands)
+import orchestrator.cli.registry  # noqa: E402,F401  (registers the model registry commands)
 import orchestrator.cli.sweep  # noqa: E402,F401  (registers the sweep commands)
 
 

@@ -77,19 +77,27 @@ def daemon(
 
 @app.command()
 def serve(
-    model: Annotated[str, typer.Argument(help="A registered model name.")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A registered model: NAME (its production version), NAME@ALIAS or NAME@VERSION."
+        ),
+    ],
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
     poll_interval: Annotated[
-        float, typer.Option("--poll-interval", help="Seconds between production checks.")
+        float, typer.Option("--poll-interval", help="Seconds between checks of the version.")
     ] = 1.0,
     request_log: Annotated[
         Path | None, typer.Option("--request-log", help="Append answered requests as JSON lines.")
     ] = None,
 ) -> None:
-    """Serve predictions of a model's production version over HTTP; swaps on promotion."""
+    """Serve predictions of a model version over HTTP; swaps when it is promoted or the
+    alias moves. The server records itself in the store (the model page shows it)."""
     from orchestrator.serving.server import serve as run_server
+    from orchestrator.store.model_servers import ModelServers, ServerBeacon
 
+    servers = ModelServers(ENV.store)
     run_server(
         ENV.registry(),
         model,
@@ -97,6 +105,7 @@ def serve(
         port=port,
         poll_interval=poll_interval,
         request_log=request_log,
+        beacon=lambda name, selector, url: ServerBeacon(servers, name, selector, url),
     )
 
 

@@ -51,7 +51,16 @@ class Registry(Protocol):
         reason: str = "",
     ) -> ModelVersion: ...
 
-    def promote(self, name: str, version: int, reason: str) -> ModelVersion: ...
+    def promote(
+        self,
+        name: str,
+        version: int,
+        reason: str,
+        *,
+        actor: str = "api",
+        run_id: str | None = None,
+        step: str | None = None,
+    ) -> ModelVersion: ...
 
     def load(self, version: ModelVersion) -> Any: ...
 

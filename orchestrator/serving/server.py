@@ -1,6 +1,8 @@
-"""Serve predictions over HTTP from the production version of one registered model.
+"""Serve predictions over HTTP from one version of one registered model.
 
 `create_app(registry, name)` builds a FastAPI app; `serve(...)` runs it under uvicorn.
+A model reference `NAME` serves the production version, `NAME@ALIAS` the version an
+alias points at (`champion`, `staging`, ...), `NAME@3` version 3 (`split_ref`).
 
 What it owns, and its invariants:
 
@@ -8,10 +10,15 @@ What it owns, and its invariants:
   fitted model, input schema, feature order) held in `Server.served`. A request reads it
   once when it starts and uses that tuple to the end, so it finishes on the model it
   started with. Swapping is a single attribute assignment: never a half-swapped state.
-* **Hot swap.** A background task asks the registry for the production version every
-  `poll_interval` seconds; when it changed, a worker thread loads the new model fully and
-  builds its input schema, and only then swaps the reference. A failed load is logged and
-  the old version keeps serving; so does a model whose production version is withdrawn.
+* **Hot swap.** A background task asks the registry for the selected version (production
+  or the alias's) every `poll_interval` seconds; when it changed, a worker thread loads
+  the new model fully and builds its input schema, and only then swaps the reference. A
+  failed load is logged and the old version keeps serving; so does a model whose
+  production version is withdrawn or whose alias is removed.
+* **Presence.** With a `beacon` (the store's `model_servers`), the server records itself
+  when it starts, renews its heartbeat with the version it answers with (at once on a
+  swap, else every `BEAT_EVERY` seconds), and removes itself when it stops; a failing
+  heartbeat never stops the serving.
 * **Input schema** from the training schema: the fitted estimator's `feature_names_in_`,
   one field per feature, the JSON key being the feature name exactly (by alias: names
   such as "sepal length (cm)" are no identifiers). Numeric features are strict floats;
@@ -33,6 +40,7 @@ import contextlib
 import datetime as dt
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -60,6 +68,8 @@ class ServingRegistry(Protocol):
 
     def production(self, name: str) -> ModelVersion | None: ...
 
+    def resolve(self, name: str, selector: str | None = None) -> ModelVersion | None: ...
+
     def versions(self, name: str | None = None) -> list[ModelVersion]: ...
 
     def load(self, version: ModelVersion) -> Any: ...
@@ -83,6 +93,25 @@ class _Pending(NamedTuple):
     done: asyncio.Future[list[Any]]
 
 
+BEAT_EVERY = 5.0  # seconds between heartbeats of an unchanged server
+
+
+class Beacon(Protocol):
+    """Where a running server says it is up and which version it answers with."""
+
+    def beat(self, version: int | None) -> None: ...
+
+    def gone(self) -> None: ...
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """`NAME@SELECTOR` -> (NAME, SELECTOR); a plain NAME selects production (None)."""
+    name, at, selector = ref.partition("@")
+    if at and (not name or not selector):
+        raise ServingError(f"model reference '{ref}' is not NAME or NAME@ALIAS (e.g. m@champion)")
+    return name, (selector if at else None)
+
+
 # -- the server state --------------------------------------------------------------------
 
 
@@ -90,9 +119,17 @@ class Server:
     """The served reference, the poller that swaps it, and the micro-batch queue."""
 
     def __init__(
-        self, registry: ServingRegistry, name: str, poll_interval: float, request_log: Path | None
+        self,
+        registry: ServingRegistry,
+        name: str,
+        poll_interval: float,
+        request_log: Path | None,
+        selector: str | None = None,
+        beacon: Beacon | None = None,
     ) -> None:
         self.registry, self.name, self.poll_interval = registry, name, poll_interval
+        self.selector, self.beacon = selector, beacon
+        self._beat: tuple[int | None, float] = (None, -BEAT_EVERY)  # (version, when)
         self.served: Served | None = None
         self.log = get_logger(component="serve", model=name)
         self._pending: list[_Pending] = []
@@ -101,11 +138,25 @@ class Server:
 
     # hot swap
     def refresh(self) -> None:
-        """Load the production version if it changed; keep the old one on any failure."""
-        try:
-            version = self.registry.production(self.name)
+        """Load the selected version if it changed (keeping the old one on any failure),
+        then renew the heartbeat."""
+        self._swap()
+        served = self.served
+        number = None if served is None else served.version.version
+        due = time.monotonic() - self._beat[1] >= BEAT_EVERY
+        if self.beacon is None or (number == self._beat[0] and not due):
+            return
+        try:  # a write at most every BEAT_EVERY seconds, and at once on a swap
+            self.beacon.beat(number)
+            self._beat = (number, time.monotonic())
         except Exception as exc:  # the store may be briefly locked or unreachable
-            self.log.error("cannot read the production version", error=str(exc))
+            self.log.error("cannot record the heartbeat", error=str(exc))
+
+    def _swap(self) -> None:
+        try:
+            version = self.registry.resolve(self.name, self.selector)
+        except Exception as exc:  # the store may be briefly locked; an alias removed
+            self.log.error("cannot read the served version", error=str(exc))
             return
         old = self.served
         if version is None or (
@@ -186,6 +237,9 @@ class Server:
             self.log.error("cannot write the request log", error=str(exc))
 
     def close(self) -> None:
+        if self.beacon is not None:
+            with contextlib.suppress(Exception):
+                self.beacon.gone()
         if self._log_file is not None:
             with self._log_lock:
                 self._log_file.close()
@@ -218,13 +272,14 @@ def _json(doc: Any, status: int = 200) -> Response:
     return Response(json.dumps(doc, default=str), status, media_type="application/json")
 
 
-def _unavailable_body(name: str) -> bytes:
-    message = f"no production version of model '{name}' is loaded yet (see `orch models`)"
+def _unavailable_body(name: str, selector: str | None = None) -> bytes:
+    what = "production version" if selector is None else f"version '{selector}'"
+    message = f"no {what} of model '{name}' is loaded yet (see `orch models`)"
     return json.dumps({"detail": message}).encode()
 
 
-def _unavailable(name: str) -> Response:
-    return Response(_unavailable_body(name), 503, media_type="application/json")
+def _unavailable(name: str, selector: str | None = None) -> Response:
+    return Response(_unavailable_body(name, selector), 503, media_type="application/json")
 
 
 def _metadata(served: Served) -> dict[str, Any]:
@@ -255,7 +310,7 @@ async def _answer(server: Server, body: bytes, parse: Parse, one: bool) -> Reply
     """Validate, predict (micro-batched) and render one POST /predict[/batch] request."""
     served = server.served  # read once: this request finishes on this version
     if served is None:
-        return 503, _unavailable_body(server.name)
+        return 503, _unavailable_body(server.name, server.selector)
     try:
         rows = parse(served, body)
     except ValidationError as exc:
@@ -327,13 +382,13 @@ def _routes(app: FastAPI, server: Server) -> None:
     async def health() -> Response:
         served = server.served
         if served is None:
-            return _unavailable(name)
+            return _unavailable(name, server.selector)
         return _json({"status": "ok", "model": name, "version": served.version.version})
 
     @app.get("/model")
     async def model() -> Response:
         served = server.served
-        return _unavailable(name) if served is None else _json(_metadata(served))
+        return _unavailable(name, server.selector) if served is None else _json(_metadata(served))
 
 
 def create_app(
@@ -342,10 +397,13 @@ def create_app(
     *,
     poll_interval: float = 1.0,
     request_log: Path | None = None,
+    selector: str | None = None,
+    beacon: Beacon | None = None,
 ) -> FastAPI:
-    """An app serving the production version of `model_name`, swapped in when it changes."""
-    server = Server(registry, model_name, poll_interval, request_log)
-    server.refresh()  # ready before the first request when a production version exists
+    """An app serving the selected version of `model_name` (production unless `selector`
+    names an alias or a version), swapped in when it changes."""
+    server = Server(registry, model_name, poll_interval, request_log, selector, beacon)
+    server.refresh()  # ready before the first request when the selected version exists
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -366,17 +424,29 @@ def create_app(
 
 def serve(
     registry: ServingRegistry,
-    model_name: str,
+    model_ref: str,
     host: str = "127.0.0.1",
     port: int = 8000,
     poll_interval: float = 1.0,
     request_log: Path | None = None,
+    beacon: Callable[[str, str | None, str], Beacon] | None = None,
 ) -> None:
-    """Run the prediction server (one uvicorn worker) until interrupted."""
+    """Run the prediction server (one uvicorn worker) for `model_ref` (NAME, NAME@ALIAS
+    or NAME@VERSION) until interrupted; `beacon(name, selector, url)` makes its presence."""
     import uvicorn
 
+    model_name, selector = split_ref(model_ref)
     if not registry.versions(model_name):
         raise ServingError(f"no model '{model_name}' is registered (see `orch models`)")
-    app = create_app(registry, model_name, poll_interval=poll_interval, request_log=request_log)
-    print(f"serving model '{model_name}' at http://{host}:{port} (POST /predict)", flush=True)
+    registry.resolve(model_name, selector)  # an unknown alias or version: one error line
+    url = f"http://{host}:{port}"
+    app = create_app(
+        registry,
+        model_name,
+        poll_interval=poll_interval,
+        request_log=request_log,
+        selector=selector,
+        beacon=beacon(model_name, selector, url) if beacon else None,
+    )
+    print(f"serving model '{model_ref}' at {url} (POST /predict)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", workers=1)

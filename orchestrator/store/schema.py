@@ -255,3 +255,50 @@ transaction as the claim, with the `orch run` arguments and a run id fixed in ad
 `launched` (child process started), `done` (the run exists) or `failed` (it never
 started). A daemon that dies between claim and launch leaves a pending row that the next
 pass starts; the fixed run id makes a double start impossible."""
+
+model_events = Table(
+    "model_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("from_value", String(200)),
+    Column("to_value", String(200)),
+    Column("actor", String(20), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("run_id", String(32)),
+    Column("step", String(200)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""The registry's audit trail, only ever appended to: `registered` (to `candidate`),
+`stage` (from -> to stage), `alias` (an alias moved from version -> to version; `to_value`
+null when removed). `actor` is who did it (`cli`, `ui`, `deploy`, `api`); a deploy step's
+event names its run and step."""
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+"""Named pointers to model versions (`champion`, `staging`, any name): one version each."""
+
+model_servers = Table(
+    "model_servers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, index=True),
+    Column("selector", String(64), nullable=False),
+    Column("version", Integer),
+    Column("url", Text, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+)
+"""Running prediction servers: which model and selector (`production`, an alias or a
+version) each serves, the version it answers with, and a heartbeat renewed every poll;
+a server whose heartbeat is old is gone."""

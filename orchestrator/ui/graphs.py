@@ -13,18 +13,36 @@ A step named `a.b.train` sits in the group of sub-pipeline call `a.b`, itself in
 `a`: groups come from the dots of the names (the shape adds which pipeline each calls),
 and the page draws them as compound nodes. The shape also knows each step's declared
 output names, which label its outputs.
+
+A mapped step is recorded as a node `train` and one row per item, `train[0]`,
+`train[1]`...: the graph draws the items collapsed into their parent (`count`: how many,
+`states`: how many in each state), their edges moved onto it. Every node carries its
+recorded `duration` (seconds, None before it ran) so the page can print it.
+
+`timeline(run, steps)` lays out each step's start and end relative to the run's start, as
+percentages of the run's span, for the run page's Gantt view (no JavaScript needed).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
+import re
 import threading
 import time
 from typing import Any
 
 from orchestrator.loader import load_target
 from orchestrator.model.step import sources
+
+_ITEM = re.compile(r"^(?P<base>.+)\[(?P<index>[0-9]+)\]$")
+
+
+def mapped_base(name: str) -> str | None:
+    """`train` for a mapped item `train[3]`, else None."""
+    got = _ITEM.match(name)
+    return got.group("base") if got else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,15 +174,68 @@ def run_graph(shape: Shape | None, steps: list[dict[str, Any]]) -> dict[str, Any
         for s in steps
         if s["name"] not in seen
     ]
+    nodes, moved = collapse_mapped(nodes, rows)
     known = {n["id"] for n in nodes}
     edges: list[dict[str, str]] = []
     pairs: set[tuple[str, str, str]] = set()
     guessed = [e for e in inferred_edges(steps) if e[1] not in seen]
     for src, dst, arg in [*(shape.edges if shape else ()), *guessed]:
-        if (src, dst, arg) in pairs or src not in known or dst not in known:
+        src, dst = moved.get(src, src), moved.get(dst, dst)
+        if (src, dst, arg) in pairs or src == dst or src not in known or dst not in known:
             continue
         pairs.add((src, dst, arg))
         edges.append({"source": src, "target": dst, "input": arg})
     for n in nodes:
         n["parent"] = n["id"].rpartition(".")[0] or None
     return {"nodes": nodes, "edges": edges, "groups": groups_of(shape, [n["id"] for n in nodes])}
+
+
+def collapse_mapped(
+    nodes: list[dict[str, Any]], rows: dict[str, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Nodes with mapped items folded into their parent (made if absent), each with its
+    `duration`; and {item: parent} for moving edges."""
+    moved = {n["id"]: b for n in nodes if (b := mapped_base(n["id"]))}
+    out: list[dict[str, Any]] = []
+    by_id: dict[str, dict[str, Any]] = {}
+    for n in nodes:
+        base = moved.get(n["id"])
+        if base is None:
+            node = n | {"duration": (rows.get(n["id"]) or {}).get("duration")}
+            out.append(node)
+            by_id[n["id"]] = node
+            continue
+        parent = by_id.get(base)
+        if parent is None:
+            parent = {"id": base, "kind": n["kind"], "state": n["state"], "duration": None}
+            out.append(parent)
+            by_id[base] = parent
+        parent["count"] = parent.get("count", 0) + 1
+        states = parent.setdefault("states", {})
+        states[n["state"]] = states.get(n["state"], 0) + 1
+    return out, moved
+
+
+def _offset(at: dt.datetime | None, start: dt.datetime) -> float | None:
+    return None if at is None else max(0.0, (at - start).total_seconds())
+
+
+def timeline(run: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """`{"span": seconds, "bars": [{name, state, start, end, left, width}]}`: each step
+    that started, in start order; `start`/`end` are seconds from the run's start (a
+    running step ends now), `left`/`width` percentages of the span."""
+    began = run["started_at"]
+    clock = dt.datetime.now(dt.UTC)
+    timed = [s for s in steps if s.get("started_at") is not None]
+    timed.sort(key=lambda s: (s["started_at"], s["name"]))
+    bars = []
+    for s in timed:
+        start = _offset(s["started_at"], began) or 0.0
+        end = _offset(s.get("ended_at") or clock, began) or start
+        bars.append({"name": s["name"], "state": s["state"], "start": start, "end": end})
+    ended = _offset(run.get("ended_at") or clock, began) or 0.0
+    span = max([ended, *(b["end"] for b in bars), 1e-3])
+    for b in bars:
+        b["left"] = round(100 * b["start"] / span, 3)
+        b["width"] = round(max(0.4, 100 * (b["end"] - b["start"]) / span), 3)
+    return {"span": span, "bars": bars}

@@ -156,6 +156,8 @@ def run_page(request: Request, run_id: RunIdPath) -> Response:
             "steps_json": [step_json(s) for s in view["steps"]],
             "failing": failing,
             "opened": opened,
+            "timeline": graphs.timeline(run, view["steps"]),
+            "models": ui(request).registry.of_run(run["id"]),
         },
     )
 

@@ -807,11 +807,11 @@ def test_registry_register_promote_versions(registry: StoreRegistry, store: Meta
     assert registry.production("m") is None
 
     promoted = registry.promote("m", 1, "beats nothing")
-    assert promoted.stage == "production" and promoted.reason == "beats nothing"
+    assert promoted.stage == "production" and promoted.reason == "first"  # kept as registered
     registry.promote("other", 1, "only one")
     registry.promote("m", 3, "better accuracy")
     prod = registry.production("m")
-    assert prod is not None and prod.version == 3 and prod.reason == "better accuracy"
+    assert prod is not None and prod.version == 3
     assert [(v.version, v.stage) for v in registry.versions("m")] == [
         (1, "archived"),
         (2, "candidate"),
@@ -839,7 +839,7 @@ def test_registry_register_promote_versions(registry: StoreRegistry, store: Meta
             .group_by(t.model_versions.c.name)
             .order_by(t.model_versions.c.name)
         ).all() == [("m", 1), ("other", 1)]
-    assert registry.get("m", 2).reason == "rollback"
+    assert registry.get("m", 1).reason == "first"  # promotions never overwrite it
     with pytest.raises(NotFound):
         registry.get("m", 9)
     with pytest.raises(NotFound):

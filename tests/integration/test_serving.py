@@ -214,3 +214,45 @@ def test_hot_swap_under_load_fails_no_request(live: Live) -> None:
     lines = live.log_lines()[logged_before:]
     assert [line["version"] for line in lines] == seen
     assert all(line["rows"] == [ROW] and len(line["predictions"]) == 1 for line in lines)
+
+
+def _version_of(http: httpx.Client) -> int | None:
+    try:
+        res = http.get("/health")
+    except httpx.TransportError:
+        return None
+    return int(res.json()["version"]) if res.status_code == 200 else None
+
+
+def test_serve_an_alias_follows_it_and_records_its_presence(live: Live, tmp_path: Path) -> None:
+    from orchestrator.store.model_servers import ModelServers
+
+    orch, reg = live.orch, registry(live.orch)
+    if len(reg.versions(MODEL)) < 2:
+        assert orch.run("classification", "--param", "C=0.05")["status"] == "succeeded"
+    assert orch("alias", MODEL, "staging", "1").code == 0
+    port = free_port()
+    args = ("serve", f"{MODEL}@staging", "--port", str(port), "--poll-interval", "0.2")
+    proc = orch.popen(*args, log=tmp_path / "alias-server")
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    servers = ModelServers(reg.store)
+    try:
+        wait_for(lambda: proc.poll() is not None or _version_of(http) == 1, "v1 by alias", 30)
+        assert proc.poll() is None, (tmp_path / "alias-server.err").read_text()
+        wait_for(lambda: servers.live(MODEL), "the server's heartbeat", timeout=10)
+        [row] = servers.live(MODEL)
+        assert (row["selector"], row["version"]) == ("staging", 1)
+        assert row["url"] == f"http://127.0.0.1:{port}" and row["pid"] == proc.pid
+        assert orch("alias", MODEL, "staging", "2").code == 0
+        wait_for(lambda: _version_of(http) == 2, "the swap to v2 through the alias", 20)
+        assert http.post("/predict", json=ROW).json()["version"] == 2
+        wait_for(lambda: servers.live(MODEL)[0]["version"] == 2, "the heartbeat of v2", 10)
+        assert orch("alias", MODEL, "staging", "--delete").code == 0
+        time.sleep(1.0)  # a removed alias keeps the served version serving
+        assert _version_of(http) == 2
+    finally:
+        http.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert servers.live(MODEL) == []  # a stopped server removes itself
+    reg.store.close()

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import uuid
 from collections import Counter
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -539,6 +540,7 @@ def _fill(path: str) -> str:
     return (
         path.replace("{name}", "every15" if "schedules" in path else MODEL)
         .replace("{version}", "1")
+        .replace("{alias}", "champion")
         .replace("/pipelines/every15", "/pipelines/job")
     )
 
@@ -560,6 +562,8 @@ def test_every_change_is_refused_without_the_token(
     assert {
         "/pipelines/{name}/runs",
         "/models/{name}/versions/{version}/promote",
+        "/models/{name}/aliases",
+        "/models/{name}/aliases/{alias}/delete",
         "/schedules/{name}/pause",
         "/schedules/{name}/resume",
     } <= set(routes)
@@ -649,7 +653,8 @@ def test_model_page_shows_versions_metrics_and_lineage(ui_world: Any, ui_client:
     assert f"{cli[2]['metrics']['accuracy']:.4f}" in rows["2"]
     readonly = ui_client().get(f"/models/{MODEL}").text
     assert "disabled" in one(readonly, "button", data_promote_version="1")
-    assert one(html, "a", href=f"/runs/{cli[1]['run_id']}/steps/{cli[1].get('step') or 'deploy'}")
+    step_href = f"/runs/{cli[1]['run_id']}/steps/{cli[1].get('step') or 'deploy'}"
+    assert one(html, "a", data_lineage="step", href=step_href)
     assert client.get(f"/models/{MODEL}", params={"metric": "nosuch"}).status_code == 422
     assert client.get(f"/models/{MODEL}", params={"metric": "f1_macro"}).status_code == 200
 
@@ -657,14 +662,21 @@ def test_model_page_shows_versions_metrics_and_lineage(ui_world: Any, ui_client:
 def test_promote_and_roll_back_change_production(ui_world: Any, ui_client: Any) -> None:
     client = ui_client(token=ui_world.TOKEN)
     assert cli_models(ui_world) == {1: "archived", 2: "production"}
+    versions = client.get(f"/api/models/{MODEL}").json()["versions"]
+    registered = {v["version"]: v["reason"] for v in versions}
     try:
         back = client.post(f"/models/{MODEL}/versions/1/promote", headers=ui_world.bearer)
         assert back.status_code == 303 and back.headers["location"] == f"/models/{MODEL}"
         assert cli_models(ui_world) == {1: "production", 2: "archived"}
-        v1 = next(
-            v for v in client.get(f"/api/models/{MODEL}").json()["versions"] if v["version"] == 1
+        doc = client.get(f"/api/models/{MODEL}").json()
+        newest = doc["events"][0]  # the audit trail names the rollback; reasons are kept
+        assert (newest["version"], newest["change"], newest["actor"]) == (
+            1,
+            "archived -> production",
+            "ui",
         )
-        assert "rolled back" in v1["reason"]
+        assert newest["reason"] == "rolled back from v2 in the web UI"
+        assert {v["version"]: v["reason"] for v in doc["versions"]} == registered
         html = client.get(f"/models/{MODEL}").text
         assert [
             b["data-promote-version"] for b in elements(html, "button", data_promote_version="*")
@@ -678,6 +690,154 @@ def test_promote_and_roll_back_change_production(ui_world: Any, ui_client: Any) 
         again = client.post(f"/models/{MODEL}/versions/2/promote", headers=ui_world.bearer)
     assert again.status_code == 303
     assert cli_models(ui_world) == {1: "archived", 2: "production"}
+
+
+def test_model_page_shows_the_audit_trail_and_lineage_of_each_change(
+    ui_world: Any, ui_client: Any
+) -> None:
+    client = ui_client(token=ui_world.TOKEN)
+    res = client.post(
+        f"/models/{MODEL}/versions/1/promote",
+        data={"reason": "v1 holds up on <new> data"},
+        headers=ui_world.bearer,
+    )
+    assert res.status_code == 303
+    try:
+        html = client.get(f"/models/{MODEL}").text
+        rows = elements(html, "tr", data_event_kind="*")
+        newest = rows[0]
+        assert (newest["data-event-version"], newest["data-event-actor"]) == ("1", "ui")
+        assert "archived -> production" in newest["_text"]
+        assert "v1 holds up on <new> data" in newest["_text"]  # escaped, shown as typed
+        assert "<new>" not in html.replace("&lt;new&gt;", "")
+        assert "replaced by v1: v1 holds up" in rows[1]["_text"]
+        kinds = [(r["data-event-kind"], r["data-event-actor"]) for r in rows]
+        assert kinds.count(("registered", "deploy")) == 2  # both versions, by the deploy step
+        deploy_links = elements(html, "a", href=f"/runs/{ui_world.first['run_id']}/steps/deploy")
+        assert deploy_links  # the step that registered v1, from its version row and its events
+        assert elements(html, "a", data_lineage="run", href=f"/runs/{ui_world.first['run_id']}")
+        assert one(html, "span", id="promotion-reason")["_text"] == "(v1 holds up on <new> data)"
+    finally:
+        client.post(f"/models/{MODEL}/versions/2/promote", headers=ui_world.bearer)
+    assert cli_models(ui_world) == {1: "archived", 2: "production"}
+
+
+def test_aliases_set_and_removed_in_the_ui_are_recorded(ui_world: Any, ui_client: Any) -> None:
+    client = ui_client(token=ui_world.TOKEN)
+    client.headers.update(ui_world.bearer)
+    form = {"alias": "staging", "version": "1", "reason": "try it on shadow traffic"}
+    assert client.post(f"/models/{MODEL}/aliases", data=form).status_code == 303
+    try:
+        html = client.get(f"/models/{MODEL}").text
+        assert one(html, "span", data_alias="staging")["data-alias-version"] == "1"
+        assert one(html, "span", data_version_alias="staging")
+        assert one(html, "button", data_delete_alias="staging")
+        doc = client.get(f"/api/models/{MODEL}").json()
+        assert doc["aliases"]["staging"] == 1
+        assert doc["events"][0]["change"] == "alias staging: v1 set"
+        assert doc["events"][0]["reason"] == "try it on shadow traffic"
+        bad = client.post(f"/models/{MODEL}/aliases", data={"alias": "no good", "version": "1"})
+        assert bad.status_code == 422
+        assert "alias 'no good' is not a valid alias name" in unescape(bad.text)
+        missing = client.post(f"/models/{MODEL}/aliases", data={"alias": "x", "version": "9"})
+        assert missing.status_code == 404
+        assert f"no version 9 of model '{MODEL}'" in unescape(missing.text)
+        readonly = ui_client().post(f"/models/{MODEL}/aliases", data=form)
+        assert readonly.status_code == 403
+        assert "disabled" in one(ui_client().get(f"/models/{MODEL}").text, "button",
+                                 id="alias-submit")  # fmt: skip
+    finally:
+        gone = client.post(f"/models/{MODEL}/aliases/staging/delete")
+    assert gone.status_code == 303
+    doc = client.get(f"/api/models/{MODEL}").json()
+    assert "staging" not in doc["aliases"]
+    assert doc["events"][0]["change"] == "alias staging: v1 removed"
+    assert client.post(f"/models/{MODEL}/aliases/staging/delete").status_code == 404
+
+
+def test_model_page_says_which_version_a_live_server_answers_with(
+    ui_world: Any, ui_client: Any, ui_stores: tuple[Any, Any]
+) -> None:
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from orchestrator.store import schema as t
+    from orchestrator.store.model_servers import ModelServers
+
+    servers = ModelServers(ui_stores[0])
+    servers.beat("live-one", MODEL, "champion", 2, "http://127.0.0.1:8123")
+    servers.beat("dead-one", MODEL, "production", 1, "http://127.0.0.1:8124")
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    with ui_stores[0].tx() as conn:
+        conn.execute(
+            update(t.model_servers)
+            .where(t.model_servers.c.id == "dead-one")
+            .values(heartbeat_at=old)
+        )
+    try:
+        html = ui_client().get(f"/models/{MODEL}").text
+        [srv] = elements(html, "span", data_server_version="*")
+        assert (srv["data-server-version"], srv["data-server-selector"]) == ("2", "champion")
+        assert "http://127.0.0.1:8123 answers with v2" in srv["_text"]
+        assert "8124" not in html  # a server silent for minutes is not serving
+        doc = ui_client().get(f"/api/models/{MODEL}").json()
+        assert [(s["url"], s["version"]) for s in doc["servers"]] == [("http://127.0.0.1:8123", 2)]
+    finally:
+        servers.gone("live-one")
+        servers.gone("dead-one")
+    html = ui_client().get(f"/models/{MODEL}").text
+    assert elements(html, "span", data_server_version="*") == []
+    assert f"no running orch serve {MODEL}" in one(html, "div", id="model-servers")["_text"]
+
+
+def test_metric_chart_has_a_point_per_version_and_marks_other_data(
+    ui_world: Any, ui_client: Any
+) -> None:
+    html = ui_client().get(f"/models/{MODEL}").text
+    chart = json.loads(one(html, "script", id="chart-data")["_text"])
+    versions = ui_client().get(f"/api/models/{MODEL}").json()["versions"]
+    hashes = [v["data_hash"] for v in versions]
+    assert chart["data"] == [(h or "")[:12] for h in hashes]
+    assert chart["changed"] == [False] + [hashes[i] != hashes[i - 1] for i in range(1, len(hashes))]
+    note = one(html, "p", id="data-changes")["_text"]
+    if any(chart["changed"]):
+        assert "Evaluated on different data" in note
+    else:
+        assert "All versions were evaluated on the same data." in note
+    from orchestrator.ui.views_models import chart_of
+
+    class V:
+        def __init__(self, n: int, h: str | None, r2: float) -> None:
+            self.version, self.data_hash, self.metrics = n, h, {"r2": r2}
+
+    made = chart_of([V(1, "a" * 16, 0.5), V(2, "a" * 16, 0.5), V(3, "b" * 16, 0.7)], ["r2"], "r2")
+    assert made["changed"] == [False, False, True] and made["metrics"]["r2"] == [0.5, 0.5, 0.7]
+    assert made["data"] == ["a" * 12, "a" * 12, "b" * 12]
+    js = (Path(__file__).resolve().parents[2] / "orchestrator/ui/static/orch.js").read_text()
+    metric_js = js[js.index("function metricDataset") : js.index("function metricChart")]
+    assert "tension: 0," in metric_js and "tension: 0.15" not in js  # straight, never a spline
+
+
+def test_run_page_links_the_versions_it_registered_and_has_a_timeline(
+    ui_world: Any, ui_client: Any, ui_stores: tuple[Any, Any]
+) -> None:
+    run_id = ui_world.first["run_id"]
+    html = ui_client().get(f"/runs/{run_id}").text
+    link = one(html, "a", data_run_model=MODEL)
+    assert link["href"] == f"/models/{MODEL}" and link["data-run-model-version"] == "1"
+    started = [s["name"] for s in ui_stores[0].step_runs(run_id) if s.get("started_at")]
+    rows = elements(html, "div", data_timeline_step="*")
+    assert sorted(r["data-timeline-step"] for r in rows) == sorted(started)
+    assert len(started) == 6
+    span = float(one(html, "section", id="timeline")["data-span"])
+    for r in rows:
+        start, end = float(r["data-start"]), float(r["data-end"])
+        assert 0 <= start <= end <= span + 1e-6, r
+    by_name = {r["data-timeline-step"]: r for r in rows}
+    assert float(by_name["ingest"]["data-start"]) <= float(by_name["deploy"]["data-start"])
+    broken = ui_client().get(f"/runs/{ui_world.failed['run_id']}").text
+    assert elements(broken, "a", data_run_model="*") == []  # it registered nothing
 
 
 # -- schedules and events -------------------------------------------------------------------------

@@ -479,6 +479,49 @@ def test_a_bad_parameter_is_shown_next_to_its_field(
 
 
 # -- the model registry -------------------------------------------------------------------
+def test_dag_labels_fit_their_boxes_and_fit_zoom_work(
+    page: Page, ui_server: Server, project: UIProject
+) -> None:
+    run_id = project.first["run_id"]
+    visit(page, f"{ui_server.url}/runs/{run_id}", "dag")
+    graph_nodes(page)
+    boxes = page.evaluate(
+        """() => window.orchGraph.nodes('.step').map(n => {
+             const b = n.boundingBox({includeLabels: false});
+             const l = n.boundingBox({includeNodes: false, includeLabels: true});
+             return {id: n.id(), label: n.data('label'), font: parseFloat(n.style('font-size')),
+                     node: [b.x1, b.y1, b.x2, b.y2], text: [l.x1, l.y1, l.x2, l.y2]}; })"""
+    )
+    assert len(boxes) == 6, boxes
+    for b in boxes:
+        (nx1, ny1, nx2, ny2), (tx1, ty1, tx2, ty2) = b["node"], b["text"]
+        assert b["font"] >= 12, b
+        assert nx1 <= tx1 and tx2 <= nx2 and ny1 <= ty1 and ty2 <= ny2, f"label overflows: {b}"
+        assert (tx2 - tx1) >= 0.5 * (nx2 - nx1), f"a mostly empty box: {b}"
+        assert "\n" in b["label"], f"no duration line: {b}"  # name, then its duration
+    assert page.evaluate("() => window.orchGraph.edges().every(e => e.style('label') === '')")
+    page.locator("button[data-dag='labels']").click()
+    shown = page.evaluate("() => window.orchGraph.edges().map(e => e.style('label'))")
+    assert shown and all(shown), shown  # every input's name, on request
+    before = page.evaluate("() => window.orchGraph.zoom()")
+    page.locator("button[data-dag='zoom-in']").click()
+    assert page.evaluate("() => window.orchGraph.zoom()") > before
+    page.locator("button[data-dag='zoom-out']").click()
+    page.locator("button[data-dag='zoom-out']").click()
+    page.locator("button[data-dag='zoom-out']").click()
+    page.locator("button[data-dag='fit']").click()
+    inside = page.evaluate(
+        """() => { const cy = window.orchGraph, e = cy.extent(), b = cy.elements().boundingBox();
+                   return b.x1 >= e.x1 - 1 && b.x2 <= e.x2 + 1 && b.y1 >= e.y1 - 1
+                          && b.y2 <= e.y2 + 1; }"""
+    )
+    assert inside, "fit left part of the graph outside the view"
+    bars = page.locator("#timeline .tl-bar")
+    assert bars.count() == 6
+    assert all((bars.nth(i).bounding_box() or {"width": 0})["width"] > 0 for i in range(6))
+    shot(page, "dag-fitted")
+
+
 def test_promote_an_older_model_version(page: Page, ui_server: Server, project: UIProject) -> None:
     before = models(project.orch)
     prod = [v for v, s in before.items() if s == "production"]
@@ -525,6 +568,8 @@ def test_promote_an_older_model_version(page: Page, ui_server: Server, project: 
     assert [v for v, s in after.items() if s == "production"] == [older]
     page.wait_for_load_state("networkidle")
     visit(page, f"{ui_server.url}/models/{MODEL}", "model-promoted")
+    trail = page.locator("#model-events tr[data-event-actor='ui']").first
+    assert "-> production" in trail.inner_text() and f"v{older}" in trail.inner_text()
     assert page.locator(f"button[data-promote-version='{older}']").count() == 0 or (
         page.locator(f"button[data-promote-version='{older}']").is_disabled()
     ), "the production version can still be promoted"

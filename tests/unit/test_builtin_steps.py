@@ -110,7 +110,7 @@ class FakeRegistry:
         versions.append(mv)
         return mv
 
-    def promote(self, name: str, version: int, reason: str) -> ModelVersion:
+    def promote(self, name: str, version: int, reason: str, **_who: Any) -> ModelVersion:
         versions = self.versions[name]
         for i, v in enumerate(versions):
             if v.stage == "production":

@@ -1,7 +1,10 @@
 /* orchestrator web UI: the DAG (Cytoscape.js + dagre), live run updates, the step panel,
    confirmations and charts (Chart.js). Pages work without it; this adds the drawing.
    A sub-pipeline call is a group: a compound node ("group:<namespace>") holding its steps,
-   which are labelled by their name inside it. */
+   which are labelled by their name inside it. A node is sized for its label (measured
+   in the font it is drawn with), shows its duration on a second line and, for a mapped
+   step, "x N" items. Edge labels (the input's name) show on hovering an edge or a node;
+   fit / zoom buttons sit over the graph. */
 (function () {
   "use strict";
 
@@ -20,25 +23,31 @@
   }
 
   // -- the DAG -------------------------------------------------------------------------
+  var FONT = "13px system-ui, -apple-system, Segoe UI, sans-serif";
+  var PAD_X = 14, LINE = 17, PAD_Y = 9;
+
   function graphStyle() {
     var style = [
       { selector: "node", style: {
         "shape": "round-rectangle", "background-color": COLORS.pending, "label": "data(label)",
-        "color": "#fff", "font-size": 11, "text-valign": "center", "text-halign": "center",
-        "text-outline-width": 0 } },
-      { selector: "node.step", style: { "width": "data(w)", "height": 28 } },
+        "color": "#fff", "font-size": 13, "font-family": "system-ui, -apple-system, Segoe UI, sans-serif",
+        "text-valign": "center", "text-halign": "center", "text-wrap": "wrap",
+        "line-height": 1.3, "text-outline-width": 0 } },
+      { selector: "node.step", style: { "width": "data(w)", "height": "data(h)" } },
       { selector: "node:selected", style: { "border-width": 3, "border-color": "#1d2330" } },
       { selector: "node.group", style: {
         "shape": "round-rectangle", "background-color": "#2f6fe0", "background-opacity": 0.06,
         "border-width": 1, "border-style": "dashed", "border-color": "#7d8796",
-        "label": "data(label)", "color": "#1d2330", "font-size": 11, "text-valign": "top",
-        "text-halign": "center", "text-margin-y": -2, "padding": 6 } },
+        "label": "data(label)", "color": "#1d2330", "font-size": 12, "text-valign": "top",
+        "text-halign": "center", "text-margin-y": -3, "padding": 10 } },
       { selector: "edge", style: {
         "width": 1.5, "line-color": "#b4bcc8", "target-arrow-color": "#b4bcc8",
-        "target-arrow-shape": "triangle", "curve-style": "bezier", "label": "data(input)",
-        "font-size": 9, "color": "#5f6b7a", "text-rotation": "autorotate",
-        "min-zoomed-font-size": 8, "text-background-color": "#fff",
-        "text-background-opacity": 0.85, "text-background-padding": 1 } }
+        "target-arrow-shape": "triangle", "curve-style": "bezier", "label": "",
+        "font-size": 11, "color": "#1d2330", "text-rotation": "autorotate",
+        "text-background-color": "#fff", "text-background-opacity": 0.95,
+        "text-background-padding": 2 } },
+      { selector: "edge.labelled", style: { "label": "data(input)", "line-color": "#5f6b7a",
+        "target-arrow-color": "#5f6b7a", "z-index": 10 } }
     ];
     Object.keys(COLORS).forEach(function (state) {
       style.push({ selector: 'node[state = "' + state + '"]',
@@ -49,10 +58,29 @@
 
   function groupId(ns) { return ns ? "group:" + ns : undefined; }
 
-  function stepData(id, kind, state, parent) {
-    var label = parent ? id.slice(parent.length + 1) : id;
-    return { id: id, kind: kind, state: state, label: label, parent: groupId(parent),
-             w: Math.max(60, label.length * 6.6 + 20) };
+  var measurer = null;
+  function textWidth(text) {
+    if (!measurer) { measurer = document.createElement("canvas").getContext("2d"); }
+    measurer.font = FONT;
+    return measurer.measureText(text).width;
+  }
+
+  function itemOf(id) {  // "train" for a mapped item "train[3]"
+    var m = /^(.+)\[[0-9]+\]$/.exec(id);
+    return m ? m[1] : null;
+  }
+
+  function stepData(n, parent) {
+    var name = parent ? n.id.slice(parent.length + 1) : n.id;
+    if (n.count) { name += " \u00d7 " + n.count; }
+    var lines = [name];
+    var dur = n.state === "cached" ? "cached" : fmtDuration(n.duration);
+    if (dur) { lines.push(dur); }
+    var widest = Math.max.apply(null, lines.map(textWidth));
+    return { id: n.id, kind: n.kind, state: n.state, label: lines.join("\n"),
+             parent: groupId(parent), count: n.count || 0, duration: n.duration,
+             w: Math.ceil(Math.max(56, widest + 2 * PAD_X)),
+             h: lines.length * LINE + 2 * PAD_Y };
   }
 
   function parentOf(id) {
@@ -66,8 +94,7 @@
                data: { id: groupId(g.id), label: g.label, parent: groupId(g.parent) } };
     });
     graph.nodes.forEach(function (n) {
-      els.push({ group: "nodes", classes: "step",
-                 data: stepData(n.id, n.kind, n.state, n.parent || null) });
+      els.push({ group: "nodes", classes: "step", data: stepData(n, n.parent || null) });
     });
     graph.edges.forEach(function (e, i) {
       els.push({ group: "edges", data: { id: "e" + i + ":" + e.source + ">" + e.target,
@@ -77,20 +104,61 @@
   }
 
   function layout(cy) {
-    cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 28, rankSep: 70, edgeSep: 8,
+    cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 22, rankSep: 80, edgeSep: 12,
                 fit: true, padding: 24, animate: false }).run();
-    if (cy.zoom() > 1.6) { cy.zoom(1.6); cy.center(); }
+    if (cy.zoom() > 1.4) { cy.zoom(1.4); cy.center(); }
+  }
+
+  function showLabels(cy) {
+    cy.on("mouseover", "edge", function (evt) { evt.target.addClass("labelled"); });
+    cy.on("mouseout", "edge", function (evt) { evt.target.removeClass("labelled"); });
+    cy.on("mouseover", "node.step", function (evt) { evt.target.connectedEdges().addClass("labelled"); });
+    cy.on("mouseout", "node.step", function (evt) { evt.target.connectedEdges().removeClass("labelled"); });
+  }
+
+  function controls(held, box) {
+    var bar = document.createElement("div");
+    bar.className = "dag-controls";
+    [["fit", "fit", function () { held.cy.fit(undefined, 24); }],
+     ["zoom-in", "+", function () { zoomBy(held.cy, 1.25); }],
+     ["zoom-out", "\u2212", function () { zoomBy(held.cy, 0.8); }],
+     ["labels", "inputs", function () { held.cy.edges().toggleClass("labelled"); }]
+    ].forEach(function (c) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.className = "secondary";
+      b.setAttribute("data-dag", c[0]);
+      b.title = { "fit": "fit the graph", "zoom-in": "zoom in", "zoom-out": "zoom out",
+                  "labels": "show every input's name" }[c[0]];
+      b.textContent = c[1];
+      b.addEventListener("click", c[2]);
+      bar.appendChild(b);
+    });
+    var wrap = document.createElement("div");
+    wrap.className = "dag-box";
+    box.parentNode.insertBefore(wrap, box);
+    wrap.appendChild(bar);
+    wrap.appendChild(box);
+  }
+
+  function zoomBy(cy, factor) {
+    var level = Math.min(cy.maxZoom(), Math.max(cy.minZoom(), cy.zoom() * factor));
+    cy.zoom({ level: level, renderedPosition: { x: cy.width() / 2, y: cy.height() / 2 } });
   }
 
   function drawGraph() {
     var box = document.getElementById("dag");
     var graph = jsonOf("graph-data");
     if (!box || !graph || typeof window.cytoscape !== "function") { return null; }
+    var held = {};  // the buttons go in before Cytoscape measures its container
+    controls(held, box);
     var cy = window.cytoscape({
       container: box, elements: elements(graph), style: graphStyle(),
       minZoom: 0.08, maxZoom: 3, boxSelectionEnabled: false, autoungrabify: true
     });
+    held.cy = cy;
     layout(cy);
+    showLabels(cy);
     window.orchGraph = cy;
     return cy;
   }
@@ -177,21 +245,28 @@
     if (cell("why")) { cell("why").textContent = s.why || ""; }
   }
 
+  function applyNode(cy, s) {  // true when a node was added
+    var base = itemOf(s.name);
+    if (base && cy.getElementById(base).length) { return false; }  // folded into its parent
+    var node = cy.getElementById(s.name);
+    if (node.length === 0) {
+      var parent = parentOf(s.name);
+      if (parent && cy.getElementById(groupId(parent)).length === 0) { parent = null; }
+      cy.add({ group: "nodes", classes: "step", data: stepData(s, parent) });
+      return true;
+    }
+    if (node.data("state") !== s.state || node.data("duration") !== s.duration) {
+      var d = stepData({ id: s.name, kind: s.kind, state: s.state, duration: s.duration,
+                         count: node.data("count") }, parentOf(node.data("parent") ? s.name : ""));
+      node.data({ state: d.state, duration: d.duration, label: d.label, w: d.w, h: d.h });
+    }
+    return false;
+  }
+
   function applyRun(cy, runId, doc) {
     var added = false;
     doc.steps.forEach(function (s) {
-      if (cy) {
-        var node = cy.getElementById(s.name);
-        if (node.length === 0) {
-          var parent = parentOf(s.name);
-          if (parent && cy.getElementById(groupId(parent)).length === 0) { parent = null; }
-          cy.add({ group: "nodes", classes: "step",
-                   data: stepData(s.name, s.kind, s.state, parent) });
-          added = true;
-        } else if (node.data("state") !== s.state) {
-          node.data("state", s.state);
-        }
-      }
+      if (cy && applyNode(cy, s)) { added = true; }
       updateRow(runId, s);
     });
     if (added) { layout(cy); }
@@ -230,15 +305,34 @@
   }
 
   // -- charts --------------------------------------------------------------------------
+  // One point per version, never a spline: versions are joined by a straight segment
+  // only when evaluated on the same data; a version on other data is a red triangle.
+  function metricDataset(data, m) {
+    var changed = data.changed || [];
+    return {
+      label: m, data: data.metrics[m], borderColor: "#2457c5", backgroundColor: "#2457c5",
+      tension: 0, spanGaps: false, pointRadius: 5, pointHoverRadius: 7,
+      pointStyle: changed.map(function (c) { return c ? "triangle" : "circle"; }),
+      pointBackgroundColor: changed.map(function (c) { return c ? "#d23a3a" : "#2457c5"; }),
+      segment: { borderColor: function (ctx) {
+        return changed[ctx.p1DataIndex] ? "rgba(0,0,0,0)" : "#2457c5";
+      } }
+    };
+  }
+
   function metricChart() {
     var canvas = document.getElementById("metric-chart");
     var data = jsonOf("chart-data");
     if (!canvas || !data || !data.chosen || typeof window.Chart !== "function") { return; }
     var chart = new window.Chart(canvas, {
       type: "line",
-      data: { labels: data.labels, datasets: [{ label: data.chosen, data: data.metrics[data.chosen],
-              borderColor: "#2457c5", backgroundColor: "#2457c5", tension: 0.15, spanGaps: true }] },
+      data: { labels: data.labels, datasets: [metricDataset(data, data.chosen)] },
       options: { responsive: true, maintainAspectRatio: false, animation: false,
+                 plugins: { tooltip: { callbacks: { afterLabel: function (item) {
+                   var h = (data.data || [])[item.dataIndex];
+                   return (data.changed[item.dataIndex] ? "other data than before: " : "data ") +
+                     (h || "unknown");
+                 } } } },
                  scales: { y: { title: { display: true, text: data.chosen } } } }
     });
     window.orchMetricChart = chart;
@@ -246,8 +340,7 @@
     if (select) {
       select.addEventListener("change", function () {
         var m = select.value;
-        chart.data.datasets[0].label = m;
-        chart.data.datasets[0].data = data.metrics[m];
+        chart.data.datasets[0] = metricDataset(data, m);
         chart.options.scales.y.title.text = m;
         chart.update();
       });

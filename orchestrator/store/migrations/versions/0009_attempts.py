@@ -4,7 +4,7 @@ attempts: every attempt of a step run, with its own state, error, traceback and 
 runs.cancel_requested_at: when someone asked a running run to stop.
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0007
 """
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from alembic import op
 import orchestrator.store.schema
 
 revision = "0009"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
