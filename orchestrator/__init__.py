@@ -6,7 +6,9 @@ Public API::
     from orchestrator import Schedule, EventTrigger, FileSensor, DriftMonitor, MetricMonitor
     import orchestrator
     run = orchestrator.run(my_pipeline, params={...})      # -> orchestrator.Run
-    orchestrator.runs(pipeline=None, status=None, limit=20)
+    orchestrator.runs(pipeline=None, status=None, limit=20, sort=None, filters=None)
+    orchestrator.compare([run_id, run_id, ...])
+    current().log_metric(name, value, step=None); log_params(...); log_artifact(v, name)
     orchestrator.load(run_id, step, output=None)
 
 The API loads on first use (`orchestrator.api`), so a step's worker process, which
@@ -36,6 +38,7 @@ from orchestrator.execution.context import ModelVersion, RunContext, current
 from orchestrator.model.graph import Graph
 from orchestrator.model.pipeline import Pipeline, pipeline
 from orchestrator.model.step import FileInput, HashContent, Output, Step, step
+from orchestrator.tracking import Metrics
 
 __version__ = "0.1.0"
 
@@ -50,7 +53,7 @@ _LAZY = {
 }
 
 
-_API = ("run", "runs", "load", "get_run", "Run", "StepRun", "Workspace")
+_API = ("run", "runs", "load", "get_run", "compare", "Run", "StepRun", "Workspace")
 
 
 def __getattr__(name: str) -> Any:
@@ -76,6 +79,7 @@ __all__ = [
     "Run",
     "StepRun",
     "Workspace",
+    "compare",
     "get_run",
     "load",
     "run",
@@ -89,6 +93,7 @@ __all__ = [
     "Graph",
     "HashContent",
     "InvalidPipeline",
+    "Metrics",
     "ModelVersion",
     "NotFound",
     "OrchestratorError",

@@ -1,7 +1,8 @@
 """The recorder: the only code of the engine that knows the store's column names.
 
 It turns what happens to a step (running, cached, succeeded, failed, skipped) into the
-rows of a `Batch`: step-run inserts and updates, artifact rows and cache entries. It
+rows of a `Batch`: step-run inserts and updates, artifact rows and cache entries, and
+what a succeeded step tracked (metrics, parameters, named artifacts: `tracking`). It
 keeps one batch, the round's changes; `flush` commits it in one transaction and starts
 a new one. The engine flushes once per scheduling round, before it starts any step of
 that round, so a child never runs ahead of the record of its inputs and every running
@@ -20,6 +21,7 @@ from orchestrator.engine.report import StepReport
 from orchestrator.execution.worker import StepResult
 from orchestrator.state import StepState
 from orchestrator.store.metadata import Batch, MetadataStore, now
+from orchestrator.tracking import Tracked
 
 
 def _text(value: str | None) -> str | None:
@@ -125,16 +127,42 @@ class Recorder:
             }
         )
         for o in result.outputs:
-            self.batch.artifacts[o.hash] = {
-                "hash": o.hash,
-                "serializer": o.serializer,
-                "type": o.type,
-                "size": o.size,
-                "run_id": self.run_id,
-                "step": rep.name,
-                "created_at": stamp,
-            }
+            self._artifact(rep.name, o.to_json(), stamp)
+        self.tracking(rep.name, result)
         return self._cache_entry(rep.name, parts, outs, stamp)
+
+    def _artifact(self, step: str, ref: dict[str, Any], stamp: Any) -> None:
+        self.batch.artifacts[ref["hash"]] = {
+            "hash": ref["hash"],
+            "serializer": ref["serializer"],
+            "type": ref["type"],
+            "size": ref["size"],
+            "run_id": self.run_id,
+            "step": step,
+            "created_at": stamp,
+        }
+
+    def tracking(self, step: str, result: StepResult) -> None:
+        """What the step logged: metric points, parameters and named artifacts."""
+        data = Tracked.from_json(result.tracked)
+        if not data:
+            return
+        stamp, key = now(), {"run_id": self.run_id, "step": step}
+        self.batch.add(
+            "run_metrics",
+            [
+                key
+                | {"name": m["name"], "position": m.get("step"), "value": m["value"]}
+                | {"logged_at": stamp}
+                for m in data.metrics
+            ],
+        )
+        self.batch.add("run_params", [key | {"name": k, "data": v} for k, v in data.params.items()])
+        self.batch.add(
+            "run_artifacts", [key | {"name": a["name"], "hash": a["hash"]} for a in data.artifacts]
+        )
+        for a in data.artifacts:
+            self._artifact(step, a, stamp)
 
     def _cache_entry(
         self, name: str, parts: KeyParts, outs: list[dict[str, Any]], stamp: Any

@@ -1,8 +1,9 @@
 """The rows the engine writes: a `Batch` per scheduling round, and the writer of batches.
 
 A `Batch` holds every state change of one round (step-run inserts and updates, new
-artifacts, new cache entries); `BatchWriter.write` records it in one transaction, so a
-finished step is durable before any step that depends on it starts. Artifacts and cache
+artifacts, new cache entries, and plain inserts into other tables: what steps tracked);
+`BatchWriter.write` records it in one transaction, so a finished step is durable before
+any step that depends on it starts. Artifacts and cache
 entries are content-keyed: a row already there is skipped, never an error. The hot path
 (`hot()`) is raw sqlite3 on SQLite (store/fastpath.py) and one held connection elsewhere;
 both write exactly the rows the portable path writes.
@@ -32,9 +33,21 @@ class Batch:
     step_updates: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     artifacts: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     cache_entries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    rows: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+
+    def add(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Plain inserts into `table` (the tracking tables), written with the batch."""
+        if rows:
+            self.rows.setdefault(table, []).extend(rows)
 
     def __bool__(self) -> bool:
-        return bool(self.step_inserts or self.step_updates or self.artifacts or self.cache_entries)
+        return bool(
+            self.step_inserts
+            or self.step_updates
+            or self.artifacts
+            or self.cache_entries
+            or self.rows
+        )
 
 
 UPDATE_COLS = (
@@ -121,6 +134,8 @@ class BatchWriter:
             conn.execute(self._update_step, rows)
         self.db.insert_ignored(conn, t.artifacts, list(batch.artifacts.values()))
         self.db.insert_ignored(conn, t.cache_entries, batch.cache_entries)
+        for name, rows in batch.rows.items():
+            conn.execute(insert(t.metadata.tables[name]), rows)
 
 
 class HeldConnection:

@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.errors import StoreError
 
-HEAD = "0005"
+HEAD = "0006"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
