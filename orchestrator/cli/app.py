@@ -75,7 +75,8 @@ def _run_graph(
         ENV.close()
         os._exit(130)
     if as_json:  # the document `orchestrator.run(...).to_json()` gives, outputs named
-        doc = api.from_result(result, graph, ENV.artifacts).to_json()
+        tracked = ENV.store.tracking.summaries([result.run_id])[result.run_id]
+        doc = api.from_result(result, graph, ENV.artifacts, tracked).to_json()
         sys.stdout.write(_json(doc) + "\n")
     else:
         print_result(result)

@@ -30,6 +30,7 @@ from orchestrator.ui import (
     auth,
     graphs,
     views_drift,
+    views_experiments,
     views_models,
     views_ops,
     views_pipelines,
@@ -76,7 +77,9 @@ def create_app(
         graphs=graphs.GraphCache(),
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, views_pipelines, views_models, views_ops, views_drift, views_runs):
+    for module in (
+        auth, views_pipelines, views_models, views_ops, views_drift, views_experiments, views_runs,
+    ):  # fmt: skip
         app.include_router(module.router)
     _error_handlers(app)
     return app
