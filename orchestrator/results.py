@@ -76,7 +76,7 @@ class Run:
         self.metrics: dict[str, float] = dict(tracked.get("metrics", {}))
         # metric series: {name: [{"step", "position", "value"}]} in logging order
         self.series: dict[str, list[dict[str, Any]]] = dict(tracked.get("series", {}))
-        # artifacts steps logged with `log_artifact`: {"name", "step", "hash"}
+        # artifacts steps logged with `log_artifact`: {"name", "step", "hash", "serializer", ...}
         self.logged_artifacts: list[dict[str, Any]] = list(tracked.get("artifacts", []))
 
     @property
@@ -134,6 +134,16 @@ class Run:
         except ArtifactError as exc:
             label = "" if output is None else f" output {output!r}"
             raise ArtifactError(f"run {self.run_id} step '{step}'{label}: {exc}") from None
+
+    def artifact(self, name: str) -> Any:
+        """The value a step logged with `log_artifact(value, name)` (a file: its bytes)."""
+        by_name = {a["name"]: a for a in self.logged_artifacts}
+        if name not in by_name:
+            raise NotFound(
+                f"run {self.run_id} logged no artifact '{name}'{did_you_mean(name, by_name)}; "
+                f"it logged: {', '.join(by_name) or 'none'}"
+            )
+        return self._artifacts.get(ArtifactRef.from_json(by_name[name]))
 
     def explain(self, step: str) -> dict[str, Any]:
         """Why `step` ran or was cached: the document of `orch explain RUN STEP --json`."""

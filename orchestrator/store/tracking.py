@@ -45,9 +45,11 @@ class TrackingRepository:
             metrics = _rows(conn, t.run_metrics, every)
             params = _rows(conn, t.run_params, every)
             artifacts = _rows(conn, t.run_artifacts, every)
+            refs = _refs(conn, {a["hash"] for a in artifacts})
         for rid in ids:
             mine = _owned(rid, borrowed.get(rid, []))
             _fill(out[rid], [r for r in metrics if mine(r)], params, artifacts, mine)
+            out[rid]["artifacts"] = [a | refs.get(a["hash"], {}) for a in out[rid]["artifacts"]]
         return out
 
     def code(self, keys: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -74,6 +76,15 @@ def _rows(conn: Connection, table: Table, run_ids: list[str]) -> list[Row]:
         rows.extend(dict(r._mapping) for r in conn.execute(q))
     rows.sort(key=lambda r: r["id"])
     return rows
+
+
+def _refs(conn: Connection, hashes: set[str]) -> dict[str, Row]:
+    """{hash: serializer, type, size} of recorded artifacts (what loading one needs)."""
+    a, wanted, out = t.artifacts.c, sorted(hashes), {}
+    for i in range(0, len(wanted), CHUNK):
+        q = select(a.hash, a.serializer, a.type, a.size).where(a.hash.in_(wanted[i : i + CHUNK]))
+        out.update({h: {"serializer": s, "type": ty, "size": n} for h, s, ty, n in conn.execute(q)})
+    return out
 
 
 def _cached_sources(conn: Connection, run_ids: list[str]) -> dict[str, list[tuple[str, str]]]:

@@ -181,3 +181,87 @@ def test_compare_names_the_exact_parameter_code_and_data_differences(
     assert alone.code == 2 and alone.err.strip() == "error: compare needs at least two runs, got 1"
     missing = orch("compare", first, "ffffffffffff")
     assert missing.code == 2 and "no run 'ffffffffffff'" in missing.err
+
+
+TRACKED = """
+from orchestrator import current, pipeline, step
+
+
+@step(kind="train")
+def fit(lr: float = 0.5, epochs: int = 4) -> list[float]:
+    ctx = current()
+    ctx.log_params(optimizer="sgd", layers=[8, 4])
+    losses = []
+    for epoch in range(epochs):
+        losses.append(round(1.0 / (1 + lr * epoch), 6))
+        ctx.log_metric("loss", losses[-1], step=epoch)
+    ctx.log_artifact({"weights": [lr, 2 * lr]}, "weights")
+    ctx.log_artifact("notes.txt", "notes")
+    return losses
+
+
+@step(kind="evaluate")
+def score(losses: list[float]) -> dict[str, float]:
+    return {"final_loss": losses[-1], "epochs": float(len(losses))}
+
+
+@pipeline
+def tracked(lr: float = 0.5):
+    score(fit(lr=lr))
+"""
+
+BAD_METRIC = """
+from orchestrator import current, pipeline, step
+
+
+@step
+def noisy() -> int:
+    current().log_metric("r2", "high")
+    return 1
+
+
+@pipeline
+def bad():
+    noisy()
+"""
+
+
+def test_process_steps_log_metrics_params_and_artifacts_and_a_cache_hit_keeps_them(
+    orch: Orch, project: Project
+) -> None:
+    project.write("tracked.py", TRACKED)
+    project.write("notes.txt", "trained on a sunny day\n")
+    first = orch.run("tracked.py:tracked", "--executor", "process")
+    again = orch.run("tracked.py:tracked", "--executor", "process")
+    assert {s["state"] for s in again["steps"]} == {"cached"}
+    expected = {"loss": 1 / 2.5, "final_loss": 1 / 2.5, "epochs": 4.0}
+    assert first["metrics"] == pytest.approx(expected)
+    assert again["metrics"] == first["metrics"]  # taken from the run that computed them
+
+    run = orchestrator.get_run(first["run_id"], home=orch.home)
+    assert [(p["position"], p["value"]) for p in run.series["loss"]] == [
+        (0, 1.0), (1, pytest.approx(1 / 1.5)), (2, 0.5), (3, pytest.approx(1 / 2.5)),
+    ]  # fmt: skip
+    assert run.params["optimizer"] == "sgd" and run.params["layers"] == [8, 4]
+    assert run.params["lr"] == 0.5  # the pipeline's own parameter
+    logged = {a["name"]: a for a in run.logged_artifacts}
+    assert set(logged) == {"weights", "notes"} and logged["weights"]["step"] == "fit"
+    assert all(len(orch.artifact_files(a["hash"])) == 1 for a in logged.values())
+    assert run.artifact("notes") == b"trained on a sunny day\n"  # a file: its bytes
+    assert run.artifact("weights") == {"weights": [0.5, 1.0]}
+    with pytest.raises(
+        orchestrator.NotFound, match=r"logged no artifact 'weight' \(did you mean 'weights'\?\)"
+    ):
+        run.artifact("weight")
+
+    # logged artifacts are kept by `cache gc` like outputs are
+    gc = orch("cache", "gc", "--grace", "0")
+    assert gc.code == 0, gc.describe()
+    assert all(orch.artifact_files(a["hash"]) for a in logged.values())
+
+
+def test_a_bad_metric_fails_its_step_with_one_line_naming_it(orch: Orch, project: Project) -> None:
+    project.write("bad.py", BAD_METRIC)
+    doc = orch.run("bad.py:bad", code=1)
+    error = doc["steps"][0]["error"]
+    assert error.splitlines()[0] == "step 'noisy': metric 'r2' must be a number, got str"
