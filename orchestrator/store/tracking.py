@@ -46,9 +46,11 @@ class TrackingRepository:
             params = _rows(conn, t.run_params, every)
             artifacts = _rows(conn, t.run_artifacts, every)
             refs = _refs(conn, {a["hash"] for a in artifacts})
+        tables = {"metrics": metrics, "params": params, "artifacts": artifacts}
+        by_run = {k: _by_run(rows) for k, rows in tables.items()}
         for rid in ids:
-            mine = _owned(rid, borrowed.get(rid, []))
-            _fill(out[rid], [r for r in metrics if mine(r)], params, artifacts, mine)
+            mine = {k: _mine(rid, borrowed.get(rid, []), g) for k, g in by_run.items()}
+            _fill(out[rid], mine["metrics"], mine["params"], mine["artifacts"])
             out[rid]["artifacts"] = [a | refs.get(a["hash"], {}) for a in out[rid]["artifacts"]]
         return out
 
@@ -102,29 +104,30 @@ def _cached_sources(conn: Connection, run_ids: list[str]) -> dict[str, list[tupl
     return out
 
 
-def _owned(run_id: str, borrowed: list[tuple[str, str]]) -> Any:
-    pairs = set(borrowed)
-    return lambda r: r["run_id"] == run_id or (r["run_id"], r["step"]) in pairs
+def _by_run(rows: list[Row]) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        out[r["run_id"]].append(r)
+    return out
 
 
-def _fill(
-    summary: dict[str, Any],
-    metrics: list[Row],
-    params: list[Row],
-    artifacts: list[Row],
-    mine: Any,
-) -> None:
+def _mine(run_id: str, borrowed: list[tuple[str, str]], by_run: dict[str, list[Row]]) -> list[Row]:
+    """The run's own rows and those of the steps it took from the cache, in logging order."""
+    rows = list(by_run.get(run_id, []))
+    for src, step in borrowed:
+        rows += [r for r in by_run.get(src, []) if r["step"] == step]
+    return sorted(rows, key=lambda r: r["id"]) if borrowed else rows
+
+
+def _fill(summary: dict[str, Any], metrics: list[Row], params: list[Row], arts: list[Row]) -> None:
     for m in metrics:
         summary["metrics"][m["name"]] = m["value"]
         if m["position"] is not None:
             point = {"step": m["step"], "position": m["position"], "value": m["value"]}
             summary["series"].setdefault(m["name"], []).append(point)
     for p in params:
-        if mine(p):
-            summary["params"][p["name"]] = p["data"]
-    summary["artifacts"] = [
-        {"name": a["name"], "step": a["step"], "hash": a["hash"]} for a in artifacts if mine(a)
-    ]
+        summary["params"][p["name"]] = p["data"]
+    summary["artifacts"] = [{"name": a["name"], "step": a["step"], "hash": a["hash"]} for a in arts]
 
 
 def code_parts(db: Db, keys: Iterable[str]) -> dict[str, dict[str, str]]:
