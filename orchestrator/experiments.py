@@ -193,14 +193,30 @@ def query(
     parsed = [Filter.parse(f) for f in filters or []]
     narrowing = bool(sort or parsed or search)
     rows = store.list_runs(SCAN if narrowing else limit, pipeline, status)
-    rows = attach(rows, store.tracking.summaries(r["id"] for r in rows))
+    ids = [r["id"] for r in rows]
+    if narrowing:  # first pass: only the metrics the filters and the sort name
+        names = [f.name for f in parsed] + ([sort.removeprefix("-")] if sort else [])
+        wanted = {n.removeprefix("metrics.") for n in names}
+        how = (parsed, sort, search)
+        try:
+            picked = narrowed(attach(rows, store.tracking.summaries(ids, metrics=wanted)), *how)
+        except ParamError:  # say it naming every metric there is
+            picked = narrowed(attach(rows, store.tracking.summaries(ids)), *how)
+        rows = picked[:limit]
+        ids = [r["id"] for r in rows]
+    return attach(rows, store.tracking.summaries(ids))[:limit]
+
+
+def narrowed(
+    rows: list[Row], parsed: list[Filter], sort: str | None, search: str | None
+) -> list[Row]:
+    """`rows` that pass every filter and the search, sorted by `sort`."""
     for f in parsed:
         check_name(rows, f.name, "--filter")
+    if sort:
+        check_name(rows, sort.removeprefix("-"), "--sort")
     for f in parsed:
         rows = [r for r in rows if f.matches(r)]
     if search:
         rows = searched(rows, search)
-    if sort:
-        check_name(rows, sort.removeprefix("-"), "--sort")
-        rows = sorted_rows(rows, sort)
-    return rows[:limit]
+    return sorted_rows(rows, sort) if sort else rows

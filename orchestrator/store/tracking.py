@@ -32,8 +32,12 @@ class TrackingRepository:
     def __init__(self, db: Db) -> None:
         self.db = db
 
-    def summaries(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """{run id: {"metrics", "series", "params", "artifacts"}} for each of `run_ids`."""
+    def summaries(
+        self, run_ids: Iterable[str], metrics: Iterable[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """{run id: {"metrics", "series", "params", "artifacts"}} for each of `run_ids`
+        (with `metrics`: only those metric names are read, and no artifacts)."""
+        only = None if metrics is None else sorted(set(metrics))
         ids = list(dict.fromkeys(run_ids))
         out = {rid: empty() for rid in ids}
         if not ids:
@@ -42,11 +46,11 @@ class TrackingRepository:
             borrowed = _cached_sources(conn, ids)
             sources = {src for pairs in borrowed.values() for src, _ in pairs}
             every = ids + sorted(sources - set(ids))
-            metrics = _rows(conn, t.run_metrics, every)
+            points = _rows(conn, t.run_metrics, every, only)
             params = _rows(conn, t.run_params, every)
-            artifacts = _rows(conn, t.run_artifacts, every)
+            artifacts = [] if only is not None else _rows(conn, t.run_artifacts, every)
             refs = _refs(conn, {a["hash"] for a in artifacts})
-        tables = {"metrics": metrics, "params": params, "artifacts": artifacts}
+        tables = {"metrics": points, "params": params, "artifacts": artifacts}
         by_run = {k: _by_run(rows) for k, rows in tables.items()}
         for rid in ids:
             mine = {k: _mine(rid, borrowed.get(rid, []), g) for k, g in by_run.items()}
@@ -71,10 +75,14 @@ class TrackingRepository:
         return sorted(names)
 
 
-def _rows(conn: Connection, table: Table, run_ids: list[str]) -> list[Row]:
+def _rows(
+    conn: Connection, table: Table, run_ids: list[str], names: list[str] | None = None
+) -> list[Row]:
     rows: list[Row] = []
     for i in range(0, len(run_ids), CHUNK):
         q = select(table).where(table.c.run_id.in_(run_ids[i : i + CHUNK])).order_by(table.c.id)
+        if names is not None:
+            q = q.where(table.c.name.in_(names))
         rows.extend(dict(r._mapping) for r in conn.execute(q))
     rows.sort(key=lambda r: r["id"])
     return rows
