@@ -6,7 +6,9 @@ Public API::
     from orchestrator import Schedule, EventTrigger, FileSensor, DriftMonitor, MetricMonitor
     import orchestrator
     run = orchestrator.run(my_pipeline, params={...})      # -> orchestrator.Run
-    orchestrator.runs(pipeline=None, status=None, limit=20)
+    orchestrator.runs(pipeline=None, status=None, limit=20, sort=None, filters=None)
+    orchestrator.compare([run_id, run_id, ...])
+    current().log_metric(name, value, step=None); log_params(...); log_artifact(v, name)
     orchestrator.load(run_id, step, output=None)
     orchestrator.sweep(my_pipeline, grid={"train.C": [0.1, 1, 10]})   # -> orchestrator.Sweep
 
@@ -38,6 +40,7 @@ from orchestrator.model.conditions import Condition, when
 from orchestrator.model.graph import Graph
 from orchestrator.model.pipeline import Pipeline, pipeline
 from orchestrator.model.step import FileInput, HashContent, Output, Step, fixed, step
+from orchestrator.tracking import Metrics
 
 __version__ = "0.1.0"
 
@@ -52,7 +55,7 @@ _LAZY = {
 }
 
 
-_API = ("run", "runs", "load", "get_run", "Run", "StepRun", "Workspace")
+_API = ("run", "runs", "load", "get_run", "compare", "Run", "StepRun", "Workspace")
 _SWEEPS = ("sweep", "get_sweep", "Sweep")
 
 
@@ -81,6 +84,7 @@ __all__ = [
     "Run",
     "StepRun",
     "Workspace",
+    "compare",
     "get_run",
     "get_sweep",
     "Sweep",
@@ -97,6 +101,7 @@ __all__ = [
     "Graph",
     "HashContent",
     "InvalidPipeline",
+    "Metrics",
     "ModelVersion",
     "NotFound",
     "OrchestratorError",

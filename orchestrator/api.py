@@ -6,6 +6,8 @@
     model = run.output("fit")                 # the value, loaded from the artifact store
     test = run.output("split", "test")        # one output of a multi-output step (or 1)
     orchestrator.runs(pipeline="housing", limit=5)
+    orchestrator.runs(pipeline="housing", sort="-r2", filters=["C=1"])  # run.metrics, .params
+    orchestrator.compare(["3f2a", "9bc1"])    # metrics side by side, what differs
     orchestrator.load("3f2a", "fit")          # an earlier run's output; an id prefix is enough
 
 Everything goes through a `Workspace` (orchestrator.config): the same `ORCH_HOME`,
@@ -214,7 +216,8 @@ def run_built(
             ws, graph, target=target, executor=executor, logger=StdlibLogger(),
             selection=selection, trigger=trigger,
         )  # fmt: skip
-    return from_result(result, graph, ws.artifacts)
+    tracked = ws.store.tracking.summaries([result.run_id])[result.run_id]
+    return from_result(result, graph, ws.artifacts, tracked)
 
 
 def _resolve(target: Pipeline | str) -> tuple[Pipeline, str]:
@@ -240,7 +243,8 @@ def get_run(run_id: str, *, home: str | Path | None = None, db_url: str | None =
     ws = Workspace(home, db_url)
     try:
         row = ws.store.get_run(run_id)
-        return history(ws, row, ws.store.step_runs(row["id"]))
+        tracked = ws.store.tracking.summaries([row["id"]])[row["id"]]
+        return history(ws, row, ws.store.step_runs(row["id"]), tracked)
     finally:
         ws.close()
 
@@ -250,14 +254,41 @@ def runs(
     status: str | None = None,
     limit: int = 20,
     *,
+    sort: str | None = None,
+    filters: list[str] | None = None,
+    search: str | None = None,
     home: str | Path | None = None,
     db_url: str | None = None,
 ) -> list[Run]:
-    """Recent runs, newest first, as `orch runs` lists them."""
+    """Recent runs, newest first, as `orch runs` lists them, with `metrics` and `params`.
+
+    `sort` is a metric or parameter name (`-r2`: descending), `filters` are `NAME=VALUE` /
+    `NAME>NUMBER` conditions, `search` free text (run id, pipeline, trigger, logged
+    parameters), exactly as `orch runs --sort/--filter/--search` take them."""
+    from orchestrator.experiments import query
+
     ws = Workspace(home, db_url)
     try:
-        rows = ws.store.list_runs(limit, pipeline, status)
-        return [history(ws, r, ws.store.step_runs(r["id"])) for r in rows]
+        rows = query(
+            ws.store, pipeline=pipeline, status=status, limit=limit, sort=sort,
+            filters=filters, search=search,
+        )  # fmt: skip
+        summaries = ws.store.tracking.summaries(r["id"] for r in rows)
+        return [history(ws, r, ws.store.step_runs(r["id"]), summaries[r["id"]]) for r in rows]
+    finally:
+        ws.close()
+
+
+def compare(
+    run_ids: list[str], *, home: str | Path | None = None, db_url: str | None = None
+) -> dict[str, Any]:
+    """Runs side by side: metrics (best marked), series and their differences step by step
+    (the document `orch compare --json` prints; see orchestrator/compare.py)."""
+    from orchestrator.compare import compare as compare_runs
+
+    ws = Workspace(home, db_url)
+    try:
+        return compare_runs(ws.store, run_ids)
     finally:
         ws.close()
 

@@ -1,6 +1,7 @@
 """What a run is, seen from Python: `Run` (status, steps, values, explanations, the
-`orch run --json` document) and `StepRun`, made from the engine's result of a fresh run
-(`from_result`) or from the metadata store's rows of an earlier one (`history`).
+`orch run --json` document, tracked metrics and parameters) and `StepRun`, made from the
+engine's result of a fresh run (`from_result`) or from the metadata store's rows of an
+earlier one (`history`).
 
 Invariants: a `Run` holds no open store; values load from the artifact store on demand and
 are verified as every read is; a name that is not there is one `NotFound` with a
@@ -65,9 +66,18 @@ class Run:
         steps: list[StepRun],
         artifacts: Any,
         params: dict[str, Any] | None = None,
+        tracked: dict[str, Any] | None = None,
     ) -> None:
         self._doc, self._steps, self._artifacts = doc, steps, artifacts
-        self.params: dict[str, Any] = params or {}
+        tracked = tracked or {}
+        # the pipeline's parameters, then those its steps logged with `log_params`
+        self.params: dict[str, Any] = {**(params or {}), **tracked.get("params", {})}
+        # each metric's last logged value (what `orch runs --metric` shows)
+        self.metrics: dict[str, float] = dict(tracked.get("metrics", {}))
+        # metric series: {name: [{"step", "position", "value"}]} in logging order
+        self.series: dict[str, list[dict[str, Any]]] = dict(tracked.get("series", {}))
+        # artifacts steps logged with `log_artifact`: {"name", "step", "hash", "serializer", ...}
+        self.logged_artifacts: list[dict[str, Any]] = list(tracked.get("artifacts", []))
 
     @property
     def run_id(self) -> str:
@@ -125,6 +135,16 @@ class Run:
             label = "" if output is None else f" output {output!r}"
             raise ArtifactError(f"run {self.run_id} step '{step}'{label}: {exc}") from None
 
+    def artifact(self, name: str) -> Any:
+        """The value a step logged with `log_artifact(value, name)` (a file: its bytes)."""
+        by_name = {a["name"]: a for a in self.logged_artifacts}
+        if name not in by_name:
+            raise NotFound(
+                f"run {self.run_id} logged no artifact '{name}'{did_you_mean(name, by_name)}; "
+                f"it logged: {', '.join(by_name) or 'none'}"
+            )
+        return self._artifacts.get(ArtifactRef.from_json(by_name[name]))
+
     def explain(self, step: str) -> dict[str, Any]:
         """Why `step` ran or was cached: the document of `orch explain RUN STEP --json`."""
         s = self.step(step)
@@ -144,7 +164,8 @@ class Run:
 
     def to_json(self) -> dict[str, Any]:
         """The document `orch run --json` prints."""
-        return {**self._doc, "steps": [s.to_json() for s in self._steps]}
+        steps = [s.to_json() for s in self._steps]
+        return {**self._doc, "metrics": self.metrics, "steps": steps}
 
 
 def _step_error(run_id: str, s: StepRun) -> StepFailed:
@@ -189,8 +210,10 @@ def _names(outputs: list[dict[str, Any]], declared: list[str] | None) -> list[st
     return names
 
 
-def from_result(result: Any, graph: Graph, artifacts: Any) -> Run:
-    """A `Run` over the engine's `RunResult` of `graph`."""
+def from_result(
+    result: Any, graph: Graph, artifacts: Any, tracked: dict[str, Any] | None = None
+) -> Run:
+    """A `Run` over the engine's `RunResult` of `graph` (and what its steps tracked)."""
     steps = []
     for s in result.steps:
         node = graph.nodes.get(s.name)
@@ -215,10 +238,15 @@ def from_result(result: Any, graph: Graph, artifacts: Any) -> Run:
         "status": str(result.status),
         "duration": round(result.duration, 4),
     }
-    return Run(doc, steps, artifacts, dict(graph.params))
+    return Run(doc, steps, artifacts, dict(graph.params), tracked)
 
 
-def history(ws: Any, run_row: dict[str, Any], step_rows: list[dict[str, Any]]) -> Run:
+def history(
+    ws: Any,
+    run_row: dict[str, Any],
+    step_rows: list[dict[str, Any]],
+    tracked: dict[str, Any] | None = None,
+) -> Run:
     """A `Run` over rows of the metadata store, with the same `to_json()` as a fresh run."""
     steps = [
         StepRun(
@@ -243,4 +271,4 @@ def history(ws: Any, run_row: dict[str, Any], step_rows: list[dict[str, Any]]) -
         "status": run_row["status"],
         "duration": None if duration is None else round(duration, 4),
     }
-    return Run(doc, steps, ws.artifacts, dict(run_row.get("params") or {}))
+    return Run(doc, steps, ws.artifacts, dict(run_row.get("params") or {}), tracked)

@@ -6,7 +6,8 @@
 mae) and names the primary one. `task="auto"` asks the estimator whether it is a
 classifier or a regressor. Inside a run it also scores the current production model of
 the same name on the same rows, so the deploy step compares challenger and champion on
-equal terms. A champion that cannot be loaded or cannot predict these rows is reported
+equal terms, and logs the challenger's metrics as the run's metrics (`orch runs
+--metric`). A champion that cannot be loaded or cannot predict these rows is reported
 with a warning, never fatal; a challenger that cannot predict the test rows is one error
 naming the estimator.
 """
@@ -148,6 +149,7 @@ def evaluate_model(
         _champion(ctx, model_name, x, y, task) if ctx is not None else (None, None)
     )
     if ctx is not None:
+        ctx.log_metrics(metrics)
         ctx.log.info(
             "evaluated model",
             model=model_name,

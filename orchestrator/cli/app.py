@@ -56,7 +56,8 @@ def _run_graph(
         trigger=trigger, run_id=run_id, resumed_from=resumed_from, selection=selection,
     )  # fmt: skip
     if as_json:  # the document `orchestrator.run(...).to_json()` gives, outputs named
-        doc = api.from_result(result, graph, ENV.artifacts).to_json()
+        tracked = ENV.store.tracking.summaries([result.run_id])[result.run_id]
+        doc = api.from_result(result, graph, ENV.artifacts, tracked).to_json()
         sys.stdout.write(_json(doc) + "\n")
     else:
         print_result(result)
@@ -165,12 +166,52 @@ def runs(
     limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
     pipeline: Annotated[str | None, typer.Option("--pipeline")] = None,
     status: Annotated[str | None, typer.Option("--status")] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Show this metric (repeatable).")
+    ] = None,
+    sort: Annotated[
+        str | None, typer.Option("--sort", help="By a metric or parameter; -NAME: descending.")
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option("--columns", help="Comma list: params, metrics, or names (params.C)."),
+    ] = None,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="NAME=VALUE or NAME>NUMBER, e.g. C=1 'r2>0.8'."),
+    ] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", help="Text in run id, pipeline, trigger or tags.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List recent runs, newest first."""
-    from orchestrator.cli.render import print_runs
+    """List recent runs, newest first (or sorted, filtered, with param/metric columns)."""
+    if not (metric or sort or columns or filters or search):
+        from orchestrator.cli.render import print_runs
 
-    print_runs(ENV.store.list_runs(limit, pipeline, status), as_json)
+        print_runs(ENV.store.list_runs(limit, pipeline, status), as_json)
+        return
+    from orchestrator.cli.tables import print_experiments
+    from orchestrator.experiments import columns as pick_columns
+    from orchestrator.experiments import query
+
+    rows = query(
+        ENV.store, pipeline=pipeline, status=status, limit=limit, sort=sort,
+        filters=filters, search=search,
+    )  # fmt: skip
+    print_experiments(rows, pick_columns(rows, columns, metric or []), as_json)
+
+
+@app.command()
+def compare(
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more runs (id prefixes).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Runs side by side: metrics (best marked), then what differs from the first run."""
+    from orchestrator.cli.tables import print_compare
+    from orchestrator.compare import compare as compare_runs
+
+    print_compare(compare_runs(ENV.store, run_ids), as_json)
 
 
 @app.command()

@@ -66,6 +66,8 @@ class Progress:
         self.graph, self.quiet = graph, quiet
         self.order = [n for n in graph.order if steps is None or n in steps]
         self.states = {n: ("pending", "") for n in self.order}
+        self.children: dict[str, dict[str, str]] = {}  # mapped step -> child -> state
+        self.sizes: dict[str, int] = {}  # mapped step -> how many children it has
         self.lock = threading.Lock()
         self.live: Live | None = None
         self.label = run_label or f"{graph.pipeline} ({len(self.order)} steps)"
@@ -81,7 +83,33 @@ class Progress:
             table.add_row(n, self.graph.nodes[n].step.kind, state_markup(state), note)
         return table
 
+    def _child(self, name: str, state: str) -> str | None:
+        """For a child `train[3]` of a mapped step on screen: update its step's counts and
+        return the step's name (its line shows `3/10 done`); None for any other step."""
+        base, bracket, _ = name.partition("[")
+        if not bracket or base not in self.states:
+            return None
+        kids = self.children.setdefault(base, {})
+        kids[name] = state
+        done = sum(s in ("succeeded", "cached") for s in kids.values())
+        failed = sum(s == "failed" for s in kids.values())
+        total = self.sizes.get(base, len(kids))
+        note = f"{done}/{total} elements done" + (f", {failed} failed" if failed else "")
+        self.states[base] = (self.states[base][0], note)
+        return base
+
     def __call__(self, name: str, state: str, info: dict[str, Any]) -> None:
+        if "children" in info:
+            self.sizes[name] = int(info["children"])
+        with self.lock:
+            base = self._child(name, state)
+            if base is not None:
+                if self.live is not None:
+                    self.live.update(self._table())
+                elif state in ("failed", "retrying") and not self.quiet:
+                    stamp = dt.datetime.now().strftime("%H:%M:%S")
+                    err.print(f"[dim]{stamp}[/] {name:<24} {state_markup(state)}", highlight=False)
+                return
         note = ""
         if state == "retrying":
             note = f"attempt {info.get('attempt')} failed; retry in {info.get('delay'):g}s"
@@ -89,6 +117,8 @@ class Progress:
             note = duration_text(info["duration"])
         elif "reason" in info:
             note = str(info["reason"])
+        elif "children" in info:
+            note = f"0/{info['children']} elements done"
         with self.lock:
             self.states[name] = (state, note)
             if self.live is not None:

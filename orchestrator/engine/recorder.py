@@ -3,7 +3,8 @@
 It turns what happens to a step (running, cached, succeeded, failed, skipped) into the
 rows of a `Batch`: step-run inserts and updates, artifact rows and cache entries, and
 one attempt row per attempt (inserted `running` when it starts, updated when it ends, a
-failed one with its own error, traceback and log, so a retry loses nothing). It
+failed one with its own error, traceback and log, so a retry loses nothing), and what a
+succeeded step tracked (metrics, parameters, named artifacts: `tracking`). It
 keeps one batch, the round's changes; `flush` commits it in one transaction and starts
 a new one. The engine flushes once per scheduling round, before it starts any step of
 that round, so a child never runs ahead of the record of its inputs and every running
@@ -23,6 +24,7 @@ from orchestrator.engine.report import StepReport
 from orchestrator.execution.worker import StepResult
 from orchestrator.state import StepState
 from orchestrator.store.metadata import Batch, MetadataStore, now
+from orchestrator.tracking import Tracked
 
 
 def _text(value: str | None) -> str | None:
@@ -138,6 +140,7 @@ class Recorder:
         )
         self._attempt_ended(rep.name, attempt, StepState.SUCCEEDED, result.duration, log=result.log)
         self._artifacts(rep.name, [o for o in result.outputs if o.items is None], stamp)
+        self.tracking(rep.name, result)
         return self._cache_entry(rep.name, parts, outs, stamp)
 
     def elements(self, step: str, refs: list[ArtifactRef]) -> None:
@@ -192,6 +195,39 @@ class Recorder:
             traceback=result.traceback,
             log=result.log,
         )
+
+    def _artifact(self, step: str, ref: dict[str, Any], stamp: Any) -> None:
+        self.batch.artifacts[ref["hash"]] = {
+            "hash": ref["hash"],
+            "serializer": ref["serializer"],
+            "type": ref["type"],
+            "size": ref["size"],
+            "run_id": self.run_id,
+            "step": step,
+            "created_at": stamp,
+        }
+
+    def tracking(self, step: str, result: StepResult) -> None:
+        """What the step logged: metric points, parameters and named artifacts."""
+        data = Tracked.from_json(result.tracked)
+        if not data:
+            return
+        stamp, key = now(), {"run_id": self.run_id, "step": step}
+        self.batch.add(
+            "run_metrics",
+            [
+                key
+                | {"name": m["name"], "position": m.get("step"), "value": m["value"]}
+                | {"logged_at": stamp}
+                for m in data.metrics
+            ],
+        )
+        self.batch.add("run_params", [key | {"name": k, "data": v} for k, v in data.params.items()])
+        self.batch.add(
+            "run_artifacts", [key | {"name": a["name"], "hash": a["hash"]} for a in data.artifacts]
+        )
+        for a in data.artifacts:
+            self._artifact(step, a, stamp)
 
     def _cache_entry(
         self, name: str, parts: KeyParts, outs: list[dict[str, Any]], stamp: Any

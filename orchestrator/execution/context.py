@@ -2,7 +2,9 @@
 
 It tells a running step who it is (run id, step name, pipeline and its parameters, the
 content hashes of its inputs), gives it a logger whose lines are stored with the step
-run, and reaches the model registry. Outside a step, `current()` raises.
+run, reaches the model registry, and tracks metrics, parameters and artifacts
+(`log_metric`, `log_params`, `log_artifact`: see orchestrator/tracking.py). Outside a
+step, `current()` raises.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from orchestrator.errors import ExecutorError
+from orchestrator.tracking import Tracker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,28 @@ class RunContext:
     scheduled_time: dt.datetime | None = None
     registry_factory: Callable[[], Registry] | None = None
     _registry: Registry | None = None
+    tracker: Tracker | None = None
+
+    def _tracking(self) -> Tracker:
+        if self.tracker is None:
+            self.tracker = Tracker(self.step)
+        return self.tracker
+
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        """Record a metric of this run (a point of the series `name` when `step` is given)."""
+        self._tracking().log_metric(name, value, step)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """`log_metric` for each name -> value."""
+        self._tracking().log_metrics(metrics, step)
+
+    def log_params(self, params: dict[str, Any] | None = None, **more: Any) -> None:
+        """Record parameters of this run (JSON-able values), as a dict or keywords."""
+        self._tracking().log_params(params, **more)
+
+    def log_artifact(self, value_or_path: Any, name: str) -> dict[str, Any]:
+        """Store a value, or a file's bytes for a path, as this run's artifact `name`."""
+        return self._tracking().log_artifact(value_or_path, name)
 
     @property
     def registry(self) -> Registry:

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.execution.context import Registry
 from orchestrator.execution.local import Executor
 from orchestrator.execution.worker import StepInvocation, StepResult
@@ -317,10 +317,10 @@ class DockerExecutor(Executor):
         result = StepResult.from_json(json.loads(path.read_text()))
         result.log = result.log + (f"[container output]\n{output}" if output.strip() else "")
         result.duration = time.perf_counter() - t0
-        if result.ok:
-            out = ArtifactStore(scratch / "out")
-            for ref in result.outputs:
-                self.artifacts.adopt(out.path(ref), ref)
+        out = ArtifactStore(scratch / "out")
+        logged = [ArtifactRef.from_json(a) for a in (result.tracked or {}).get("artifacts", [])]
+        for ref in [*(result.outputs if result.ok else []), *logged]:
+            self.artifacts.adopt(out.path(ref), ref)
         return result
 
     def kill(self, future: cf.Future[StepResult]) -> bool:

@@ -30,6 +30,7 @@ from orchestrator.execution.context import Registry, RunContext, activate, deact
 from orchestrator.logs import live_log_file
 from orchestrator.model.graph import validate_value
 from orchestrator.model.step import Step
+from orchestrator.tracking import Tracker
 
 
 @dataclasses.dataclass
@@ -71,6 +72,7 @@ class StepResult:
     log: str
     duration: float
     values: list[Any] | None = None  # in-process executors only; never crosses a process
+    tracked: dict[str, Any] | None = None  # what the step logged (orchestrator/tracking.py)
 
     def without_values(self) -> StepResult:
         return dataclasses.replace(self, values=None)
@@ -306,6 +308,15 @@ def pack_error(exc: BaseException) -> tuple[str, str]:
     return message, tb
 
 
+def _tracker(step: str, store: ArtifactStore) -> Tracker:
+    """The step's tracker: logged artifacts go where its outputs go."""
+    return Tracker(step, put=lambda value: store.put(value).to_json(), canonical=canonical)
+
+
+def _tracked(tracker: Tracker | None) -> dict[str, Any] | None:
+    return tracker.tracked.to_json() if tracker is not None and tracker.tracked else None
+
+
 def execute(
     inv: StepInvocation,
     step: Step[Any],
@@ -332,12 +343,14 @@ def execute(
         attempt=inv.attempt,
         registry_factory=registry_factory,
     )
+    ctx.tracker = _tracker(inv.step, out or artifacts)
     ctx_token = activate(ctx)
     try:
         kwargs = _load_inputs(inv, artifacts, memo)
         kwargs.update(inv.params)
         value = step.fn(**kwargs)
         values = _split_outputs(step, inv.step, value)
+        values = ctx.tracker.returned(values, step.kind)
         refs = [(out or artifacts).put(v, inv.serializer) for v in values]
         return StepResult(
             True,
@@ -347,6 +360,7 @@ def execute(
             "".join(lines),
             time.perf_counter() - t0,
             values if memo is not None else None,
+            _tracked(ctx.tracker),
         )
     except BaseException as exc:  # noqa: BLE001 - the boundary returns failures as data
         if (
@@ -355,7 +369,10 @@ def execute(
         ):
             raise
         message, tb = pack_error(exc)
-        return StepResult(False, [], message, tb, "".join(lines), time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        return StepResult(
+            False, [], message, tb, "".join(lines), took, tracked=_tracked(ctx.tracker)
+        )
     finally:
         deactivate(ctx_token)
         _sink.reset(sink_token)

@@ -44,7 +44,8 @@ class ArtifactIndex:
         return ArtifactRef(row["hash"], row["serializer"], row["type"], row["size"])
 
     def referenced(self, keep_runs: int | None = None) -> set[str]:
-        """Hashes referenced by kept runs' step runs, model versions and monitor reports."""
+        """Hashes referenced by kept runs' step runs and logged artifacts, model versions and
+        monitor reports."""
         with self.db.read() as conn:
             refs = self._run_outputs(conn, keep_runs)
             versions = select(t.model_versions.c.artifact_hash, t.model_versions.c.data_hash)
@@ -67,6 +68,8 @@ class ArtifactIndex:
             chunk = kept[i : i + CHUNK]
             for (outs,) in conn.execute(select(outputs).where(t.step_runs.c.run_id.in_(chunk))):
                 refs.update(h for o in outs or [] for h in file_hashes(o))
+            logged = select(t.run_artifacts.c.hash).where(t.run_artifacts.c.run_id.in_(chunk))
+            refs.update(h for (h,) in conn.execute(logged))
         return refs
 
     def prune(self, keep: set[str]) -> int:

@@ -1,11 +1,14 @@
 """The rows the engine writes: a `Batch` per scheduling round, and the writer of batches.
 
-(artifact hashing and serialization throughput on a 512 MiB DataFrame, Arrow IPC beside
-Parquet), `bench/data_heavy.py` (a chain of three large intermediate frames: plain Python
-in memory, with Arrow IPC or Parquet files, and the project's first run, cached re-run
-and peak RSS, each in a fresh process),
-`bench/store.py` (per-step metadata overhead, SQLite beside PostgreSQL with and without
-synchronous commits, and the round trips to PostgreSQL of each kind of store call),
+A `Batch` holds every state change of one round (step-run inserts and updates, attempt
+inserts and updates, new artifacts, new cache entries, and plain inserts into other
+tables: what steps tracked); `BatchWriter.write` records it in one transaction, so a
+finished step is durable before any step that depends on it starts. Artifacts and cache
+entries are content-keyed: a row already there is skipped, never an error. The hot path
+(`hot()`) is raw sqlite3 on SQLite (store/fastpath.py), one pipelined psycopg connection
+on PostgreSQL (store/pgpath.py: one round trip per batch and per cache lookup) and one
+held SQLAlchemy connection elsewhere; each writes exactly the rows the portable path
+writes.
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ class Batch:
     cache_entries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     attempt_inserts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     attempt_updates: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    rows: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+
+    def add(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Plain inserts into `table` (the tracking tables), written with the batch."""
+        if rows:
+            self.rows.setdefault(table, []).extend(rows)
 
     def __bool__(self) -> bool:
         return bool(
@@ -43,6 +52,7 @@ class Batch:
             or self.cache_entries
             or self.attempt_inserts
             or self.attempt_updates
+            or self.rows
         )
 
 
@@ -157,6 +167,8 @@ class BatchWriter:
             conn.execute(self._update_attempt, [attempt_key(r) for r in batch.attempt_updates])
         self.db.insert_ignored(conn, t.artifacts, list(batch.artifacts.values()))
         self.db.insert_ignored(conn, t.cache_entries, batch.cache_entries)
+        for name, rows in batch.rows.items():
+            conn.execute(insert(t.metadata.tables[name]), rows)
 
 
 def attempt_key(row: Row) -> Row:

@@ -102,6 +102,8 @@ class SqliteFastPath:
                 cur.executemany(self.sql_art, _rows(self.art_cols, batch.artifacts.values()))
             if batch.cache_entries:
                 cur.executemany(self.sql_entry, _rows(self.entry_cols, batch.cache_entries))
+            for name, rows in batch.rows.items():
+                self._plain(cur, t.metadata.tables[name], rows)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -115,6 +117,10 @@ class SqliteFastPath:
         if batch.attempt_updates:
             cols = (*self.attempt_update_cols, "run_id", "step", "attempt")
             cur.executemany(self.sql_attempt_update, _rows(cols, batch.attempt_updates))
+
+    def _plain(self, cur: sqlite3.Cursor, table: Any, rows: list[dict[str, Any]]) -> None:
+        cols = tuple(c.name for c in table.columns if c.name != "id")
+        cur.executemany(_insert_sql(table, cols, ignore=False), _rows(cols, rows))
 
     def cache_get(self, key: str) -> dict[str, Any] | None:
         row = self.conn.execute(

@@ -8,6 +8,7 @@
     schedules       schedule cursors and pauses (store/schedules.py)
     events          events (store/events.py)
     checks          monitor checks (store/checks.py)
+    tracking        what runs tracked: metrics, params, artifacts (store/tracking.py)
 
 Model versions are read and written by `StoreRegistry` (store/registry.py); the UI's
 reads by store/browse.py. The methods below keep the store's historical names and
@@ -48,6 +49,7 @@ from orchestrator.store.db import connect, describe, first_line, migrate, readon
 from orchestrator.store.events import EventRepository
 from orchestrator.store.runs import RunRepository
 from orchestrator.store.schedules import ScheduleRepository
+from orchestrator.store.tracking import TrackingRepository
 
 __all__ = ["Batch", "MetadataStore", "canonical_json", "now"]
 
@@ -74,6 +76,7 @@ class MetadataStore:
         self.schedules = ScheduleRepository(self.db, self.runs)
         self.events = EventRepository(self.db)
         self.checks = CheckRepository(self.db)
+        self.tracking = TrackingRepository(self.db)
 
     def tx(self) -> contextlib.AbstractContextManager[Connection]:
         """A write transaction (on SQLite it takes the write lock at BEGIN)."""

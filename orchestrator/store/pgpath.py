@@ -36,7 +36,17 @@ from orchestrator.store.db import first_line
 
 Row = dict[str, Any]
 
-_TABLES = (t.pipelines, t.runs, t.step_runs, t.artifacts, t.cache_entries)
+_TABLES = (
+    t.pipelines,
+    t.runs,
+    t.step_runs,
+    t.artifacts,
+    t.cache_entries,
+    t.attempts,
+    t.run_metrics,
+    t.run_params,
+    t.run_artifacts,
+)
 _JSON = {c.name for tbl in _TABLES for c in tbl.columns if c.type.__class__.__name__ == "JSON"}
 _TIME = {c.name for tbl in _TABLES for c in tbl.columns if isinstance(c.type, t.UTCDateTime)}
 _RUN_COLS = tuple(c.name for c in t.runs.columns)
@@ -157,6 +167,10 @@ class PostgresFastPath:
         out += [(self.sql_attempt, r) for r in _rows(self.attempt_cols, batch.attempt_inserts)]
         cols = (*self.attempt_update_cols, "run_id", "step", "attempt")
         out += [(self.sql_attempt_update, r) for r in _rows(cols, batch.attempt_updates)]
+        for name, rows in batch.rows.items():  # plain inserts: what steps tracked
+            table = t.metadata.tables[name]
+            plain = tuple(c.name for c in table.columns if c.name != "id")
+            out += [(_insert_sql(table, plain, False), r) for r in _rows(plain, rows)]
         return out
 
     def write(self, batch: Any) -> None:

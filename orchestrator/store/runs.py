@@ -165,8 +165,11 @@ class RunRepository:
                 .group_by(t.step_runs.c.run_id, t.step_runs.c.state)
             ).all()
         self.refresh_stale(rows)
+        by_run: dict[str, dict[str, int]] = {r["id"]: {} for r in rows}
+        for rid, state, n in counts:
+            by_run[rid][state] = n
         for r in rows:
-            r["counts"] = {s: n for rid, s, n in counts if rid == r["id"]}
+            r["counts"] = by_run[r["id"]]
         return rows
 
     def get(self, run_id: str) -> Row:

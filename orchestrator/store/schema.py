@@ -175,6 +175,48 @@ model_versions = Table(
     UniqueConstraint("name", "version"),
 )
 
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("position", Integer),
+    Column("value", Float, nullable=False),
+    Column("logged_at", UTCDateTime, nullable=False),
+    Index("ix_run_metrics_run_id_name", "run_id", "name"),
+    Index("ix_run_metrics_name", "name"),
+)
+"""Metrics a step logged (or returned), in logging order (`id`); `position` is the series
+step given to `log_metric(..., step=N)`, NULL for a single value. A run's value of a metric
+is its last logged point."""
+
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("data", JSON),
+    Index("ix_run_params_run_id", "run_id"),
+)
+"""Parameters a step logged with `log_params`: `data` is the canonical JSON value (column
+names are unique per meaning across tables: the hot path encodes by name)."""
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_run_artifacts_run_id", "run_id"),
+)
+"""Artifacts a step logged with `log_artifact`, by name (their records are in `artifacts`)."""
+
 claims = Table(
     "claims",
     metadata,

@@ -31,6 +31,7 @@ from orchestrator.ui import (
     graphs,
     run_actions,
     views_drift,
+    views_experiments,
     views_models,
     views_ops,
     views_pipelines,
@@ -77,8 +78,10 @@ def create_app(
         graphs=graphs.GraphCache(),
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    modules = (auth, views_pipelines, views_models, views_ops, views_drift, views_runs, run_actions)
-    for module in modules:
+    for module in (
+        auth, views_pipelines, views_models, views_ops, views_drift, views_experiments,
+        views_runs, run_actions,
+    ):  # fmt: skip
         app.include_router(module.router)
     _error_handlers(app)
     return app

@@ -416,3 +416,40 @@ def test_mapped_children_run_in_containers(orch: Orch, project: Project) -> None
     assert "65534" in shown.out, shown.describe()  # each child ran as nobody in a container
     again = orch.run("mapped.py:mapped")
     assert states(again)["square"] == "cached" and states(again)["total"] == "cached"
+
+
+TRACKED = """
+from orchestrator import current, pipeline, step
+
+@step(kind="train")
+def fit(lr: float = 0.5) -> float:
+    for epoch in range(3):
+        current().log_metric("loss", lr / (epoch + 1), step=epoch)
+    current().log_params(where="container")
+    current().log_artifact({"lr": lr}, "config")
+    return lr
+
+@step(kind="evaluate")
+def score(lr: float) -> dict[str, float]:
+    return {"r2": 1 - lr}
+
+@pipeline
+def tracked(lr: float = 0.5):
+    score(fit(lr=lr))
+"""
+
+
+def test_steps_in_containers_log_metrics_params_and_artifacts(orch: Orch, project: Project) -> None:
+    project.write("tracked.py", TRACKED)
+    doc = orch.run("tracked.py:tracked", "--executor", "docker")
+    assert states(doc) == {"fit": "succeeded", "score": "succeeded"}
+    assert doc["metrics"] == {"loss": pytest.approx(0.5 / 3), "r2": 0.5}
+    res = orch("runs", "--columns", "params,metrics", "--json")
+    assert res.code == 0, res.describe()
+    (row,) = res.json["runs"]
+    assert row["params"] == {"lr": 0.5, "where": "container"}
+    import orchestrator
+
+    run = orchestrator.get_run(doc["run_id"], home=orch.home)
+    assert [p["value"] for p in run.series["loss"]] == pytest.approx([0.5, 0.25, 0.5 / 3])
+    assert run.artifact("config") == {"lr": 0.5}  # moved out of the container's scratch

@@ -5,7 +5,7 @@ model_events: every registration, stage change and alias move, with who, when an
 model_aliases: named pointers to versions. model_servers: running `orch serve` processes.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from alembic import op
 import orchestrator.store.schema
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
