@@ -61,6 +61,7 @@ class Builder:
         self.groups: dict[str, str] = {}  # namespace -> the sub-pipeline it calls
         self.resolved: dict[str, Any] = {}
         self.problems: list[str] = []
+        self.max_parallel: int | None = None  # set while a mapped sub-pipeline is traced
         self.scopes: list[Scope] = [Scope("", f"pipeline '{pipeline}'", nest(overrides))]
         self._all: list[Scope] = list(self.scopes)
 

@@ -37,10 +37,13 @@ from orchestrator.model.builder import Builder, Scope
 from orchestrator.model.graph import Graph
 from orchestrator.model.params import ParamTree, apply_override
 from orchestrator.model.step import (
+    Each,
+    Fixed,
     Node,
     Output,
     Step,
     building,
+    listish,
     name_problem,
     reset_builder,
     set_builder,
@@ -212,6 +215,60 @@ class Pipeline:
         finally:
             builder.leave()
 
+    def map(
+        self, *args: Any, _name: str | None = None, max_parallel: int | None = None, **kwargs: Any
+    ) -> Any:
+        """Call this pipeline once per element of a list known only at run time.
+
+        Arguments bound to step outputs typed `list[...]` (or `Any`) are mapped, as in
+        `Step.map`; the rest (and `fixed(x)`) go whole to every element. Inside the body
+        a mapped argument stands for one element: every step call it reaches runs once
+        per element (`ds.fit[0]`, `ds.fit[1]`, ...), each cached by its element, and the
+        steps it does not reach run once. What the body returns from per-element steps
+        comes back as lists, in element order. A `.map()` inside the body (a map of
+        maps) is refused.
+        """
+        builder = building()
+        if not isinstance(builder, Builder):
+            raise PipelineError(
+                f"pipeline '{self.name}': .map() wires a pipeline; call it inside a @pipeline body"
+            )
+        if max_parallel is not None and (not isinstance(max_parallel, int) or max_parallel < 1):
+            raise PipelineError(
+                f"pipeline '{self.name}': max_parallel must be a positive integer, got "
+                f"{max_parallel!r}"
+            )
+        names = self.signature.names
+        bound = dict(zip(names, args, strict=False))
+        bound.update(kwargs)
+        if len(args) > len(names):
+            raise PipelineError(
+                f"pipeline '{self.name}' takes {len(names)} arguments but {len(args)} were "
+                "given positionally"
+            )
+        if any(isinstance(v, Each) for v in bound.values()):
+            raise PipelineError(
+                f"pipeline '{self.name}': .map() inside a mapped sub-pipeline is not supported "
+                "(a map of maps)"
+            )
+        mapped = {k for k, v in bound.items() if isinstance(v, Output) and listish(v.type)}
+        if not mapped:
+            raise PipelineError(
+                f"pipeline '{self.name}' .map() maps over nothing: bind an argument to a step "
+                "output typed list[...] (other values go whole to every element)"
+            )
+        values = {
+            k: Each(v.node, v.index, v.type, v.name)
+            if k in mapped
+            else (v.value if isinstance(v, Fixed) else v)
+            for k, v in bound.items()
+        }
+        previous, builder.max_parallel = builder.max_parallel, max_parallel
+        try:
+            return _plain(self(_name=_name, **values))
+        finally:
+            builder.max_parallel = previous
+
     def _bind(
         self, scope: Scope, parent: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> dict[str, Any]:
@@ -270,6 +327,19 @@ def pipeline(fn: Callable[..., Any] | None = None, *, name: str | None = None) -
     if fn is not None:
         return Pipeline(fn, name)
     return lambda f: Pipeline(f, name)
+
+
+def _plain(value: Any) -> Any:
+    """What a mapped sub-pipeline returns, with its per-element outputs as lists."""
+    if isinstance(value, Each):
+        return value.plain()
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)._make(_plain(v) for v in value)
+    if isinstance(value, tuple | list):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _tree(flat: dict[str, Any]) -> dict[str, Any]:

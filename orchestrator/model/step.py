@@ -108,6 +108,16 @@ class OutputList:
         return "[" + ", ".join(o.label for o in self.items) + "]"
 
 
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class Each(Output):
+    """Inside the body of a mapped sub-pipeline (`Pipeline.map`), a list output that
+    stands for *one element*: a step call given one maps over it, and its outputs are
+    `Each` too. The caller gets plain (list) `Output`s back."""
+
+    def plain(self) -> Output:
+        return Output(self.node, self.index, self.type, self.name)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Fixed:
     """`fixed(x)`: in `step.map(...)`, pass `x` whole to every element instead of mapping."""
@@ -388,11 +398,16 @@ class Step(Generic[F]):
             return self.fn(*args, **kwargs)
         node = builder.add_step(self, args, kwargs, _name)
         node.condition = _when
-        return self._handles(node)
+        each = tuple(k for k, v in node.bindings.items() if isinstance(v, Each))
+        if each:  # inside a mapped sub-pipeline: one child per element
+            node.mapped = each
+            node.max_parallel = getattr(builder, "max_parallel", None)
+        return self._handles(node, each=bool(each))
 
-    def _handles(self, node: Node) -> Any:
+    def _handles(self, node: Node, *, each: bool = False) -> Any:
+        kind = Each if each else Output
         outs = [
-            Output(node.name, i, node.output_type(i), n) for i, n in enumerate(self._output_names)
+            kind(node.name, i, node.output_type(i), n) for i, n in enumerate(self._output_names)
         ]
         if self._returns is not None:
             return self._returns._make(outs)
@@ -424,7 +439,12 @@ class Step(Generic[F]):
         names = list(self.arguments)
         bound = dict(zip(names, args, strict=False))
         bound.update(kwargs)
-        mapped = tuple(k for k, v in bound.items() if isinstance(v, Output) and _listish(v.type))
+        if any(isinstance(v, Each) for v in bound.values()):
+            raise PipelineError(
+                f"step '{self.name}': .map() inside a mapped sub-pipeline is not supported "
+                "(a map of maps); call the step plainly there, it already runs per element"
+            )
+        mapped = tuple(k for k, v in bound.items() if isinstance(v, Output) and listish(v.type))
         plain = {k: (v.value if isinstance(v, Fixed) else v) for k, v in bound.items()}
         node = builder.add_step(self, (), plain, _name)
         node.mapped, node.max_parallel = mapped, max_parallel
@@ -444,7 +464,7 @@ class Step(Generic[F]):
         return f"<step {self.name} kind={self.kind}>"
 
 
-def _listish(t: Any) -> bool:
+def listish(t: Any) -> bool:
     """Whether an output of type `t` is mapped over by `Step.map` (see there)."""
     while typing.get_origin(t) is typing.Annotated:
         t = typing.get_args(t)[0]

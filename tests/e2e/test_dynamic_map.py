@@ -178,3 +178,115 @@ def test_list_of_outputs_fan_in_and_its_type_errors(orch: Orch, project: Project
     res = orch("run", "lists.py:not_a_list")
     assert res.code == 2, res.describe()
     assert "step 'fit_2' .map() maps over nothing" in res.err
+
+
+PER_SEGMENT = """
+import time
+
+from orchestrator import pipeline, step
+
+
+def _log(text: str) -> None:
+    with open("calls.log", "a") as f:
+        f.write(text + "\\n")
+
+
+@step
+def segments(n: int = 3) -> list[int]:
+    return list(range(n))
+
+
+@step
+def base() -> int:
+    _log("base")
+    return 100
+
+
+@step
+def prep(seg: int, offset: int) -> int:
+    _log(f"prep{seg}")
+    return seg + offset
+
+
+@step
+def fit(x: int, k: int = 2) -> int:
+    _log(f"fit{x}")
+    return x * k
+
+
+@step
+def best(scores: list[int]) -> int:
+    return max(scores)
+
+
+@pipeline
+def per_segment(seg, k: int = 2):
+    return fit(prep(seg, base()), k=k)
+
+
+@pipeline
+def main(n: int = 3):
+    return best(per_segment.map(seg=segments(n)))
+
+
+@step
+def slow(x: int) -> int:
+    _log(f"start {time.monotonic()}")
+    time.sleep(0.3)
+    _log(f"end {time.monotonic()}")
+    return x
+
+
+@pipeline
+def one_at_a_time(n: int = 3):
+    return best(slow.map(x=segments(n), max_parallel=1))
+
+
+@step
+def rows(n: int = 2) -> list[list[int]]:
+    return [[1, 2], [3]]
+
+
+@pipeline
+def nested(n: int = 2):
+    return per_row.map(row=rows(n))
+
+
+@pipeline
+def per_row(row):
+    return fit.map(x=row)
+"""
+
+
+def test_map_over_a_sub_pipeline_runs_what_the_element_reaches_per_element(
+    orch: Orch, project: Project
+) -> None:
+    project.write("seg.py", PER_SEGMENT)
+    doc = orch.run("seg.py:main")
+    assert sorted(_calls(project)) == ["base", "fit100", "fit101", "fit102"] + [
+        f"prep{i}" for i in range(3)
+    ]
+    st = states(doc)
+    assert st["per_segment.base"] == "succeeded"  # not reached by the element: once
+    assert [st[f"per_segment.fit[{i}]"] for i in range(3)] == ["succeeded"] * 3
+    assert "204" in orch("artifact", doc["run_id"], "best").out
+    more = orch.run("seg.py:main", "--param", "n=4")
+    assert sorted(_calls(project)) == ["fit103", "prep3"]
+    assert states(more)["per_segment.fit[0]"] == "cached"
+
+
+def test_max_parallel_bounds_the_children_running_at_once(orch: Orch, project: Project) -> None:
+    project.write("seg.py", PER_SEGMENT)
+    orch.run("seg.py:one_at_a_time")
+    marks = [line.split() for line in project.path("calls.log").read_text().splitlines()]
+    spans = [(float(a[1]), float(b[1])) for a, b in zip(marks[::2], marks[1::2], strict=True)]
+    assert len(spans) == 3 and all(kind == "start" for kind, _ in marks[::2])
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
+
+
+def test_a_map_of_maps_is_one_error_before_anything_runs(orch: Orch, project: Project) -> None:
+    project.write("seg.py", PER_SEGMENT)
+    res = orch("run", "seg.py:nested")
+    assert res.code == 2, res.describe()
+    assert "step 'fit': .map() inside a mapped sub-pipeline is not supported" in res.err
+    assert "Traceback" not in res.err
