@@ -19,6 +19,7 @@ finished. Its reason says how many children ran and which.
 
 from __future__ import annotations
 
+import collections
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ class Mapper:
     def __init__(self, run: _Run) -> None:
         self.run = run
         self.unwritten: dict[str, bytes] = {}  # element hash -> its bytes, not yet stored
+        self.groups: list[list[str]] | None = None  # set by `_children` for a map of maps
+        self.uses: collections.Counter[str] = collections.Counter()  # element -> children
 
     def expand(self, name: str) -> None:
         """Resolve mapped step `name`: a cache hit for the whole map, or its children."""
@@ -59,6 +62,10 @@ class Mapper:
             run.finish_failed(name, parts, str(exc))
             return
         ms = MapState([], parts, time.perf_counter(), max_parallel=node.max_parallel)
+        ms.groups, self.groups = self.groups, None
+        for elements in children.values():
+            for ref in elements.values():
+                self.uses[ref.hash] += 1
         state.expand(name, children, ms)
         rep = state.report(name, StepState.RUNNING, cache_key=parts.key, reason=reason)
         rep.attempts = 1
@@ -69,9 +76,20 @@ class Mapper:
             self.complete(name)
 
     def _children(
-        self, name: str, lists: dict[str, ArtifactRef]
+        self, name: str, lists: dict[str, ArtifactRef], *, nested: bool = False
     ) -> dict[str, dict[str, ArtifactRef]]:
-        """`{child name: {mapped argument: element artifact}}`, in element order."""
+        """`{child name: {mapped argument: element artifact}}`, in element order; for a
+        map of maps, `train[i][j]` for element j of element i's own list (`groups`)."""
+        if nested:
+            elements = {arg: self._elements(name, arg, ref) for arg, ref in lists.items()}
+            lengths = {arg: len(e) for arg, e in elements.items()}
+            if len(set(lengths.values())) > 1:
+                sizes = ", ".join(f"'{a}' has {n}" for a, n in lengths.items())
+                raise OrchestratorError(
+                    f"step '{name}' maps over inputs of different lengths ({sizes})"
+                )
+            count = next(iter(lengths.values()), 0)
+            return {f"{name}[{j}]": {a: elements[a][j] for a in elements} for j in range(count)}
         elements = {arg: self._elements(name, arg, ref) for arg, ref in lists.items()}
         lengths = {arg: len(e) for arg, e in elements.items()}
         if len(set(lengths.values())) > 1:
@@ -81,7 +99,17 @@ class Mapper:
                 "inputs are zipped and must have as many elements each"
             )
         count = next(iter(lengths.values()), 0)
-        return {f"{name}[{i}]": {arg: elements[arg][i] for arg in elements} for i in range(count)}
+        rows = [{arg: elements[arg][i] for arg in elements} for i in range(count)]
+        inner = self.run.state.node(name).inner
+        if not inner:
+            return {f"{name}[{i}]": row for i, row in enumerate(rows)}
+        self.groups = []
+        children = {}
+        for i, row in enumerate(rows):  # a map of maps: each element's own list, mapped
+            sub = self._children(f"{name}[{i}]", {a: row[a] for a in inner}, nested=True)
+            self.groups.append(list(sub))
+            children.update({c: row | elems for c, elems in sub.items()})
+        return children
 
     def _elements(self, name: str, arg: str, ref: ArtifactRef) -> list[ArtifactRef]:
         if ref.items is not None:
@@ -139,8 +167,11 @@ class Mapper:
         mapped = state.parent_map[child]
         ms = state.maps[mapped]
         for ref in state.elements.get(child, {}).values():
-            self.run.memo.pop(ref.hash, None)
-            self.unwritten.pop(ref.hash, None)
+            self.uses[ref.hash] -= 1
+            if self.uses[ref.hash] <= 0:  # no other child reads this element
+                del self.uses[ref.hash]
+                self.run.memo.pop(ref.hash, None)
+                self.unwritten.pop(ref.hash, None)
         if state.reports[child].state == StepState.FAILED:
             ms.failed.append(child)
         ms.left -= 1
@@ -161,9 +192,18 @@ class Mapper:
             run.finish_failed(name, ms.parts, error, attempts=1, duration=took)
             return
         count = len(state.node(name).step.outputs)
-        outs = [
-            ArtifactRef.collect([state.outputs[c][i] for c in ms.children]) for i in range(count)
-        ]
+        if ms.groups is None:
+            outs = [
+                ArtifactRef.collect([state.outputs[c][i] for c in ms.children])
+                for i in range(count)
+            ]
+        else:  # a map of maps: a list (per element) of lists
+            outs = [
+                ArtifactRef.collect(
+                    [ArtifactRef.collect([state.outputs[c][i] for c in g]) for g in ms.groups]
+                )
+                for i in range(count)
+            ]
         rep = state.reports[name]
         rep.reason = self._reason(name, ms)
         result = StepResult(True, outs, None, None, "", took)

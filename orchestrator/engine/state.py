@@ -65,6 +65,7 @@ class MapState:
     failed: list[str] = dataclasses.field(default_factory=list)
     running: int = 0
     max_parallel: int | None = None
+    groups: list[list[str]] | None = None  # a map of maps: the children of each element
 
     def has_room(self) -> bool:
         return self.max_parallel is None or self.running < self.max_parallel
@@ -98,7 +99,7 @@ class RunState:
 
     def expand(self, name: str, children: dict[str, dict[str, ArtifactRef]], ms: MapState) -> None:
         """Add the children of mapped step `name` (with their mapped inputs), queued."""
-        ms.children, ms.left = list(children), len(children)
+        ms.children, ms.left = list(children), len(children)  # keeps ms.groups
         self.maps[name] = ms
         for child, elements in children.items():
             self.parent_map[child] = name

@@ -130,7 +130,8 @@ def _check_node(node: Node, by_name: dict[str, Node], dag: nx.DiGraph, problems:
         elif isinstance(value, Output):
             if key in node.mapped:
                 where = f"step '{node.name}' mapped input '{key}'"
-                _check_edge(node, where, value, expected, by_name, dag, problems, mapped=True)
+                depth = 2 if key in node.inner else 1
+                _check_edge(node, where, value, expected, by_name, dag, problems, mapped=depth)
             else:
                 where = f"step '{node.name}' input '{key}'"
                 _check_edge(node, where, value, expected, by_name, dag, problems)
@@ -179,7 +180,7 @@ def _check_edge(
     dag: nx.DiGraph,
     problems: list[str],
     *,
-    mapped: bool = False,
+    mapped: int = 0,
 ) -> None:
     src = by_name.get(value.node)
     if src is None:
@@ -194,7 +195,7 @@ def _check_edge(
         )
         return
     out_type = src.output_type(value.index)
-    if mapped:
+    for _ in range(int(mapped)):  # a mapped input feeds each element (of each element)
         element = item_type(out_type)
         out_type = Any if element is None else element
     if not fits(out_type, expected):

@@ -157,6 +157,7 @@ class Node:
     problems: list[str] = dataclasses.field(default_factory=list)
     mapped: tuple[str, ...] = ()
     max_parallel: int | None = None
+    inner: tuple[str, ...] = ()  # a map inside a mapped sub-pipeline: mapped twice
     condition: Any = None  # `_when=`; a `model.conditions.Condition` once the graph is built
 
     def inputs(self) -> dict[str, Input]:
@@ -168,6 +169,8 @@ class Node:
     def output_type(self, index: int) -> Any:
         """The type of output `index` as its consumers see it (a list when mapped)."""
         t = self.step.outputs[index]
+        if self.inner:
+            return list[list[t]]  # type: ignore[valid-type]
         return list[t] if self.mapped else t  # type: ignore[valid-type]
 
 
@@ -440,10 +443,7 @@ class Step(Generic[F]):
         bound = dict(zip(names, args, strict=False))
         bound.update(kwargs)
         if any(isinstance(v, Each) for v in bound.values()):
-            raise PipelineError(
-                f"step '{self.name}': .map() inside a mapped sub-pipeline is not supported "
-                "(a map of maps); call the step plainly there, it already runs per element"
-            )
+            return self._map_each(bound, _name, max_parallel, len(args) > len(names))
         mapped = tuple(k for k, v in bound.items() if isinstance(v, Output) and listish(v.type))
         plain = {k: (v.value if isinstance(v, Fixed) else v) for k, v in bound.items()}
         node = builder.add_step(self, (), plain, _name)
@@ -459,6 +459,29 @@ class Step(Generic[F]):
                 "output typed list[...] (other values go whole to every element)"
             )
         return self._handles(node)
+
+    def _map_each(
+        self, bound: dict[str, Any], name: str | None, max_parallel: int | None, extra: bool
+    ) -> Any:
+        """`.map()` inside a mapped sub-pipeline: per element of the outer list, once per
+        element of the inner list (an element's own list): children `fit[i][j]`."""
+        from orchestrator.model.types import item_type
+
+        builder: Recorder = _building.get()
+        each = tuple(k for k, v in bound.items() if isinstance(v, Each))
+        inner = tuple(k for k in each if listish(item_type(bound[k].type) or Any))
+        plain = {k: (v.value if isinstance(v, Fixed) else v) for k, v in bound.items()}
+        node = builder.add_step(self, (), plain, name)
+        node.mapped, node.inner = each, inner
+        node.max_parallel = max_parallel or getattr(builder, "max_parallel", None)
+        if extra:
+            node.problems.append(f"step '{node.name}' got too many positional arguments")
+        if not inner:
+            node.problems.append(
+                f"step '{node.name}' .map() inside a mapped sub-pipeline maps over nothing: "
+                "bind an argument to a per-element value that is itself a list"
+            )
+        return self._handles(node, each=True)
 
     def __repr__(self) -> str:
         return f"<step {self.name} kind={self.kind}>"

@@ -244,7 +244,23 @@ def one_at_a_time(n: int = 3):
 
 @step
 def rows(n: int = 2) -> list[list[int]]:
-    return [[1, 2], [3]]
+    return [[1, 2], [3]][:n]
+
+
+@step
+def label(row: list[int]) -> str:
+    return f"row of {len(row)}"
+
+
+@step
+def tagged(x: int, tag: str) -> str:
+    _log(f"tagged{x}")
+    return f"{tag}: {x * 10}"
+
+
+@pipeline
+def per_row(row):
+    return tagged.map(x=row, tag=label(row))
 
 
 @pipeline
@@ -253,8 +269,13 @@ def nested(n: int = 2):
 
 
 @pipeline
-def per_row(row):
-    return fit.map(x=row)
+def twice(seg):
+    return per_segment.map(seg=seg)
+
+
+@pipeline
+def pipelines_in_pipelines(n: int = 2):
+    return twice.map(seg=rows(n))
 """
 
 
@@ -284,9 +305,22 @@ def test_max_parallel_bounds_the_children_running_at_once(orch: Orch, project: P
     assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
 
 
-def test_a_map_of_maps_is_one_error_before_anything_runs(orch: Orch, project: Project) -> None:
+def test_a_map_inside_a_mapped_sub_pipeline_maps_each_elements_own_list(
+    orch: Orch, project: Project
+) -> None:
     project.write("seg.py", PER_SEGMENT)
-    res = orch("run", "seg.py:nested")
+    doc = orch.run("seg.py:nested")
+    st = states(doc)
+    kids = ("per_row.tagged[0][0]", "per_row.tagged[0][1]", "per_row.tagged[1][0]")
+    assert [st[c] for c in kids] == ["succeeded"] * 3
+    assert sorted(_calls(project)) == ["tagged1", "tagged2", "tagged3"]
+    out = orch("artifact", doc["run_id"], "per_row.tagged").out
+    assert "[['row of 2: 10', 'row of 2: 20'], ['row of 1: 30']]" in out
+    again = orch.run("seg.py:nested")
+    assert states(again)["per_row.tagged"] == "cached"
+    res = orch("run", "seg.py:pipelines_in_pipelines")
     assert res.code == 2, res.describe()
-    assert "step 'fit': .map() inside a mapped sub-pipeline is not supported" in res.err
+    assert "pipeline 'per_segment': .map() inside a mapped sub-pipeline is not supported" in (
+        res.err
+    )
     assert "Traceback" not in res.err
