@@ -465,11 +465,9 @@ class Step(Generic[F]):
     ) -> Any:
         """`.map()` inside a mapped sub-pipeline: per element of the outer list, once per
         element of the inner list (an element's own list): children `fit[i][j]`."""
-        from orchestrator.model.types import item_type
-
         builder: Recorder = _building.get()
         each = tuple(k for k, v in bound.items() if isinstance(v, Each))
-        inner = tuple(k for k in each if listish(item_type(bound[k].type) or Any))
+        inner = tuple(k for k in each if listish(_element(bound[k].type)))
         plain = {k: (v.value if isinstance(v, Fixed) else v) for k, v in bound.items()}
         node = builder.add_step(self, (), plain, name)
         node.mapped, node.inner = each, inner
@@ -485,6 +483,14 @@ class Step(Generic[F]):
 
     def __repr__(self) -> str:
         return f"<step {self.name} kind={self.kind}>"
+
+
+def _element(t: Any) -> Any:
+    """The element type of a list-like hint (`Any` when it does not say)."""
+    while typing.get_origin(t) is typing.Annotated:
+        t = typing.get_args(t)[0]
+    args = typing.get_args(t)
+    return args[0] if args else Any
 
 
 def listish(t: Any) -> bool:

@@ -324,3 +324,36 @@ def test_a_map_inside_a_mapped_sub_pipeline_maps_each_elements_own_list(
         res.err
     )
     assert "Traceback" not in res.err
+
+
+DUPLICATES = """
+from orchestrator import pipeline, step
+
+
+@step
+def words() -> list[str]:
+    return ["a", "a", "b", "a"]
+
+
+@step
+def upper(w: str) -> str:
+    return w.upper()
+
+
+@step
+def join(ws: list[str]) -> str:
+    return "".join(ws)
+
+
+@pipeline
+def dup():
+    return join(upper.map(w=words(), max_parallel=1))
+"""
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_equal_elements_each_get_their_child(orch: Orch, project: Project, executor: str) -> None:
+    project.write("dup.py", DUPLICATES)
+    doc = orch.run("dup.py:dup", "--executor", executor)
+    assert [states(doc)[f"upper[{i}]"] for i in range(4)] == ["succeeded"] * 4
+    assert "AABA" in orch("artifact", doc["run_id"], "join").out
