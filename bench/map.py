@@ -13,7 +13,9 @@ What it measures
       old child is a cache hit (its artifacts verified, a `cached` row written) and one
       child runs. This is the cost of a cached child;
     * peak RSS of this process after all runs (it includes the interpreter, pandas and
-      the libraries the orchestrator loads).
+      the libraries the orchestrator loads);
+    * the store and the UI on that run (n + 1 children): `MetadataStore.step_runs`, the
+      run page and its JSON, through the UI's test client (median of 5).
 
     Beside it, plain Python: the same no-op called in a loop over the list, so the
     ratio says what the per-child record costs.
@@ -85,6 +87,35 @@ def run_once(folder: Path, n: int, extra: int) -> tuple[float, dict[str, int]]:
     return took, counts
 
 
+def ui_times(folder: Path, repeat: int = 5) -> dict[str, float]:
+    """Median ms of the run page, its JSON and `MetadataStore.step_runs` for the newest
+    run of the store in `folder` (the UI's test client, no network)."""
+    from fastapi.testclient import TestClient
+
+    from orchestrator.ui.app import create_app
+
+    store = MetadataStore(f"sqlite:///{folder}/orchestrator.db")
+    artifacts = ArtifactStore(folder / "artifacts")
+    run_id = store.list_runs(limit=1)[0]["id"]
+    client = TestClient(create_app(store, artifacts, home=folder))
+    out: dict[str, float] = {}
+    for label, call in (
+        ("store.step_runs", lambda: store.step_runs(run_id)),
+        ("GET /runs/ID", lambda: client.get(f"/runs/{run_id}")),
+        ("GET /api/runs/ID", lambda: client.get(f"/api/runs/{run_id}")),
+    ):
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            res = call()
+            times.append(time.perf_counter() - t0)
+            if hasattr(res, "status_code") and res.status_code != 200:
+                raise SystemExit(f"{label}: HTTP {res.status_code}")
+        out[label] = sorted(times)[len(times) // 2] * 1000
+    store.close()
+    return out
+
+
 def plain(n: int) -> float:
     xs = list(range(n))
     t0 = time.perf_counter()
@@ -101,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     n = args.n
     firsts, wholes, children = [], [], []
-    for _ in range(args.reps):
+    ui: dict[str, float] = {}
+    for rep in range(args.reps):
         folder = Path(tempfile.mkdtemp(prefix="orch-map-", dir=args.tmp))
         try:
             t, c = run_once(folder, n, 0)
@@ -110,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
             wholes.append(t)
             t, c3 = run_once(folder, n, 1)
             children.append(t)
+            if rep == 0:
+                ui = ui_times(folder)  # the run with n + 1 children
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     base = min(plain(n) for _ in range(3))
@@ -130,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  plain Python loop    {base * ms:7.4f} ms/element")
     print(f"  first run / plain    {min(firsts) / base:7.0f}x")
     print(f"  peak RSS             {rss:7.0f} MB   (target < 500)")
+    for label, ms_ in ui.items():
+        print(f"  {label:<20} {ms_:7.1f} ms       (median of 5, the run with {n + 1} children)")
 
 
 if __name__ == "__main__":
