@@ -600,7 +600,11 @@ def numbers(n: int = 4) -> list[int]:
 def where(x: int) -> dict:
     from distributed import get_worker
 
-    return {"x": x * 10, "address": get_worker().address}
+    try:
+        address = get_worker().address
+    except ValueError:  # not on a Dask worker
+        address = "here"
+    return {"x": x * 10, "address": address}
 
 
 @step
@@ -626,3 +630,4 @@ def test_mapped_children_run_on_dask_workers_and_are_cached_locally(
     again = orch.run("mapped.py:mapped", "--param", "n=5")  # thread: 4 hits, one new child
     assert [states(again)[f"where[{i}]"] for i in range(4)] == ["cached"] * 4
     assert states(again)["where[4]"] == "succeeded"
+    assert value_of(orch, again, "where")[4]["address"] == "here"
