@@ -4,9 +4,9 @@ parameter) and a 5-run comparison take on a store of many tracked runs.
 What it measures
     Fill: a fresh metadata store (a temporary SQLite file, or the empty database of
     `--db-url`) gets its schema from the project's migrations, then `--runs` runs
-    (default 10,000) are bulk inserted through SQLAlchemy Core into the project's tables:
-    each run with a parameter `C` (one of 10 values), `--steps` step runs (default 3:
-    train, evaluate, deploy, with params, inputs and a cache entry each) and 5 metrics
+    (default 100,000) are bulk inserted through SQLAlchemy Core into the project's tables:
+    each run with a parameter `C` (one of 10 values), `--steps` step runs (default 20:
+    train, evaluate, deploy, step3, ..., with params, inputs and a cache entry each) and 5 metrics
     (`m0`..`m4`, logged by `evaluate`) plus a 4-point `loss` series. Reported: the fill.
 
     Timing: each query runs `--repeat` times (default 10) after one warm-up, in this
@@ -16,7 +16,8 @@ What it measures
     runs compared. Reported per query: median and p95 (nearest rank) in milliseconds.
 
 How to run
-    python bench/experiments.py                        # SQLite, 10,000 runs
+    python bench/experiments.py                        # SQLite, 100,000 runs x 20 steps
+    python bench/experiments.py --db-url URL --no-fill # time a store filled before
     python bench/experiments.py --runs 2000 --repeat 5 # a quick check
     python bench/experiments.py --db-url postgresql+psycopg://orch:orch@127.0.0.1:5432/x
 """
@@ -109,16 +110,18 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=10_000)
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=100_000)
+    ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--db-url", default=None)
+    ap.add_argument("--no-fill", action="store_true", help="time a store filled before")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-experiments-"))
     url = args.db_url or f"sqlite:///{folder / 'orchestrator.db'}"
     store = MetadataStore(url)
-    took = fill(store, args.runs, args.steps)
-    print(f"fill: {args.runs} runs x {args.steps} steps, 9 metric rows each: {took:.1f} s")
+    if not args.no_fill:
+        took = fill(store, args.runs, args.steps)
+        print(f"fill: {args.runs} runs x {args.steps} steps, 9 metric rows each: {took:.1f} s")
     five = [f"r{i:011d}" for i in range(args.runs - 5, args.runs)]
     cases: dict[str, Callable[[], Any]] = {
         "runs sorted by -m0 (newest 20)": lambda: query(store, sort="-m0", limit=20),

@@ -6,8 +6,9 @@
 Names resolve the same way everywhere (`--sort`, `--filter`, `--columns`): `metrics.NAME`
 or `params.NAME` explicitly, else a bare name is a metric if some run has it, else a
 parameter. Invariants: a run without the sort key sorts last in either direction;
-filters, search and sort look at the newest `SCAN` runs of the selection, then `limit`
-is applied; bad filters, sort keys and columns raise one `ParamError` naming the option.
+a metric sort and filters run in SQL over every run of the selection (`store/ranking.py`),
+a search or a parameter sort over the newest `SCAN` runs in Python, then `limit` is
+applied; bad filters, sort keys and columns raise one `ParamError` naming the option.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 from typing import Any
 
 from orchestrator.errors import ParamError
+from orchestrator.store.ranking import Condition, RankingRepository
 
 SCAN = 10_000
 BUILTIN = {"run": "id", "pipeline": "pipeline", "status": "status", "started": "started_at"}
@@ -191,6 +193,10 @@ def query(
 ) -> list[Row]:
     """Run rows with their metrics and parameters, filtered, searched, sorted, limited."""
     parsed = [Filter.parse(f) for f in filters or []]
+    if (sort or parsed) and not search:
+        ranked = ranked_rows(store, parsed, sort, pipeline, status, limit)
+        if ranked is not None:
+            return ranked
     narrowing = bool(sort or parsed or search)
     rows = store.list_runs(SCAN if narrowing else limit, pipeline, status)
     ids = [r["id"] for r in rows]
@@ -205,6 +211,66 @@ def query(
         rows = picked[:limit]
         ids = [r["id"] for r in rows]
     return attach(rows, store.tracking.summaries(ids))[:limit]
+
+
+def ranked_rows(
+    store: Any,
+    parsed: list[Filter],
+    sort: str | None,
+    pipeline: str | None,
+    status: str | None,
+    limit: int,
+) -> list[Row] | None:
+    """The runs table sorted and filtered in SQL over every run of the selection, or None
+    when a name is no metric or parameter the store knows (or the sort key is no metric):
+    then the rows are narrowed in Python, which says what is wrong."""
+    repo = RankingRepository(store.db)
+    where = (pipeline, status)
+    key = sort.removeprefix("-") if sort else None
+    metric = _metric_name(repo, key, where) if key else None
+    if key and metric is None:
+        return None
+    conditions = [_condition(repo, f, where) for f in parsed]
+    if any(c is None for c in conditions):
+        return None
+    how = {"sort": metric, "descending": bool(sort and sort.startswith("-"))}
+    how |= {"conditions": conditions, "pipeline": pipeline, "status": status}
+    batch, offset, out = max(4 * limit, 200), 0, []
+    while len(out) < limit:
+        ids = repo.ranked(**how, limit=batch, offset=offset)
+        rows = attach(repo.runs(ids), store.tracking.summaries(ids))
+        out += [r for r in rows if all(f.matches(r) for f in parsed)]
+        if len(ids) < batch:
+            break
+        offset += batch
+    store.runs.refresh_stale(out[:limit])
+    return out[:limit]
+
+
+def _metric_name(repo: RankingRepository, name: str, where: tuple[Any, Any]) -> str | None:
+    group, _, rest = name.partition(".")
+    if group == "params" and rest:
+        return None
+    bare = rest if group == "metrics" and rest else name
+    return bare if repo.metric_exists(bare, *where) else None
+
+
+def _condition(repo: RankingRepository, f: Filter, where: tuple[Any, Any]) -> Condition | None:
+    """`f` as SQL sees it, or None when its name is unknown (or a run field)."""
+    group, _, rest = f.name.partition(".")
+    number = _float(f.value)
+    if group in ("metrics", "params") and rest:
+        kind, name = group.removesuffix("s"), rest
+    elif repo.metric_exists(f.name, *where):
+        kind, name = "metric", f.name
+    else:
+        kind, name = "param", f.name
+    if f.name in BUILTIN and kind == "param" and group not in ("metrics", "params"):
+        return None
+    exists = repo.metric_exists if kind == "metric" else repo.param_exists
+    if not exists(name, *where):
+        return None
+    return Condition(name, kind, f.op, f.value, number)
 
 
 def narrowed(

@@ -265,3 +265,51 @@ def test_a_bad_metric_fails_its_step_with_one_line_naming_it(orch: Orch, project
     doc = orch.run("bad.py:bad", code=1)
     error = doc["steps"][0]["error"]
     assert error.splitlines()[0] == "step 'noisy': metric 'r2' must be a number, got str"
+
+
+def assert_ranked_with_cache_hits_and_logged_params(
+    orch: Orch, project: Project, five: dict[str, str]
+) -> None:
+    """A run that took every step from the cache sorts and filters by the metrics and
+    logged parameters of the run that computed them; text and `!=` filters, a limit
+    smaller than the matches, and an unknown filter name (one error line)."""
+    again = orch.run("exp.py:exp", "-p", "C=1")
+    assert {s["state"] for s in again["steps"]} == {"cached"}
+    rid = again["run_id"]
+    assert [r["run_id"] for r in _runs(orch, "--filter", "C=1")] == [rid, five["1"]]
+
+    rows = _runs(orch, "--sort", "-log_loss")
+    assert len(rows) == 6
+    losses = [r["metrics"]["log_loss"] for r in rows]
+    assert losses == sorted(losses, reverse=True)
+    ids = [r["run_id"] for r in rows]
+    assert ids.index(rid) + 1 == ids.index(five["1"])  # equal values: the newer run first
+    mine = rows[ids.index(rid)]["metrics"]["log_loss"]
+    assert [r["run_id"] for r in _runs(orch, "--filter", f"log_loss={mine!r}")] == [
+        rid,
+        five["1"],
+    ]
+    assert len(_runs(orch, "--filter", f"metrics.log_loss!={mine!r}")) == 4
+
+    assert len(_runs(orch, "--filter", "tag=baseline", "--sort", "accuracy")) == 6
+    assert _runs(orch, "--filter", "params.tag!=baseline") == []
+    assert _runs(orch, "--filter", "solver=saga") == []
+    top = _runs(orch, "--filter", "C>=0.01", "--sort", "log_loss", "--limit", "2")
+    wanted = sorted(
+        (r for r in rows if r["params"]["C"] >= 0.01), key=lambda r: losses[ids.index(r["run_id"])]
+    )
+    assert [r["run_id"] for r in top] == [r["run_id"] for r in wanted[:2]]
+    assert top[0]["metrics"]["train_accuracy"] == wanted[0]["metrics"]["train_accuracy"]
+
+    bad = orch("runs", "--pipeline", "exp", "--filter", "nope=1")
+    assert bad.code == 2, bad.describe()
+    assert bad.err.strip().splitlines() == [
+        "error: --filter 'nope': no run here has a metric or parameter of that name "
+        "(metrics: accuracy, log_loss, train_accuracy; parameters: C, path, solver, tag)"
+    ]
+
+
+def test_runs_sorted_and_filtered_in_sql_count_cache_hits_and_logged_params(
+    orch: Orch, project: Project, five: dict[str, str]
+) -> None:
+    assert_ranked_with_cache_hits_and_logged_params(orch, project, five)
