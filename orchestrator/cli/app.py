@@ -21,8 +21,10 @@ from orchestrator.cli.base import (  # noqa: F401  (Env, app: names scripts and 
     ENV,
     DaskOpt,
     Env,
+    ExecutorOpt,
     ImageOpt,
     JsonOpt,
+    ParamOpt,
     ParamsFileOpt,
     _backend_options,
     _json,
@@ -69,14 +71,9 @@ def run(
     target: Annotated[
         str, typer.Argument(help="A built-in pipeline name or path/to/file.py:function.")
     ],
-    param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE or STEP.KEY=VALUE.")
-    ] = None,
+    param: ParamOpt = None,
     params_file: ParamsFileOpt = None,
-    executor: Annotated[
-        str,
-        typer.Option("--executor", "-e", help="thread, process, sequential, dask or docker."),
-    ] = "thread",
+    executor: ExecutorOpt = "thread",
     dask_address: DaskOpt = None,
     image: ImageOpt = None,
     as_json: JsonOpt = False,

@@ -51,6 +51,12 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+ParamOpt = Annotated[
+    list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE or STEP.KEY=VALUE.")
+]
+ExecutorOpt = Annotated[
+    str, typer.Option("--executor", "-e", help="thread, process, sequential, dask or docker.")
+]
 ParamsFileOpt = Annotated[
     Path | None,
     typer.Option(

@@ -21,7 +21,9 @@ from rich.table import Table
 from orchestrator.cli.base import (
     ENV,
     DaskOpt,
+    ExecutorOpt,
     ImageOpt,
+    ParamOpt,
     ParamsFileOpt,
     _backend_options,
     _overrides,
@@ -72,14 +74,9 @@ def sweep(
             "else maximize).",
         ),
     ] = None,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE or STEP.KEY=VALUE.")
-    ] = None,
+    param: ParamOpt = None,
     params_file: ParamsFileOpt = None,
-    executor: Annotated[
-        str,
-        typer.Option("--executor", "-e", help="thread, process, sequential, dask or docker."),
-    ] = "thread",
+    executor: ExecutorOpt = "thread",
     dask_address: DaskOpt = None,
     image: ImageOpt = None,
     as_json: RowsJsonOpt = False,
