@@ -5,12 +5,13 @@ What is kept, whatever else `collect` is told:
 * every artifact the metadata store references (kept runs' step runs, the cache index,
   model versions, monitor reports): `GcStore.referenced_artifacts`;
 * every artifact a run still marked running has recorded so far, even with `keep_runs`;
-* every file younger than the grace period, referenced or not (temporary files of
-  writes in flight included: only those older than it, left by a killed process, go). A live run writes an
+* every file younger than the grace period, referenced or not. A live run writes an
   output's file, then records it: between the two, and for files of runs this store
   cannot see (another metadata database on a shared artifact folder), the file's age is
   the only sign that it is wanted. Writing content that is already stored refreshes the
-  file's time, so a deduplicated output is as young as a new one.
+  file's time, so a deduplicated output is as young as a new one. The same age rule
+  holds for the temporary files of writes not yet renamed into place: one older than the
+  grace period was left by a process killed mid-write, and goes.
 
 The references are read before the files are listed: a file written after that is
 younger than the grace period by construction, and never taken for garbage.
