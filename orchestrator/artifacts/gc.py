@@ -9,7 +9,9 @@ What is kept, whatever else `collect` is told:
   output's file, then records it: between the two, and for files of runs this store
   cannot see (another metadata database on a shared artifact folder), the file's age is
   the only sign that it is wanted. Writing content that is already stored refreshes the
-  file's time, so a deduplicated output is as young as a new one.
+  file's time, so a deduplicated output is as young as a new one. The same age rule
+  holds for the temporary files of writes not yet renamed into place: one older than the
+  grace period was left by a process killed mid-write, and goes.
 
 The references are read before the files are listed: a file written after that is
 younger than the grace period by construction, and never taken for garbage.
@@ -55,12 +57,16 @@ class GcReport:
     live_runs: list[str]  # runs still running, whose artifacts were kept
     grace: str
     dry_run: bool
+    temps: list[Path] = dataclasses.field(default_factory=list)  # torn writes' files
 
     def lines(self) -> list[str]:
         verb = "would remove" if self.dry_run else "removed"
         out = [
             f"{verb} {len(self.removed)} of {self.files} artifact files ({self.freed / 1e6:.1f} MB)"
         ]
+        if self.temps:
+            s = "" if len(self.temps) == 1 else "s"
+            out.append(f"{verb} {len(self.temps)} temporary file{s} of interrupted writes")
         if self.young:
             s = "" if self.young == 1 else "s"
             out.append(
@@ -121,23 +127,35 @@ def collect(
     for path in files:
         if _file_hash(path) in keep:
             continue
-        try:
-            mtime = path.stat().st_mtime
-        except FileNotFoundError:
-            continue  # renamed into place or removed meanwhile
-        if mtime > started - grace_s:
-            young += 1
-        else:
+        if _older(path, started - grace_s):
             doomed.append(path)
+        else:
+            young += 1
+    temps = [p for p in artifacts.temp_files() if _older(p, started - grace_s)]
+    freed = _remove(doomed + temps, dry_run)
+    if not dry_run:
+        gone = set(doomed)
+        store.prune_cache(keep | {_file_hash(p) for p in files if p not in gone})
+    return GcReport(len(files), doomed, freed, young, live, grace, dry_run, temps)
+
+
+def _older(path: Path, cutoff: float) -> bool:
+    """Whether `path` was last written before `cutoff`; False for a file gone meanwhile
+    (renamed into place or removed), which is never garbage."""
+    try:
+        return path.stat().st_mtime <= cutoff
+    except FileNotFoundError:
+        return False
+
+
+def _remove(paths: list[Path], dry_run: bool) -> int:
+    """Delete `paths` (unless `dry_run`); the bytes they held."""
     freed = 0
-    for path in doomed:
+    for path in paths:
         try:
             freed += path.stat().st_size
             if not dry_run:
                 path.unlink()
         except FileNotFoundError:
             continue
-    if not dry_run:
-        gone = set(doomed)
-        store.prune_cache(keep | {_file_hash(p) for p in files if p not in gone})
-    return GcReport(len(files), doomed, freed, young, live, grace, dry_run)
+    return freed

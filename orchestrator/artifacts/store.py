@@ -538,4 +538,16 @@ class ArtifactStore:
     def all_files(self) -> list[Path]:
         if not self.root.exists():
             return []
-        return [p for p in self.root.glob("??/*") if p.is_file()]
+        return [p for p in self.root.glob("??/*") if p.is_file() and not _is_temp(p)]
+
+    def temp_files(self) -> list[Path]:
+        """Temporary files of writes not yet renamed into place: in flight, or left by
+        a process killed mid-write (never read: an artifact is only its final name)."""
+        if not self.root.exists():
+            return []
+        found = list(self.root.glob(".tmp-*")) + list(self.root.glob("??/.tmp-*"))
+        return [p for p in found if p.is_file()]
+
+
+def _is_temp(path: Path) -> bool:
+    return path.name.startswith(".tmp-")

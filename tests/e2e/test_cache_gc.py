@@ -138,3 +138,31 @@ def test_gc_grace_must_be_a_duration(orch: Orch, project: Project) -> None:
     assert res.code == 2, res.describe()
     assert "error: --grace 'ten minutes' is not a duration" in res.err
     assert "Traceback" not in res.err
+
+
+def test_gc_removes_the_temp_files_of_writes_a_kill_interrupted(
+    orch: Orch, demo_project: Project
+) -> None:
+    orch.run("pipe.py:demo")
+    old = time.time() - 2 * 3600
+    torn = orch.artifacts / ".tmp-abc123"  # a write killed before its rename
+    torn.write_bytes(b"x" * 1000)
+    torn_adopt = orch.artifacts / "ab" / ".tmp-adopt-77-ab12"
+    torn_adopt.parent.mkdir(parents=True, exist_ok=True)
+    torn_adopt.write_bytes(b"y" * 10)
+    for path in (torn, torn_adopt):
+        os.utime(path, (old, old))
+    live = orch.artifacts / ".tmp-live"  # a write in flight right now
+    live.write_bytes(b"z")
+
+    dry = orch("cache", "gc", "--dry-run")
+    assert dry.code == 0, dry.describe()
+    assert "would remove 2 temporary files of interrupted writes" in dry.out
+    assert torn.exists() and torn_adopt.exists()
+
+    res = orch("cache", "gc")
+    assert res.code == 0, res.describe()
+    assert "removed 2 temporary files of interrupted writes" in res.out
+    assert not torn.exists() and not torn_adopt.exists()
+    assert live.exists()
+    assert states(orch.run("pipe.py:demo")) == ALL_CACHED
