@@ -192,6 +192,24 @@ run_metrics = Table(
 step given to `log_metric(..., step=N)`, NULL for a single value. A run's value of a metric
 is its last logged point."""
 
+run_metric_summary = Table(
+    "run_metric_summary",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("last_id", Integer, nullable=False),
+    Column("points", Integer, nullable=False),
+    Index("ix_run_metric_summary_name_value", "name", "value"),
+)
+"""Per run and metric name: the run's value of the metric (its last point: `value`, from
+the `run_metrics` row `last_id`) and its number of points, counting the run's own rows and
+those of the steps it took from the cache (the rows the computing run logged for them).
+Never written by the code: database triggers (migration 0010) keep it on every insert
+into `run_metrics` and every step run inserted or updated as `cached`, whatever path
+wrote the row. A migration that rebuilds `run_metrics` or `step_runs` on SQLite (batch
+mode copies the table) must create the triggers again."""
+
 run_params = Table(
     "run_params",
     metadata,
@@ -201,6 +219,7 @@ run_params = Table(
     Column("name", String(200), nullable=False),
     Column("data", JSON),
     Index("ix_run_params_run_id", "run_id"),
+    Index("ix_run_params_name", "name"),
 )
 """Parameters a step logged with `log_params`: `data` is the canonical JSON value (column
 names are unique per meaning across tables: the hot path encodes by name)."""
