@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import and_, func, insert, literal_column, select, update
+from sqlalchemy import and_, func, insert, inspect, literal_column, select, update
 
 from orchestrator.experiments import query
 from orchestrator.store import db
@@ -306,6 +306,14 @@ def test_migration_0010_backfills_summaries_and_round_trips(store_url: str) -> N
     try:
         assert db.current_revision(store.engine) == db.HEAD == "0010"
         assert summary_rows(store) == EXPECTED
+        insp = inspect(store.engine)
+        indexes = {
+            table: {i["name"] for i in insp.get_indexes(table)}
+            for table in ("run_metric_summary", "run_params", "step_runs")
+        }
+        assert "ix_run_metric_summary_name_value" in indexes["run_metric_summary"]
+        assert "ix_run_params_name" in indexes["run_params"]
+        assert "ix_step_runs_cached" in indexes["step_runs"]
         # the triggers run from here on: a new point of r02 and a new cache hit
         store.write(Batch(rows={"run_metrics": [point("r02", "train", 0.8) | {"logged_at": T0}]}))
         store.write(Batch(step_inserts=[cached("r03", "evaluate", "r10")]), fast=True)

@@ -7,6 +7,7 @@ sorting the runs table by a metric is an index scan. Kept by triggers (an insert
 run_metrics; a step run inserted or updated as `cached`), so every write path keeps it;
 backfilled here from the rows already stored.
 run_params: indexed by name (whether a filter's name is a logged parameter: one probe).
+step_runs: a partial index of the cached ones (the rows a cache hit borrows, found fast).
 
 Revision ID: 0010
 Revises: 0009
@@ -130,6 +131,14 @@ def upgrade() -> None:
     op.execute(_backfill(source))
     op.create_index("ix_run_metric_summary_name_value", "run_metric_summary", ["name", "value"])
     op.create_index("ix_run_params_name", "run_params", ["name"])
+    cached = sa.text("state = 'cached'")
+    op.create_index(
+        "ix_step_runs_cached",
+        "step_runs",
+        ["run_id"],
+        postgresql_where=cached,
+        sqlite_where=cached,
+    )
     for statement in (_PG_FUNCTIONS + _PG_TRIGGERS) if postgres else _SQLITE_TRIGGERS:
         op.execute(statement)
 
@@ -141,6 +150,7 @@ def downgrade() -> None:
     if postgres:
         op.execute("DROP FUNCTION IF EXISTS run_metric_summary_points()")
         op.execute("DROP FUNCTION IF EXISTS run_metric_summary_borrowed()")
+    op.drop_index("ix_step_runs_cached", table_name="step_runs")
     op.drop_index("ix_run_params_name", table_name="run_params")
     op.drop_index("ix_run_metric_summary_name_value", table_name="run_metric_summary")
     op.drop_table("run_metric_summary")
