@@ -204,6 +204,9 @@ def old_ranked(store: MetadataStore, sort: str, descending: bool, **how: Any) ->
         *([r.status == how["status"]] if how.get("status") else []),
     )
     for c in how.get("conditions", []):
+        if c.kind == "param":  # parameter predicates are not what changed: shared
+            q = q.where(RankingRepository(store.db)._param_predicate(c))
+            continue
         got = old_last_value(c.name, postgres)
         q = q.where({">": got > c.number, "!=": (got != c.number) | got.is_(None)}[c.op])
     order = (value.desc() if descending else value.asc()).nulls_last()
@@ -218,10 +221,16 @@ SELECTIONS: list[dict[str, Any]] = [
     {"status": "succeeded", "pipeline": "exp"},
     {"conditions": [Condition("acc", "metric", ">", "0.3", 0.3)]},
     {"conditions": [Condition("acc", "metric", "!=", "0.5", 0.5)], "pipeline": "exp"},
+    {
+        "conditions": [
+            Condition("C", "param", "=", "1", 1.0),
+            Condition("acc", "metric", "!=", "1", 1.0),
+        ]
+    },
 ]
 
 
-@pytest.mark.parametrize("how", SELECTIONS, ids=["all", "pipeline", "status", "gt", "ne"])
+@pytest.mark.parametrize("how", SELECTIONS, ids=["all", "pipeline", "status", "gt", "ne", "param"])
 def test_ranked_pages_equal_the_correlated_subquery_ranking(
     store_url: str, how: dict[str, Any]
 ) -> None:
