@@ -235,14 +235,15 @@ def ranked_rows(
         return None
     how = {"sort": metric, "descending": bool(sort and sort.startswith("-"))}
     how |= {"conditions": conditions, "pipeline": pipeline, "status": status}
-    batch, offset, out = max(4 * limit, 200), 0, []
+    # a page of `limit` first (SQL is exact but for some parameter values), then larger
+    batch, offset, out = limit, 0, []
     while len(out) < limit:
         ids = repo.ranked(**how, limit=batch, offset=offset)
         rows = attach(repo.runs(ids), store.tracking.summaries(ids))
         out += [r for r in rows if all(f.matches(r) for f in parsed)]
         if len(ids) < batch:
             break
-        offset += batch
+        offset, batch = offset + batch, min(4 * batch, 1000)
     store.runs.refresh_stale(out[:limit])
     return out[:limit]
 

@@ -1,17 +1,18 @@
 """Runs ranked in SQL for the experiments table: sorted by a metric, narrowed by filters.
 
 `RankingRepository.ranked(...)` answers run ids in the order the table shows them, one
-page (`LIMIT`/`OFFSET`) at a time, over every run of the selection (not a recent window):
-a metric's value per run is its last logged point (the row with the highest `id` among
+page (`LIMIT`/`OFFSET`) at a time, over every run of the selection (not a recent window).
+A metric's value per run is its last logged point (the row with the highest `id` among
 the run's own rows and those of the steps it took from the cache, as
-`TrackingRepository.summaries` counts them), a correlated subquery on the
-`(run_id, name)` indexes, then `ORDER BY`.
+`TrackingRepository.summaries` counts them), read from `run_metric_summary` (kept by
+triggers, schema.py): a sort walks its `(name, value)` index and stops at the page, a
+metric filter looks its value up by primary key.
 
 Invariants: SQLAlchemy Core only, every value a bound parameter; runs without the sort
-metric come last in either direction, ties newest first; a filter's SQL predicate is
-exact for metrics with a numeric value and a superset for parameters (a parameter's
-value may be text, JSON or logged by a step), so callers check each page's runs with
-the exact rule and page on until they have enough.
+metric come last in either direction (a second query, after the runs that have it), ties
+newest first; a filter's SQL predicate is exact for metrics with a numeric value and a
+superset for parameters (a parameter's value may be text, JSON or logged by a step), so
+callers check each page's runs with the exact rule and page on until they have enough.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Select,
     and_,
     case,
@@ -58,8 +60,8 @@ class RankingRepository:
 
     def metric_exists(self, name: str, pipeline: str | None, status: str | None) -> bool:
         """Whether some run of the selection logged a metric called `name`."""
-        m, r = t.run_metrics.c, t.runs.c
-        q = select(m.id).where(m.name == name)
+        m, r = t.run_metric_summary.c, t.runs.c
+        q = select(m.run_id).where(m.name == name)
         if pipeline or status:
             q = q.join(t.runs, r.id == m.run_id).where(*_selection(pipeline, status))
         with self.db.read() as conn:
@@ -112,21 +114,37 @@ class RankingRepository:
         """One page of run ids: the selection narrowed by `conditions`, sorted by the
         metric `sort` (else newest first)."""
         r = t.runs.c
-        q: Select[Any] = select(r.id).where(*_selection(pipeline, status))
-        postgres = self.db.engine.dialect.name == "postgresql"
-        order: list[Any] = []
-        if sort is not None:
-            value = _last_value(sort, postgres).label("sort_value")
-            q = q.add_columns(value)
-            order = [(value.desc() if descending else value.asc()).nulls_last()]
-        for c in conditions:
-            if c.kind == "metric":
-                q = q.where(_metric_predicate(_last_value(c.name, postgres), c))
-            else:
-                q = q.where(self._param_predicate(c))
-        q = q.order_by(*order, r.started_at.desc(), r.id.desc())
+        where = [*_selection(pipeline, status), *map(self._predicate, conditions)]
+        newest = (r.started_at.desc(), r.id.desc())
         with self.db.read() as conn:
-            return [row[0] for row in conn.execute(q.limit(limit).offset(offset))]
+            if sort is None:
+                q = select(r.id).where(*where).order_by(*newest)
+                return [row[0] for row in conn.execute(q.limit(limit).offset(offset))]
+            m = t.run_metric_summary.c
+            value = m.value.desc() if descending else m.value.asc()
+            having = (
+                select(r.id)
+                .join(t.run_metric_summary, and_(m.run_id == r.id, m.name == sort))
+                .where(*where)
+            )
+            q = having.order_by(value, *newest).limit(limit).offset(offset)
+            page = [row[0] for row in conn.execute(q)]
+            if len(page) == limit:
+                return page
+            # the page ends past the runs with the metric: the runs without it, newest first
+            skip = offset - self._count(conn, having) if offset and not page else 0
+            lacking = select(r.id).where(*where, ~exists().where(m.run_id == r.id, m.name == sort))
+            rest = lacking.order_by(*newest).limit(limit - len(page)).offset(skip)
+            return page + [row[0] for row in conn.execute(rest)]
+
+    @staticmethod
+    def _count(conn: Connection, q: Select[Any]) -> int:
+        return int(conn.execute(select(func.count()).select_from(q.subquery())).scalar_one())
+
+    def _predicate(self, c: Condition) -> ColumnElement[bool]:
+        if c.kind == "metric":
+            return _metric_predicate(_last_value(c.name), c)
+        return self._param_predicate(c)
 
     def _param_predicate(self, c: Condition) -> ColumnElement[bool]:
         """A superset of the runs whose parameter `c.name` passes `c`: the pipeline
@@ -160,32 +178,15 @@ def _selection(pipeline: str | None, status: str | None) -> list[ColumnElement[b
     ]
 
 
-def _last_value(name: str, postgres: bool) -> Any:
-    """Per run (correlated to `runs`): the value of its last point of metric `name`, its
-    own rows and those of the steps it took from the cache (each found by an index)."""
-    m, src, v = (t.run_metrics.alias(f"{x}_{name}") for x in ("m", "b", "v"))
-    s = t.step_runs.c
-    from_run = t.step_runs.c.reason["from_run"].as_string()
-    own = (
-        select(func.max(m.c.id))
+def _last_value(name: str) -> Any:
+    """Per run (correlated to `runs`): its value of metric `name`, or NULL."""
+    m = t.run_metric_summary.alias(f"v_{name}")
+    return (
+        select(m.c.value)
         .where(m.c.run_id == t.runs.c.id, m.c.name == name)
         .correlate(t.runs)
+        .scalar_subquery()
     )
-    borrowed = (
-        select(func.max(src.c.id))
-        .select_from(t.step_runs.join(src, and_(src.c.run_id == from_run, src.c.step == s.name)))
-        # `name || ''`: found from the run's cached steps, not from every run's `name` rows
-        .where(s.run_id == t.runs.c.id, s.state == _CACHED, src.c.name.concat("") == name)
-        .where(from_run != s.run_id)
-        .correlate(t.runs)
-    )
-    a, b = own.scalar_subquery(), borrowed.scalar_subquery()
-    last = (
-        func.greatest(a, b)  # NULLs ignored
-        if postgres
-        else func.max(func.coalesce(a, -1), func.coalesce(b, -1))  # scalar max
-    )
-    return select(v.c.value).where(v.c.id == last).scalar_subquery()
 
 
 def _borrowed_param(name: str) -> ColumnElement[bool]:

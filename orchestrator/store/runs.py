@@ -173,11 +173,13 @@ class RunRepository:
         return rows
 
     def get(self, run_id: str) -> Row:
-        """A run by its id or an unambiguous prefix of it; NotFound otherwise."""
+        """A run by its id or an unambiguous prefix of it; NotFound otherwise (a whole id
+        is one primary-key probe; only a prefix scans)."""
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(t.runs).where(t.runs.c.id.startswith(run_id, autoescape=True)).limit(2)
-            ).all()
+            rows = conn.execute(select(t.runs).where(t.runs.c.id == run_id)).all()
+            if not rows:
+                prefixed = t.runs.c.id.startswith(run_id, autoescape=True)
+                rows = conn.execute(select(t.runs).where(prefixed).limit(2)).all()
         if not rows:
             raise NotFound(f"no run '{run_id}' (see `orch runs`)")
         if len(rows) > 1:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -107,7 +108,15 @@ step_runs = Table(
     Column("error", Text),
     Column("log", Text),
     UniqueConstraint("run_id", "name"),
+    Index(
+        "ix_step_runs_cached",
+        "run_id",
+        postgresql_where=text("state = 'cached'"),
+        sqlite_where=text("state = 'cached'"),
+    ),
 )
+"""`ix_step_runs_cached`: the steps runs took from the cache (a partial index: the tracked
+rows they borrow are found without reading every step run)."""
 
 attempts = Table(
     "attempts",
@@ -192,6 +201,24 @@ run_metrics = Table(
 step given to `log_metric(..., step=N)`, NULL for a single value. A run's value of a metric
 is its last logged point."""
 
+run_metric_summary = Table(
+    "run_metric_summary",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("last_id", Integer, nullable=False),
+    Column("points", Integer, nullable=False),
+    Index("ix_run_metric_summary_name_value", "name", "value"),
+)
+"""Per run and metric name: the run's value of the metric (its last point: `value`, from
+the `run_metrics` row `last_id`) and its number of points, counting the run's own rows and
+those of the steps it took from the cache (the rows the computing run logged for them).
+Never written by the code: database triggers (migration 0010) keep it on every insert
+into `run_metrics` and every step run inserted or updated as `cached`, whatever path
+wrote the row. A migration that rebuilds `run_metrics` or `step_runs` on SQLite (batch
+mode copies the table) must create the triggers again."""
+
 run_params = Table(
     "run_params",
     metadata,
@@ -201,6 +228,7 @@ run_params = Table(
     Column("name", String(200), nullable=False),
     Column("data", JSON),
     Index("ix_run_params_run_id", "run_id"),
+    Index("ix_run_params_name", "name"),
 )
 """Parameters a step logged with `log_params`: `data` is the canonical JSON value (column
 names are unique per meaning across tables: the hot path encodes by name)."""
