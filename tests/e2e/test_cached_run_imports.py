@@ -14,7 +14,7 @@ from orchtest import Orch, Project, states
 STEPS = ["ingest", "validate", "features", "train", "evaluate", "deploy"]
 HEAVY = {"sklearn", "scipy", "pandas"}
 # Not the steps' libraries, but nothing a cache hit needs either: loaded on demand only.
-NOT_ON_A_HIT = HEAVY | {"networkx"}
+NOT_ON_A_HIT = HEAVY | {"networkx", "alembic"}
 
 
 def _run_importing(orch: Orch, *args: str) -> tuple[Any, set[str]]:
@@ -55,3 +55,19 @@ def test_the_printed_cached_run_loads_nothing_it_does_not_need(orch: Orch) -> No
     assert "classification  succeeded" in res.out, res.describe()
     assert res.out.count(" cached ") >= len(STEPS), res.describe()
     assert not loaded & NOT_ON_A_HIT, sorted(loaded & NOT_ON_A_HIT)
+
+
+def test_help_opens_no_store(orch: Orch) -> None:
+    """`orch --help` lists the commands without loading the metadata store's libraries."""
+    env = orch.env
+    orch.env = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
+    try:
+        res = orch("--help")
+    finally:
+        orch.env = env
+    assert res.code == 0, res.describe()
+    assert " run " in res.out and " promote " in res.out, res.describe()
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", res.err, re.MULTILINE)
+    loaded = {n.split(".")[0] for n in names}
+    assert "typer" in loaded, res.describe()
+    assert not loaded & (NOT_ON_A_HIT | {"sqlalchemy", "alembic"}), sorted(loaded)
