@@ -18,7 +18,6 @@ from rich.text import Text
 from orchestrator.cli.base import ENV, JsonOpt, _json, app
 from orchestrator.cli.progress import out
 from orchestrator.errors import NotFound, OrchestratorError, did_you_mean
-from orchestrator.store.registry import change_text
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: recorded in the audit trail.")]
 _VERSION = re.compile(r"^v?([0-9]{1,9})$")
@@ -109,6 +108,8 @@ def actor_text(e: dict[str, Any]) -> str:
 
 
 def print_events(events: list[dict[str, Any]], as_json: bool) -> None:
+    from orchestrator.store.registry import change_text  # the store loads on first use
+
     if as_json:
         print(_json({"events": events}))
         return

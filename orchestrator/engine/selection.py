@@ -20,8 +20,6 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-import networkx as nx
-
 from orchestrator.errors import SelectionError, did_you_mean
 from orchestrator.model.graph import Graph
 
@@ -86,9 +84,9 @@ def plan(graph: Graph, selection: Selection) -> Plan:
     if selection.only:
         chosen &= set(selection.only)
     if selection.from_:
-        chosen &= _closure(graph, selection.from_, nx.descendants)
+        chosen &= _closure(graph, selection.from_, Graph.descendants)
     if selection.to:
-        chosen &= _closure(graph, selection.to, nx.ancestors)
+        chosen &= _closure(graph, selection.to, Graph.ancestors)
     if selection.tags:
         wanted = set(selection.tags)
         chosen &= {n for n, node in graph.nodes.items() if wanted & set(node.step.tags)}
@@ -96,7 +94,7 @@ def plan(graph: Graph, selection: Selection) -> Plan:
         raise SelectionError(
             f"the selection {selection.flags()} matches no step of pipeline '{graph.pipeline}'"
         )
-    needed = _closure(graph, chosen, nx.ancestors)
+    needed = _closure(graph, chosen, Graph.ancestors)
     return Plan(frozenset(chosen), frozenset(needed - chosen))
 
 
@@ -104,7 +102,7 @@ def _closure(graph: Graph, names: Iterable[str], walk: Any) -> set[str]:
     out: set[str] = set()
     for n in names:
         out.add(n)
-        out |= walk(graph.dag, n)
+        out |= walk(graph, n)
     return out
 
 
@@ -129,7 +127,7 @@ def upfront(graph: Graph, p: Plan) -> list[str]:
     cache-only too), in topological order: each can be looked up before the run starts."""
     out = []
     for n in graph.order:
-        if n in p.cache_only and all(a in p.cache_only for a in nx.ancestors(graph.dag, n)):
+        if n in p.cache_only and all(a in p.cache_only for a in graph.ancestors(n)):
             out.append(n)
     return out
 

@@ -25,8 +25,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-import networkx as nx
-
+from orchestrator.model.dag import Dag
 from orchestrator.model.step import Node, Output
 from orchestrator.model.types import type_name, unwrap
 
@@ -60,7 +59,7 @@ def when(
     return Condition(output, predicate, label)
 
 
-def check(node: Node, by_name: dict[str, Node], dag: nx.DiGraph, problems: list[str]) -> None:
+def check(node: Node, by_name: dict[str, Node], dag: Dag, problems: list[str]) -> None:
     """Normalise `node.condition`, add its edge, or append one problem naming the step."""
     raw = node.condition
     if raw is None:

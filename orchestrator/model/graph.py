@@ -1,6 +1,6 @@
 """The graph of a pipeline: nodes validated and planned. No I/O, no execution.
 
-`Graph.build` turns traced `Node`s (see `model.pipeline`) into a networkx DiGraph and
+`Graph.build` turns traced `Node`s (see `model.pipeline`) into a `model.dag.Dag` and
 checks, before anything runs, every problem at once: invalid or duplicate names, unknown
 or missing inputs, cycles, output types that do not fit the inputs they feed, invalid
 parameters. A node named `a.b.train` is step `train` of sub-pipeline call `b` inside
@@ -16,10 +16,9 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-import networkx as nx
-
 from orchestrator.errors import InvalidPipeline, ParamError, did_you_mean
 from orchestrator.model import conditions
+from orchestrator.model.dag import Dag
 from orchestrator.model.step import Node, Output, OutputList, name_problem
 from orchestrator.model.types import (
     fits,
@@ -50,7 +49,7 @@ class Graph:
 
     pipeline: str
     nodes: dict[str, Node]
-    dag: nx.DiGraph
+    dag: Dag
     order: list[str]
     params: dict[str, Any]
     groups: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -62,7 +61,10 @@ class Graph:
         return list(self.dag.successors(name))
 
     def descendants(self, name: str) -> set[str]:
-        return nx.descendants(self.dag, name)
+        return self.dag.descendants(name)
+
+    def ancestors(self, name: str) -> set[str]:
+        return self.dag.ancestors(name)
 
     def group_of(self, name: str) -> str | None:
         """The namespace a node (or a namespace) sits in: `a.b` for `a.b.train`."""
@@ -97,24 +99,28 @@ class Graph:
                 )
                 continue
             by_name[node.name] = node
-        dag: nx.DiGraph = nx.DiGraph()
+        dag = Dag()
         dag.add_nodes_from(by_name)
         for node in by_name.values():
             _check_node(node, by_name, dag, problems)
             conditions.check(node, by_name, dag, problems)
-        order: list[str] = []
-        if not nx.is_directed_acyclic_graph(dag):
-            cycle = [u for u, _ in nx.find_cycle(dag)]
-            path = " -> ".join([*cycle, cycle[0]])
-            problems.append(f"cycle between steps: {path}")
-        else:
-            order = list(nx.topological_sort(dag))
+        order = dag.topological_order()
+        if order is None:
+            problems.append(f"cycle between steps: {_cycle(dag)}")
         if problems:
             raise InvalidPipeline(pipeline, problems)
-        return cls(pipeline, by_name, dag, order, dict(params or {}), dict(groups or {}))
+        return cls(pipeline, by_name, dag, order or [], dict(params or {}), dict(groups or {}))
 
 
-def _check_node(node: Node, by_name: dict[str, Node], dag: nx.DiGraph, problems: list[str]) -> None:
+def _cycle(dag: Dag) -> str:
+    """One cycle of a graph that has one, as `a -> b -> a` (networkx finds it)."""
+    import networkx as nx
+
+    cycle = [u for u, _ in nx.find_cycle(dag.to_networkx())]
+    return " -> ".join([*cycle, cycle[0]])
+
+
+def _check_node(node: Node, by_name: dict[str, Node], dag: Dag, problems: list[str]) -> None:
     step = node.step
     args = step.arguments
     for key, value in node.bindings.items():
@@ -155,7 +161,7 @@ def _check_list(
     value: OutputList,
     expected: Any,
     by_name: dict[str, Node],
-    dag: nx.DiGraph,
+    dag: Dag,
     problems: list[str],
 ) -> None:
     """Each output of a list input must fit the list's item type."""
@@ -177,7 +183,7 @@ def _check_edge(
     value: Output,
     expected: Any,
     by_name: dict[str, Node],
-    dag: nx.DiGraph,
+    dag: Dag,
     problems: list[str],
     *,
     mapped: int = 0,

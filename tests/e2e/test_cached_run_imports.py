@@ -7,25 +7,34 @@ The command runs as a user types it, in a subprocess with `PYTHONPROFILEIMPORTTI
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from orchtest import Orch, Project, states
 
 STEPS = ["ingest", "validate", "features", "train", "evaluate", "deploy"]
 HEAVY = {"sklearn", "scipy", "pandas"}
+# Not the steps' libraries, but nothing a cache hit needs either: loaded on demand only.
+NOT_ON_A_HIT = HEAVY | {"networkx", "alembic"}
 
 
-def _imported(orch: Orch, *args: str) -> tuple[dict[str, str], set[str]]:
-    """(step states, top-level packages imported) of `orch run ... --json`."""
+def _run_importing(orch: Orch, *args: str) -> tuple[Any, set[str]]:
+    """(result, top-level packages imported) of `orch run ...`."""
     env = orch.env
     orch.env = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
     try:
-        res = orch("run", *args, "--json")
+        res = orch("run", *args)
     finally:
         orch.env = env
     assert res.code == 0, res.describe()
     names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", res.err, re.MULTILINE)
     assert names, res.describe()
-    return states(res.json), {n.split(".")[0] for n in names}
+    return res, {n.split(".")[0] for n in names}
+
+
+def _imported(orch: Orch, *args: str) -> tuple[dict[str, str], set[str]]:
+    """(step states, top-level packages imported) of `orch run ... --json`."""
+    res, loaded = _run_importing(orch, *args, "--json")
+    return states(res.json), loaded
 
 
 def test_a_cached_run_loads_no_step_library(orch: Orch, project: Project) -> None:
@@ -35,5 +44,30 @@ def test_a_cached_run_loads_no_step_library(orch: Orch, project: Project) -> Non
 
     cached, loaded = _imported(orch, "classification")
     assert cached == dict.fromkeys(STEPS, "cached")
-    assert not loaded & HEAVY, sorted(loaded & HEAVY)
+    assert not loaded & NOT_ON_A_HIT, sorted(loaded & NOT_ON_A_HIT)
     assert {"orchestrator", "sqlalchemy"} <= loaded
+
+
+def test_the_printed_cached_run_loads_nothing_it_does_not_need(orch: Orch) -> None:
+    """The command as typed (progress lines and the table, no --json) on a cache hit."""
+    _run_importing(orch, "classification")
+    res, loaded = _run_importing(orch, "classification")
+    assert "classification  succeeded" in res.out, res.describe()
+    assert res.out.count(" cached ") >= len(STEPS), res.describe()
+    assert not loaded & NOT_ON_A_HIT, sorted(loaded & NOT_ON_A_HIT)
+
+
+def test_help_opens_no_store(orch: Orch) -> None:
+    """`orch --help` lists the commands without loading the metadata store's libraries."""
+    env = orch.env
+    orch.env = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
+    try:
+        res = orch("--help")
+    finally:
+        orch.env = env
+    assert res.code == 0, res.describe()
+    assert " run " in res.out and " promote " in res.out, res.describe()
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", res.err, re.MULTILINE)
+    loaded = {n.split(".")[0] for n in names}
+    assert "typer" in loaded, res.describe()
+    assert not loaded & (NOT_ON_A_HIT | {"sqlalchemy", "alembic"}), sorted(loaded)
