@@ -41,6 +41,7 @@ from orchestrator.cache.snapshot import installed_packages, python_version
 from orchestrator.config import Workspace
 from orchestrator.errors import OrchestratorError
 from orchestrator.execution.context import ModelVersion
+from orchestrator.store.registry import StoreRegistry
 
 _EXECUTORS = ("thread", "process", "sequential")  # what runs here without a service
 
@@ -91,6 +92,17 @@ class Outcome:
     def identical(self) -> bool:
         return self.first_difference is None
 
+    @property
+    def verdict(self) -> str:
+        """`identical`, or the first differing step and why, in one line."""
+        first = self.first_difference
+        if first is None:
+            return "identical"
+        return (
+            f"differs: step '{first.step}' is the first whose output differs "
+            f"({first.reason}: {first.detail})"
+        )
+
     def to_json(self) -> dict[str, Any]:
         first = self.first_difference
         v = self.plan.version
@@ -99,6 +111,7 @@ class Outcome:
             "version": v.version,
             "run_id": v.run_id,
             "identical": self.identical,
+            "verdict": self.verdict,
             "first_difference": None if first is None else _check_json(first),
             "steps": [_check_json(s) for s in self.steps],
             "sources": sorted(self.plan.sources),
@@ -118,9 +131,8 @@ def _check_json(c: StepCheck) -> dict[str, Any]:
 
 
 # -- the plan ------------------------------------------------------------------------------
-def plan(ws: Workspace, name: str, selector: str) -> Plan:
+def plan(registry: StoreRegistry, name: str, selector: str) -> Plan:
     """The lineage, sources and environment of `name` at `selector` (3, v3, an alias)."""
-    registry = ws.registry()
     version = registry.resolve(name, selector)
     if version is None:
         raise OrchestratorError(f"model '{name}' has no production version; name a version")
@@ -132,8 +144,8 @@ def plan(ws: Workspace, name: str, selector: str) -> Plan:
         raise OrchestratorError(
             f"{label} was registered without a code snapshot (before reproduce existed)"
         )
-    run = ws.store.get_run(version.run_id)
-    steps = lineage(ws.store.step_runs(version.run_id), version.artifact_hash)
+    run = registry.store.get_run(version.run_id)
+    steps = lineage(registry.store.step_runs(version.run_id), version.artifact_hash)
     if not steps:
         raise OrchestratorError(
             f"{label}: no step of run {version.run_id} produced its artifact "
@@ -217,23 +229,27 @@ def _write_sources(sources: dict[str, str], src: Path) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def rebuild(p: Plan, tmp: Path) -> Workspace:
-    """Run the lineage from the snapshot in a fresh store under `tmp`; that store."""
+def _child_env(src: Path, home: Path) -> dict[str, str]:
+    """The rebuild's environment: its own store in `home`, the snapshot `src` first on the
+    path and the working folder (where the edited project may be) not on it at all."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ORCH_DB_URL", "ORCH_ARTIFACTS")}
+    env |= {"ORCH_HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONSAFEPATH": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def rebuild(p: Plan, tmp: Path) -> tuple[Workspace, str]:
+    """Run the lineage from the snapshot in a fresh store under `tmp`: (that store, run id)."""
     src, home = tmp / "src", tmp / "home"
     _write_sources(p.sources, src)
     params = tmp / "params.json"
     params.write_text(json.dumps(p.run["params"] or {}))
     executor = p.run["executor"] if p.run["executor"] in _EXECUTORS else "thread"
-    last = p.steps[-1]["name"]
-    env = {k: v for k, v in os.environ.items() if k not in ("ORCH_DB_URL", "ORCH_ARTIFACTS")}
-    # PYTHONSAFEPATH: the working folder (where the edited project may be) is not on the path
-    env |= {"ORCH_HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONSAFEPATH": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
-    args = ["run", _target(p, src), "--params-file", str(params), "--to", last]
+    args = ["run", _target(p, src), "--params-file", str(params), "--to", p.steps[-1]["name"]]
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator", *args, "--executor", executor, "--json"],
         cwd=p.env["cwd"],
-        env=env,
+        env=_child_env(src, home),
         capture_output=True,
         text=True,
     )
@@ -241,7 +257,8 @@ def rebuild(p: Plan, tmp: Path) -> Workspace:
         lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         why = lines[-1] if lines else (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise OrchestratorError(f"the rebuild of {p.label} failed: {why}")
-    return Workspace(home=home)
+    store = Workspace(home, f"sqlite:///{home / 'orchestrator.db'}", home / "artifacts")
+    return store, str(json.loads(proc.stdout)["run_id"])
 
 
 # -- the verdict ---------------------------------------------------------------------------
@@ -281,11 +298,10 @@ def why(
 
 
 def compare(
-    p: Plan, original: Workspace, rebuilt: Workspace, packages: list[str]
+    p: Plan, original: StoreRegistry, rebuilt: StoreRegistry, run_id: str, packages: list[str]
 ) -> list[StepCheck]:
-    """Each lineage step's outputs, original against rebuilt, with why they differ."""
-    runs = rebuilt.store.list_runs()
-    new_rows = {r["name"]: r for r in rebuilt.store.step_runs(runs[0]["id"])} if runs else {}
+    """Each lineage step's outputs, original against rebuilt run `run_id`, and why."""
+    new_rows = {r["name"]: r for r in rebuilt.store.step_runs(run_id)}
     checks = []
     for old in p.steps:
         new = new_rows.get(old["name"], {})
@@ -298,14 +314,16 @@ def compare(
     return checks
 
 
-def _code(ws: Workspace, row: dict[str, Any]) -> dict[str, str] | None:
+def _code(registry: StoreRegistry, row: dict[str, Any]) -> dict[str, str] | None:
     key = row.get("cache_key")
-    return ws.registry().step_code(str(key)) if key else None
+    return registry.step_code(str(key)) if key else None
 
 
-def reproduce(ws: Workspace, name: str, selector: str, ignore_packages: bool = False) -> Outcome:
+def reproduce(
+    registry: StoreRegistry, name: str, selector: str, ignore_packages: bool = False
+) -> Outcome:
     """Rebuild `name` at `selector` from its lineage and compare it; see the module doc."""
-    p = plan(ws, name, selector)
+    p = plan(registry, name, selector)
     packages = package_mismatches(p.env)
     if packages and not ignore_packages:
         raise OrchestratorError(
@@ -314,8 +332,9 @@ def reproduce(ws: Workspace, name: str, selector: str, ignore_packages: bool = F
         )
     check_inputs(p)
     with tempfile.TemporaryDirectory(prefix="orch-reproduce-") as tmp:
-        rebuilt = rebuild(p, Path(tmp))
+        rebuilt, run_id = rebuild(p, Path(tmp))
         try:
-            return Outcome(p, compare(p, ws, rebuilt, packages), packages)
+            checks = compare(p, registry, rebuilt.registry(), run_id, packages)
+            return Outcome(p, checks, packages)
         finally:
             rebuilt.close()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.base import ENV, JsonOpt, _json, app
+from orchestrator.cli.base import JsonOpt, _json, app
 from orchestrator.cli.progress import out
 from orchestrator.cli.registry import _registry
 from orchestrator.errors import OrchestratorError
@@ -27,17 +27,6 @@ def parse_ref(ref: str) -> tuple[str, str]:
     if not name:
         raise OrchestratorError(f"'{ref}' names no model: give MODEL:VERSION, e.g. iris:3")
     return name, selector or "production"
-
-
-def verdict(outcome: Outcome) -> str:
-    """`identical`, or the first differing step and why, in one line."""
-    first = outcome.first_difference
-    if first is None:
-        return "identical"
-    return (
-        f"differs: step '{first.step}' is the first whose output differs "
-        f"({first.reason}: {first.detail})"
-    )
 
 
 def _short(hashes: list[str]) -> str:
@@ -69,7 +58,7 @@ def print_outcome(outcome: Outcome, verify: bool) -> None:
         for check in outcome.steps:
             table.add_row(*(Text(c) for c in _row(check)))
         out.print(table)
-        typer.echo(verdict(outcome))
+        typer.echo(outcome.verdict)
         return
     model = outcome.steps[-1]
     same = "identical to" if model.identical else "differs from"
@@ -92,10 +81,9 @@ def reproduce_cmd(
     from orchestrator.reproduce import reproduce
 
     name, selector = parse_ref(ref)
-    _registry(name)
-    outcome = reproduce(ENV, name, selector, ignore_packages=ignore_packages)
+    outcome = reproduce(_registry(name), name, selector, ignore_packages=ignore_packages)
     if as_json:
-        print(_json(outcome.to_json() | {"verdict": verdict(outcome)}))
+        print(_json(outcome.to_json()))
     else:
         print_outcome(outcome, verify)
     if not outcome.identical:
