@@ -159,17 +159,23 @@ def _hashes(row: dict[str, Any]) -> list[str]:
 
 
 def lineage(rows: list[dict[str, Any]], artifact: str) -> list[dict[str, Any]]:
-    """The step run that produced `artifact` and every step run upstream of it, in order."""
-    producer = {h: r["name"] for r in rows for h in _hashes(r)}
-    by_name = {r["name"]: r for r in rows}
+    """The step run that produced `artifact` and every step run upstream of it, in order.
+
+    `rows` are in the order the steps started, so an input's producer is the latest step
+    before its consumer that output its hash (a step passing its input through unchanged,
+    as validation does, is the producer its consumers depend on)."""
+    made: dict[str, str] = {}
+    deps: dict[str, set[str]] = {}
+    for row in rows:
+        deps[row["name"]] = {made[h] for h in (row.get("inputs") or {}).values() if h in made}
+        made.update({h: row["name"] for h in _hashes(row)})
     wanted: set[str] = set()
-    todo = [producer[artifact]] if artifact in producer else []
+    todo = [made[artifact]] if artifact in made else []
     while todo:
         name = todo.pop()
-        if name in wanted:
-            continue
-        wanted.add(name)
-        todo += [producer[h] for h in (by_name[name].get("inputs") or {}).values() if h in producer]
+        if name not in wanted:
+            wanted.add(name)
+            todo += deps[name]
     return [r for r in rows if r["name"] in wanted]
 
 

@@ -58,3 +58,12 @@ def test_params_then_data_then_run_packages_then_nondeterminism() -> None:
     )
     assert why(row, row, (CODE, CODE), [])[0] == "nondeterminism"
     assert why(row, row, (None, CODE), [])[0] == "nondeterminism"  # an entry gone: no code
+
+
+def test_a_step_passing_its_input_through_keeps_its_producer_in_the_lineage() -> None:
+    run = [
+        _row("ingest", ["h-raw"]),
+        _row("validate", ["h-raw"], df="h-raw"),  # the same bytes out as in
+        _row("fit", ["h-model"], df="h-raw"),
+    ]
+    assert [r["name"] for r in lineage(run, "h-model")] == ["ingest", "validate", "fit"]
