@@ -218,3 +218,18 @@ def test_code_outside_the_project_is_not_snapshotted_and_named_when_it_changed(
     first = res.json["first_difference"]
     assert (first["step"], first["reason"]) == ("make", "code"), first
     assert first["detail"] == "code changed: function shared.shift"
+
+
+def test_version_registered_on_the_process_executor_is_snapshotted_and_rebuilt(
+    project: Project, orch: Orch
+) -> None:
+    write_project(project)
+    run = orch.run("flow.py:iris", "--executor", "process")  # deploy runs in a forked child
+    project.edit("helpers.py", "* 10.0", "* 0.5")
+
+    res = reproduce(orch, "iris:1", "--verify", "--json")
+    assert res.code == 0, res.describe()
+    assert res.json["sources"] == ["flow.py", "helpers.py"]
+    assert {s["step"]: s["rebuilt"] for s in res.json["steps"]} == {
+        k: v for k, v in outputs(run).items() if k in LINEAGE
+    }
