@@ -221,8 +221,8 @@ def _target(p: Plan, src: Path) -> str:
     target = str(p.run["target"])
     where, sep, attr = target.rpartition(":")
     root = p.env.get("root")
-    if sep and where.endswith(".py") and root:
-        relative = Path(where).resolve().relative_to(Path(root)).as_posix()
+    if sep and where.endswith(".py") and root and Path(where).is_relative_to(root):
+        relative = Path(where).relative_to(root).as_posix()
         if relative in p.sources:
             return f"{src / relative}:{attr}"
     return target
@@ -254,7 +254,7 @@ def rebuild(p: Plan, tmp: Path) -> tuple[Workspace, str]:
     args = ["run", _target(p, src), "--params-file", str(params), "--to", p.steps[-1]["name"]]
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator", *args, "--executor", executor, "--json"],
-        cwd=p.env["cwd"],
+        cwd=p.env["cwd"] if Path(p.env["cwd"]).is_dir() else tmp,  # inputs were checked
         env=_child_env(src, home),
         capture_output=True,
         text=True,
