@@ -328,6 +328,7 @@ def kinds() -> None:
 
 import orchestrator.cli.ops  # noqa: E402,F401  (registers the operations commands)
 import orchestrator.cli.registry  # noqa: E402,F401  (registers the model registry commands)
+import orchestrator.cli.reproduce  # noqa: E402,F401  (registers `orch reproduce`)
 import orchestrator.cli.sweep  # noqa: E402,F401  (registers the sweep commands)
 
 

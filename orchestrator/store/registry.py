@@ -12,6 +12,9 @@ Invariants:
   `deploy`, `api`; a deploy step's event names its run and step), when, from -> to, and
   why. Events are never updated or deleted. A version's `reason` is the one it was
   registered with; a promotion's reason lives in its event and never overwrites it.
+* **Code snapshot.** A version registered by a run gets, in the same transaction, the
+  project's source files as they are in that run's process and the run's package
+  versions (store/snapshots.py), so `orch reproduce` rebuilds it whatever was edited since.
 * **Aliases** (`champion`, `staging`, any name matching `ALIAS`) point at one version
   each; `resolve(name, selector)` reads `production` (or no selector), a version number
   (`3` or `v3`) or an alias, and names what exists when nothing matches.
@@ -31,6 +34,7 @@ from orchestrator.cache.hashing import canonical, hash_text
 from orchestrator.errors import NotFound, OrchestratorError
 from orchestrator.execution.context import ModelVersion
 from orchestrator.store import schema as t
+from orchestrator.store import snapshots
 from orchestrator.store.metadata import MetadataStore, now
 
 ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
@@ -196,10 +200,34 @@ class StoreRegistry:
                     )
                     event = {"kind": "registered", "to_value": "candidate", "actor": who}
                     self._event(conn, name, number, event | {"reason": reason}, run_id, step)
+                    self._snapshot(conn, name, number, run_id)
                 return self.get(name, number)
             except IntegrityError:
                 continue
         raise NotFound(f"could not register a version of model '{name}'")
+
+    def _snapshot(self, conn: Connection, name: str, version: int, run_id: str | None) -> None:
+        """The code and environment of the run registering `name` v`version`, if any."""
+        if run_id is None:
+            return
+        target = conn.execute(select(t.runs.c.target).where(t.runs.c.id == run_id)).scalar()
+        if target is not None:
+            snapshots.record(conn, name, version, run_id, str(target))
+
+    def sources(self, version: ModelVersion) -> dict[str, str]:
+        """`{path in the project: text}` snapshotted when `version` was registered."""
+        with self.store.engine.connect() as conn:
+            return snapshots.sources(conn, version.name, version.version)
+
+    def environment(self, run_id: str) -> dict[str, Any] | None:
+        """The Python, packages, working folder and project root recorded for a run."""
+        with self.store.engine.connect() as conn:
+            return snapshots.environment(conn, run_id)
+
+    def step_code(self, cache_key: str) -> dict[str, str] | None:
+        """The code fingerprint recorded with a cache key (None: no such entry)."""
+        with self.store.engine.connect() as conn:
+            return snapshots.step_code(conn, cache_key)
 
     def _next_number(self, conn: Connection, name: str) -> int:
         if conn.dialect.name == "postgresql":  # serialise registrations per name

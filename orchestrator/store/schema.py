@@ -372,3 +372,40 @@ model_servers = Table(
 """Running prediction servers: which model and selector (`production`, an alias or a
 version) each serves, the version it answers with, and a heartbeat renewed every poll;
 a server whose heartbeat is old is gone."""
+
+source_texts = Table(
+    "source_texts",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""Source files as they were when a model version was registered, each text stored once
+under the hash of its content (many versions share one file's unchanged text)."""
+
+model_sources = Table(
+    "model_sources",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_model_sources_name_version", "name", "version"),
+)
+"""The project's source files of a model version's run (`path` relative to the project
+root), by the hash of their text in `source_texts`: what `orch reproduce` rebuilds from."""
+
+run_environments = Table(
+    "run_environments",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("python", String(40), nullable=False),
+    Column("packages", JSON, nullable=False),
+    Column("cwd", Text, nullable=False),
+    Column("root", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""Where a run that registered a model version ran: the Python version, every installed
+distribution's version (`{name: version}`), the working folder its relative paths are
+read from and its project root (null for a built-in pipeline)."""

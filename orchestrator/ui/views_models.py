@@ -7,7 +7,10 @@ in the same transaction; every change one recorded event) live in one place. Rol
 back is promoting an older version. Each version's button
 `<button data-promote-version="V">` sits in a plain form posting to
 `/models/NAME/versions/V/promote` (with an optional `reason`): the page asks `confirm()`
-first, and the form works without JavaScript too.
+first, and the form works without JavaScript too. A version made by a run also has
+`<button data-reproduce-version="V">`, posting to `/models/NAME/versions/V/reproduce`:
+it rebuilds the version from its lineage and verifies it (`orch reproduce NAME:V
+--verify`, orchestrator/reproduce.py) and shows the verdict.
 
 The metric chart gets one point per version; `data` holds each version's evaluation
 data hash and `changed` whether it differs from the previous version's, so the page
@@ -174,6 +177,19 @@ def promote(request: Request, name: ModelPath, version: VersionPath, form: Form)
         default = "promoted in the web UI"
     registry.promote(name, version, _reason(form, default), actor="ui")
     return RedirectResponse(f"/models/{name}", status_code=303)
+
+
+@router.post("/models/{name}/versions/{version}/reproduce", response_class=HTMLResponse)
+def reproduce_version(request: Request, name: ModelPath, version: VersionPath) -> Response:
+    from orchestrator.reproduce import reproduce
+
+    try:
+        outcome = reproduce(ui(request).registry, name, str(version))
+    except NotFound as exc:
+        raise not_found(str(exc)) from None
+    except OrchestratorError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return page(request, "reproduce.html", {"name": name, "outcome": outcome.to_json()})
 
 
 @router.post("/models/{name}/aliases")
