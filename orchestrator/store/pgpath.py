@@ -1,4 +1,4 @@
-"""The engine's hot path on PostgreSQL (psycopg 3): one round trip per batch and per lookup.
+"""The engine's hot path on PostgreSQL (psycopg 3): one round trip per scheduling round.
 
 A scheduling round's batch (step-run inserts and updates, artifacts, cache entries) is
 sent in libpq's pipeline mode: BEGIN, every row's statement and COMMIT go out together
@@ -6,7 +6,20 @@ and the server's answers come back after one Sync, so a round costs one network 
 trip however many rows it holds. A cache lookup is one autocommit SELECT (no BEGIN or
 ROLLBACK around it); a lookup that misses brings the step's history (what `explain`
 compares the new key with) in the same statement. `prefetch` reads the newest entry of
-every step of a run in one statement, so a re-run's hits cost no read each.
+every step of a run in one statement, so a re-run's hits cost no read each, and a step
+with no entry at all then misses with no read for `ABSENT_FOR` seconds after it (an
+entry another run commits in that window is not seen, as if committed just after the
+lookup; entries this path writes are never missed), so a first run costs one round trip
+per round.
+
+Flushing. A round's transaction commits without waiting for the server's WAL flush
+(`SET LOCAL synchronous_commit = off`) unless the server, database, role or URL chose a
+`synchronous_commit` of its own (then it is kept); a run's creation and its end always
+wait, and the end's flush makes every earlier round of the run durable with it. A
+committed round survives the death of the run's process at any instant (the project's
+durability rule); only a crash of the database server itself in the fraction of a second
+before its WAL writer flushes may lose the last rounds, never a later round without the
+earlier ones (the WAL is one sequence), and never a round of a run recorded finished.
 
 Invariants: a batch is all or nothing (a failed statement aborts the transaction, the
 COMMIT is skipped and the transaction rolled back), and a batch is committed before
@@ -22,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -60,6 +74,10 @@ _INTERRUPT_ATTEMPTS = (
     "UPDATE attempts SET state = %s, ended_at = %s WHERE run_id = %s AND state = %s"
 )
 _HISTORY = ("cache_key", "code", "params", "inputs", "run_id")
+_RELAX = "SET LOCAL synchronous_commit = off"
+# where the session's synchronous_commit comes from: "default" when nobody chose one
+_FLUSH_SOURCE = "SELECT source FROM pg_settings WHERE name = 'synchronous_commit'"
+ABSENT_FOR = 1.0  # seconds a prefetch's "this step has no entry" answers lookups
 
 # the entry of a key; else (NOT EXISTS) the step's newest entries: one statement either way
 PROBE_SQL = (
@@ -73,7 +91,7 @@ PROBE_SQL = (
 
 # the newest entry of each of a pipeline's steps, one index probe per step
 NEWEST_SQL = (
-    "SELECT e.cache_key, e.outputs, e.run_id FROM unnest(%(steps)s::text[]) AS s(step) "
+    "SELECT e.cache_key, e.outputs, e.run_id, s.step FROM unnest(%(steps)s::text[]) AS s(step) "
     "CROSS JOIN LATERAL (SELECT cache_key, outputs, run_id FROM cache_entries "
     "WHERE pipeline = %(pipeline)s AND step = s.step ORDER BY created_at DESC LIMIT 1) AS e"
 )
@@ -124,7 +142,10 @@ class PostgresFastPath:
         self.engine = engine
         self.lock = threading.Lock()
         self._proxy: Any = None
+        self.relaxed = False  # rounds commit without waiting for the WAL flush
         self.conn: psycopg.Connection[Any] = self._open()
+        self._absent: set[tuple[str, str]] = set()  # (pipeline, step) with no entry
+        self._absent_until = 0.0  # time.monotonic() up to which `_absent` answers
         self.step_cols, self.update_cols = step_cols, update_cols
         self.art_cols = tuple(c.name for c in t.artifacts.columns)
         self.entry_cols = tuple(c.name for c in t.cache_entries.columns)
@@ -150,6 +171,8 @@ class PostgresFastPath:
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.rollback()
         conn.autocommit = True
+        row = conn.execute(_FLUSH_SOURCE).fetchone()
+        self.relaxed = row is not None and row[0] == "default"
         return conn
 
     def _live(self) -> psycopg.Connection[Any]:
@@ -159,7 +182,8 @@ class PostgresFastPath:
         return self.conn
 
     def _statements(self, batch: Any) -> list[tuple[str, tuple[Any, ...]]]:
-        out = [(self.sql_step, r) for r in _rows(self.step_cols, batch.step_inserts)]
+        out: list[tuple[str, tuple[Any, ...]]] = [(_RELAX, ())] if self.relaxed else []
+        out += [(self.sql_step, r) for r in _rows(self.step_cols, batch.step_inserts)]
         keyed = [r | {"_run": r["run_id"], "_name": r["name"]} for r in batch.step_updates]
         out += [(self.sql_update, r) for r in _rows((*self.update_cols, "_run", "_name"), keyed)]
         out += [(self.sql_art, r) for r in _rows(self.art_cols, batch.artifacts.values())]
@@ -176,6 +200,7 @@ class PostgresFastPath:
     def write(self, batch: Any) -> None:
         """The batch in one transaction and one round trip."""
         statements = self._statements(batch)
+        self._absent.difference_update((e["pipeline"], e["step"]) for e in batch.cache_entries)
         try:
             self._send(statements)
         except psycopg.Error as exc:
@@ -248,7 +273,10 @@ class PostgresFastPath:
     def probe(
         self, key: str, pipeline: str, step: str, limit: int
     ) -> tuple[Row | None, list[Row] | None]:
-        """`(entry, None)` when `key` has an entry, else `(None, the step's history)`."""
+        """`(entry, None)` when `key` has an entry, else `(None, the step's history)`; no
+        read for a step the last prefetch found without entries, within `ABSENT_FOR`."""
+        if (pipeline, step) in self._absent and time.monotonic() <= self._absent_until:
+            return None, []
         args = {"key": key, "pipeline": pipeline, "step": step, "limit": limit}
         rows = self._read(PROBE_SQL, args)
         if rows and rows[0][0]:
@@ -259,9 +287,13 @@ class PostgresFastPath:
         return None, [dict(zip(_HISTORY, p, strict=True)) for p in picked]
 
     def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
-        """The newest cache entry of each step, by key, in one read: a re-run's hits."""
+        """The newest cache entry of each step, by key, in one read: a re-run's hits (and
+        the steps with none, which miss without a read for a while)."""
+        read_at = time.monotonic()  # the window counts from before the server's snapshot
         rows = self._read(NEWEST_SQL, {"pipeline": pipeline, "steps": steps})
-        return {k: {"cache_key": k, "outputs": o, "run_id": r} for k, o, r in rows}
+        self._absent = {(pipeline, s) for s in steps} - {(pipeline, s) for *_, s in rows}
+        self._absent_until = read_at + ABSENT_FOR
+        return {k: {"cache_key": k, "outputs": o, "run_id": r} for k, o, r, _ in rows}
 
     def close(self) -> None:
         try:
