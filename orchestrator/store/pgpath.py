@@ -9,8 +9,8 @@ compares the new key with) in the same statement. `prefetch` reads the newest en
 every step of a run in one statement, so a re-run's hits cost no read each, and a step
 with no entry at all then misses with no read for `ABSENT_FOR` seconds after it (an
 entry another run commits in that window is not seen, as if committed just after the
-lookup; entries this path writes are never missed), so a first run costs one round trip
-per round.
+lookup; entries this path writes are never missed); past the window, one read renews
+the answer for every such step at once. So a first run costs one round trip per round.
 
 Flushing. A round's transaction commits without waiting for the server's WAL flush
 (`SET LOCAL synchronous_commit = off`) unless the server, database, role or URL chose a
@@ -275,7 +275,7 @@ class PostgresFastPath:
     ) -> tuple[Row | None, list[Row] | None]:
         """`(entry, None)` when `key` has an entry, else `(None, the step's history)`; no
         read for a step the last prefetch found without entries, within `ABSENT_FOR`."""
-        if (pipeline, step) in self._absent and time.monotonic() <= self._absent_until:
+        if self._known_absent(pipeline, step):
             return None, []
         args = {"key": key, "pipeline": pipeline, "step": step, "limit": limit}
         rows = self._read(PROBE_SQL, args)
@@ -286,13 +286,28 @@ class PostgresFastPath:
         picked = [(r[1], r[4], r[5], r[6], r[3]) for r in rows]  # in _HISTORY's order
         return None, [dict(zip(_HISTORY, p, strict=True)) for p in picked]
 
-    def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
-        """The newest cache entry of each step, by key, in one read: a re-run's hits (and
-        the steps with none, which miss without a read for a while)."""
+    def _known_absent(self, pipeline: str, step: str) -> bool:
+        """Whether `step` still has no entry: by the last read of the steps without one if it
+        is recent enough, else by a new one (one read, for all of them at once)."""
+        if (pipeline, step) not in self._absent:
+            return False
+        if time.monotonic() > self._absent_until:
+            steps = sorted(s for p, s in self._absent if p == pipeline)
+            self._note_absent(pipeline, steps)
+        return (pipeline, step) in self._absent
+
+    def _note_absent(self, pipeline: str, steps: list[str]) -> list[tuple[Any, ...]]:
+        """The newest entry of each of `steps`; those with none are noted absent."""
         read_at = time.monotonic()  # the window counts from before the server's snapshot
         rows = self._read(NEWEST_SQL, {"pipeline": pipeline, "steps": steps})
         self._absent = {(pipeline, s) for s in steps} - {(pipeline, s) for *_, s in rows}
         self._absent_until = read_at + ABSENT_FOR
+        return rows
+
+    def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
+        """The newest cache entry of each step, by key, in one read: a re-run's hits (and
+        the steps with none, which miss without a read for a while)."""
+        rows = self._note_absent(pipeline, steps)
         return {k: {"cache_key": k, "outputs": o, "run_id": r} for k, o, r, _ in rows}
 
     def close(self) -> None:
