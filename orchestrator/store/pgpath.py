@@ -3,7 +3,8 @@
 A scheduling round's batch (step-run inserts and updates, artifacts, cache entries) is
 sent in libpq's pipeline mode: BEGIN, every row's statement and COMMIT go out together
 and the server's answers come back after one Sync, so a round costs one network round
-trip however many rows it holds. A cache lookup is one autocommit SELECT (no BEGIN or
+trip however many rows it holds; a round's step-run inserts are one statement (arrays,
+one per column, unnested in order). A cache lookup is one autocommit SELECT (no BEGIN or
 ROLLBACK around it); a lookup that misses brings the step's history (what `explain`
 compares the new key with) in the same statement. `prefetch` reads the newest entry of
 every step of a run in one statement, so a re-run's hits cost no read each, and a step
@@ -41,6 +42,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Json
+from sqlalchemy.dialects import postgresql
 
 from orchestrator.errors import StoreError
 from orchestrator.state import RunStatus, StepState
@@ -49,6 +51,7 @@ from orchestrator.store.base import now
 from orchestrator.store.db import first_line
 
 Row = dict[str, Any]
+_PG = postgresql.dialect()
 
 _TABLES = (
     t.pipelines,
@@ -123,6 +126,18 @@ def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:
     return f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks}){tail}"
 
 
+def _unnest_sql(table: Any, cols: tuple[str, ...]) -> str:
+    """One INSERT of many rows: a parameter per column (an array), in row order."""
+    by_name = {c.name: c for c in table.columns}
+    arrays = ", ".join(f"%s::{by_name[c].type.compile(dialect=_PG)}[]" for c in cols)
+    return f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT * FROM unnest({arrays})"
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """Encoded rows as one list per column (the parameters of `_unnest_sql`)."""
+    return tuple(list(col) for col in zip(*rows, strict=True))
+
+
 def supported(engine: Any) -> bool:
     """Whether `engine` is PostgreSQL through psycopg 3 with libpq's pipeline mode (import
     this module only for a psycopg engine: it imports psycopg)."""
@@ -150,6 +165,7 @@ class PostgresFastPath:
         self.art_cols = tuple(c.name for c in t.artifacts.columns)
         self.entry_cols = tuple(c.name for c in t.cache_entries.columns)
         self.sql_step = _insert_sql(t.step_runs, step_cols, ignore=False)
+        self.sql_steps = _unnest_sql(t.step_runs, step_cols)  # a round of many starts
         self.sql_update = (
             f"UPDATE step_runs SET {', '.join(f'{c} = %s' for c in update_cols)} "
             "WHERE run_id = %s AND name = %s"
@@ -183,7 +199,11 @@ class PostgresFastPath:
 
     def _statements(self, batch: Any) -> list[tuple[str, tuple[Any, ...]]]:
         out: list[tuple[str, tuple[Any, ...]]] = [(_RELAX, ())] if self.relaxed else []
-        out += [(self.sql_step, r) for r in _rows(self.step_cols, batch.step_inserts)]
+        starts = _rows(self.step_cols, batch.step_inserts)
+        if len(starts) > 1:  # a fan's round, a cached re-run: one statement, not one a row
+            out.append((self.sql_steps, _columns(starts)))
+        else:
+            out += [(self.sql_step, r) for r in starts]
         keyed = [r | {"_run": r["run_id"], "_name": r["name"]} for r in batch.step_updates]
         out += [(self.sql_update, r) for r in _rows((*self.update_cols, "_run", "_name"), keyed)]
         out += [(self.sql_art, r) for r in _rows(self.art_cols, batch.artifacts.values())]
