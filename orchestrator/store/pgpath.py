@@ -1,12 +1,26 @@
-"""The engine's hot path on PostgreSQL (psycopg 3): one round trip per batch and per lookup.
+"""The engine's hot path on PostgreSQL (psycopg 3): one round trip per scheduling round.
 
 A scheduling round's batch (step-run inserts and updates, artifacts, cache entries) is
 sent in libpq's pipeline mode: BEGIN, every row's statement and COMMIT go out together
 and the server's answers come back after one Sync, so a round costs one network round
-trip however many rows it holds. A cache lookup is one autocommit SELECT (no BEGIN or
+trip however many rows it holds; a round's step-run inserts are one statement (arrays,
+one per column, unnested in order). A cache lookup is one autocommit SELECT (no BEGIN or
 ROLLBACK around it); a lookup that misses brings the step's history (what `explain`
 compares the new key with) in the same statement. `prefetch` reads the newest entry of
-every step of a run in one statement, so a re-run's hits cost no read each.
+every step of a run in one statement, so a re-run's hits cost no read each, and a step
+with no entry at all then misses with no read for `ABSENT_FOR` seconds after it (an
+entry another run commits in that window is not seen, as if committed just after the
+lookup; entries this path writes are never missed); past the window, one read renews
+the answer for every such step at once. So a first run costs one round trip per round.
+
+Flushing. A round's transaction commits without waiting for the server's WAL flush
+(`SET LOCAL synchronous_commit = off`) unless the server, database, role or URL chose a
+`synchronous_commit` of its own (then it is kept); a run's creation and its end always
+wait, and the end's flush makes every earlier round of the run durable with it. A
+committed round survives the death of the run's process at any instant (the project's
+durability rule); only a crash of the database server itself in the fraction of a second
+before its WAL writer flushes may lose the last rounds, never a later round without the
+earlier ones (the WAL is one sequence), and never a round of a run recorded finished.
 
 Invariants: a batch is all or nothing (a failed statement aborts the transaction, the
 COMMIT is skipped and the transaction rolled back), and a batch is committed before
@@ -22,11 +36,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Json
+from sqlalchemy.dialects import postgresql
 
 from orchestrator.errors import StoreError
 from orchestrator.state import RunStatus, StepState
@@ -35,6 +51,7 @@ from orchestrator.store.base import now
 from orchestrator.store.db import first_line
 
 Row = dict[str, Any]
+_PG = postgresql.dialect()
 
 _TABLES = (
     t.pipelines,
@@ -60,6 +77,10 @@ _INTERRUPT_ATTEMPTS = (
     "UPDATE attempts SET state = %s, ended_at = %s WHERE run_id = %s AND state = %s"
 )
 _HISTORY = ("cache_key", "code", "params", "inputs", "run_id")
+_RELAX = "SET LOCAL synchronous_commit = off"
+# where the session's synchronous_commit comes from: "default" when nobody chose one
+_FLUSH_SOURCE = "SELECT source FROM pg_settings WHERE name = 'synchronous_commit'"
+ABSENT_FOR = 1.0  # seconds a prefetch's "this step has no entry" answers lookups
 
 # the entry of a key; else (NOT EXISTS) the step's newest entries: one statement either way
 PROBE_SQL = (
@@ -73,7 +94,7 @@ PROBE_SQL = (
 
 # the newest entry of each of a pipeline's steps, one index probe per step
 NEWEST_SQL = (
-    "SELECT e.cache_key, e.outputs, e.run_id FROM unnest(%(steps)s::text[]) AS s(step) "
+    "SELECT e.cache_key, e.outputs, e.run_id, s.step FROM unnest(%(steps)s::text[]) AS s(step) "
     "CROSS JOIN LATERAL (SELECT cache_key, outputs, run_id FROM cache_entries "
     "WHERE pipeline = %(pipeline)s AND step = s.step ORDER BY created_at DESC LIMIT 1) AS e"
 )
@@ -105,6 +126,18 @@ def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:
     return f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks}){tail}"
 
 
+def _unnest_sql(table: Any, cols: tuple[str, ...]) -> str:
+    """One INSERT of many rows: a parameter per column (an array), in row order."""
+    by_name = {c.name: c for c in table.columns}
+    arrays = ", ".join(f"%s::{by_name[c].type.compile(dialect=_PG)}[]" for c in cols)
+    return f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT * FROM unnest({arrays})"
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """Encoded rows as one list per column (the parameters of `_unnest_sql`)."""
+    return tuple(list(col) for col in zip(*rows, strict=True))
+
+
 def supported(engine: Any) -> bool:
     """Whether `engine` is PostgreSQL through psycopg 3 with libpq's pipeline mode (import
     this module only for a psycopg engine: it imports psycopg)."""
@@ -124,11 +157,15 @@ class PostgresFastPath:
         self.engine = engine
         self.lock = threading.Lock()
         self._proxy: Any = None
+        self.relaxed = False  # rounds commit without waiting for the WAL flush
         self.conn: psycopg.Connection[Any] = self._open()
+        self._absent: set[tuple[str, str]] = set()  # (pipeline, step) with no entry
+        self._absent_until = 0.0  # time.monotonic() up to which `_absent` answers
         self.step_cols, self.update_cols = step_cols, update_cols
         self.art_cols = tuple(c.name for c in t.artifacts.columns)
         self.entry_cols = tuple(c.name for c in t.cache_entries.columns)
         self.sql_step = _insert_sql(t.step_runs, step_cols, ignore=False)
+        self.sql_steps = _unnest_sql(t.step_runs, step_cols)  # a round of many starts
         self.sql_update = (
             f"UPDATE step_runs SET {', '.join(f'{c} = %s' for c in update_cols)} "
             "WHERE run_id = %s AND name = %s"
@@ -150,6 +187,8 @@ class PostgresFastPath:
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.rollback()
         conn.autocommit = True
+        row = conn.execute(_FLUSH_SOURCE).fetchone()
+        self.relaxed = row is not None and row[0] == "default"
         return conn
 
     def _live(self) -> psycopg.Connection[Any]:
@@ -159,7 +198,12 @@ class PostgresFastPath:
         return self.conn
 
     def _statements(self, batch: Any) -> list[tuple[str, tuple[Any, ...]]]:
-        out = [(self.sql_step, r) for r in _rows(self.step_cols, batch.step_inserts)]
+        out: list[tuple[str, tuple[Any, ...]]] = [(_RELAX, ())] if self.relaxed else []
+        starts = _rows(self.step_cols, batch.step_inserts)
+        if len(starts) > 1:  # a fan's round, a cached re-run: one statement, not one a row
+            out.append((self.sql_steps, _columns(starts)))
+        else:
+            out += [(self.sql_step, r) for r in starts]
         keyed = [r | {"_run": r["run_id"], "_name": r["name"]} for r in batch.step_updates]
         out += [(self.sql_update, r) for r in _rows((*self.update_cols, "_run", "_name"), keyed)]
         out += [(self.sql_art, r) for r in _rows(self.art_cols, batch.artifacts.values())]
@@ -176,6 +220,7 @@ class PostgresFastPath:
     def write(self, batch: Any) -> None:
         """The batch in one transaction and one round trip."""
         statements = self._statements(batch)
+        self._absent.difference_update((e["pipeline"], e["step"]) for e in batch.cache_entries)
         try:
             self._send(statements)
         except psycopg.Error as exc:
@@ -248,7 +293,10 @@ class PostgresFastPath:
     def probe(
         self, key: str, pipeline: str, step: str, limit: int
     ) -> tuple[Row | None, list[Row] | None]:
-        """`(entry, None)` when `key` has an entry, else `(None, the step's history)`."""
+        """`(entry, None)` when `key` has an entry, else `(None, the step's history)`; no
+        read for a step the last prefetch found without entries, within `ABSENT_FOR`."""
+        if self._known_absent(pipeline, step):
+            return None, []
         args = {"key": key, "pipeline": pipeline, "step": step, "limit": limit}
         rows = self._read(PROBE_SQL, args)
         if rows and rows[0][0]:
@@ -258,10 +306,29 @@ class PostgresFastPath:
         picked = [(r[1], r[4], r[5], r[6], r[3]) for r in rows]  # in _HISTORY's order
         return None, [dict(zip(_HISTORY, p, strict=True)) for p in picked]
 
-    def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
-        """The newest cache entry of each step, by key, in one read: a re-run's hits."""
+    def _known_absent(self, pipeline: str, step: str) -> bool:
+        """Whether `step` still has no entry: by the last read of the steps without one if it
+        is recent enough, else by a new one (one read, for all of them at once)."""
+        if (pipeline, step) not in self._absent:
+            return False
+        if time.monotonic() > self._absent_until:
+            steps = sorted(s for p, s in self._absent if p == pipeline)
+            self._note_absent(pipeline, steps)
+        return (pipeline, step) in self._absent
+
+    def _note_absent(self, pipeline: str, steps: list[str]) -> list[tuple[Any, ...]]:
+        """The newest entry of each of `steps`; those with none are noted absent."""
+        read_at = time.monotonic()  # the window counts from before the server's snapshot
         rows = self._read(NEWEST_SQL, {"pipeline": pipeline, "steps": steps})
-        return {k: {"cache_key": k, "outputs": o, "run_id": r} for k, o, r in rows}
+        self._absent = {(pipeline, s) for s in steps} - {(pipeline, s) for *_, s in rows}
+        self._absent_until = read_at + ABSENT_FOR
+        return rows
+
+    def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
+        """The newest cache entry of each step, by key, in one read: a re-run's hits (and
+        the steps with none, which miss without a read for a while)."""
+        rows = self._note_absent(pipeline, steps)
+        return {k: {"cache_key": k, "outputs": o, "run_id": r} for k, o, r, _ in rows}
 
     def close(self) -> None:
         try:

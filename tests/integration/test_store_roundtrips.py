@@ -1,8 +1,10 @@
 """The engine's PostgreSQL hot path on a real server: round trips counted from libpq's
-protocol trace (orchestrator.store.pgtrace), one per scheduling round and one per cache
-lookup, one for a run's creation and one for its end; a re-run's hits read at once; a
-failed batch leaves nothing; the rows it writes are the portable path's, byte for byte;
-a dropped connection is replaced.
+protocol trace (orchestrator.store.pgtrace), one per scheduling round, none for the
+lookups of a first run's steps (the prefetch found them without entries), one per lookup
+once that answer is too old, one for a run's creation and one for its end; a re-run's
+hits read at once; rounds commit without waiting for the WAL flush unless a setting
+chose otherwise; a failed batch leaves nothing; the rows it writes are the portable
+path's, byte for byte; a dropped connection is replaced.
 
 Each test gets a fresh database (`pg_url`, tests/conftest.py) and a real artifact folder.
 """
@@ -25,6 +27,7 @@ from orchestrator.errors import StoreError
 from orchestrator.execution.local import make_executor
 from orchestrator.model.pipeline import Pipeline
 from orchestrator.state import StepState
+from orchestrator.store import pgpath
 from orchestrator.store.batch import HeldConnection, full_row
 from orchestrator.store.metadata import Batch, MetadataStore, now
 from orchestrator.store.pgtrace import RoundTrips
@@ -105,13 +108,13 @@ def test_each_round_is_one_round_trip_and_a_rerun_reads_its_hits_at_once(
     first = run(pg, artifacts, chain(6))
     assert {s.state for s in first.steps} == {StepState.SUCCEEDED}
     writes, probes = pg.of("write"), pg.of("probe")
-    assert len(writes) == 7 and writes == [1] * 7  # a round per step, and the last one
-    assert len(probes) == 6  # one lookup per step, each a miss with its history
-    # one each, but psycopg prepares a statement run 5 times (an exchange of its own)
-    assert sum(probes) <= 6 + 1 and max(probes) <= 2
+    assert writes == [1] * 7  # a round per step, and the last one: one round trip each
+    assert probes == [0] * 6  # each step a miss the prefetch already knew of
     assert pg.of("prefetch") == [1] and pg.of("finish_run") == [1]
-    # it opens the hot path too: a pool checkout's ping (traced if the connection was)
-    assert pg.of("create_run") in ([1], [2])
+    # it opens the hot path too: the flush setting's read (and a checkout's ping)
+    assert pg.of("create_run") in ([2], [3])
+    misses = [s.reason["summary"] for s in first.steps if s.reason]
+    assert misses == ["no cache entry for this step yet"] * 6
 
     run(pg, artifacts, chain(12, "long", first=100))  # keys of its own
     totals = {}
@@ -123,6 +126,96 @@ def test_each_round_is_one_round_trip_and_a_rerun_reads_its_hits_at_once(
         assert pg.of("probe") == [] and pg.of("prefetch") == [1] and pg.of("write") == [1]
         totals[n] = pg.trips.count() - before
     assert totals == {6: 4, 12: 4}  # create_run, prefetch, write, finish_run: one each
+
+
+def test_a_first_run_costs_one_round_trip_per_round_and_three_more(
+    pg: CountingStore, tmp_path: Path
+) -> None:
+    artifacts = ArtifactStore(tmp_path / "artifacts")
+    pg.create_run(RUN, "demo", "pipe.py:demo", {}, "thread")  # opens the hot path
+    for n in (5, 20):
+        pg.calls.clear()
+        before = pg.trips.count()
+        result = run(pg, artifacts, chain(n, f"c{n}"))
+        assert {s.state for s in result.steps} == {StepState.SUCCEEDED}
+        rounds = len(pg.of("write"))
+        assert rounds == n + 1
+        # per round one transaction, plus the run's creation, its one read and its end
+        assert pg.trips.count() - before == rounds + 3
+
+
+def test_a_lookup_reads_again_once_the_prefetch_is_too_old(
+    pg: CountingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifacts = ArtifactStore(tmp_path / "artifacts")
+    monkeypatch.setattr(pgpath, "ABSENT_FOR", 0.0)
+    first = run(pg, artifacts, chain(4))
+    assert {s.state for s in first.steps} == {StepState.SUCCEEDED}
+    probes = pg.of("probe")  # one read each (psycopg may prepare the fifth: one more)
+    assert len(probes) == 4 and all(1 <= n <= 2 for n in probes) and sum(probes) <= 5
+
+    pg.calls.clear()
+    assert pg.cache_prefetch("other", ["a", "b", "c"]) == {}  # too old at once
+    monkeypatch.setattr(pgpath, "ABSENT_FOR", 60.0)
+    for step_name in ("a", "b", "c"):  # the first read renews the answer for all three
+        assert pg.cache_probe(f"k-{step_name}", "other", step_name, fast=True) == (None, [])
+    assert pg.of("probe") == [1, 0, 0]
+
+
+def test_an_entry_another_store_commits_is_seen_once_the_window_is_over(
+    pg: CountingStore, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = MetadataStore(pg_url)
+    try:
+        other.create_run("r00000000009", "demo", "pipe.py:demo", {}, "thread")
+        assert pg.cache_prefetch("demo", ["a", "b"]) == {}
+        entry = {"cache_key": "k1", "pipeline": "demo", "step": "a", "outputs": [{"hash": "h"}],
+                 "code": {"fn": "c"}, "params": {}, "inputs": {}, "run_id": "r00000000009",
+                 "created_at": now()}  # fmt: skip
+        other.write(Batch(cache_entries=[entry]), fast=True)
+        assert pg.cache_probe("k1", "demo", "a", fast=True) == (None, [])  # the prefetch's
+        monkeypatch.setattr(pgpath, "ABSENT_FOR", 0.0)
+        pg.cache_prefetch("demo", ["a", "b"])  # a fresh answer, at once too old
+        hit = {"cache_key": "k1", "outputs": [{"hash": "h"}], "run_id": "r00000000009"}
+        assert pg.cache_probe("k1", "demo", "a", fast=True) == (hit, None)
+        missed, history = pg.cache_probe("k2", "demo", "b", fast=True)
+        assert missed is None and history == []
+    finally:
+        other.close()
+
+
+def test_an_entry_this_path_writes_is_never_missed(pg: CountingStore) -> None:
+    pg.create_run(RUN, "demo", "pipe.py:demo", {}, "thread")
+    assert pg.cache_prefetch("demo", ["a"]) == {}
+    entry = {"cache_key": "k1", "pipeline": "demo", "step": "a", "outputs": [{"hash": "h"}],
+             "code": {"fn": "c"}, "params": {}, "inputs": {}, "run_id": RUN,
+             "created_at": now()}  # fmt: skip
+    pg.write(Batch(cache_entries=[entry]), fast=True)
+    hit = {"cache_key": "k1", "outputs": [{"hash": "h"}], "run_id": RUN}
+    assert pg.cache_probe("k1", "demo", "a", fast=True) == (hit, None)
+
+
+def setting(store: MetadataStore, sql: str) -> Any:
+    return store.fast().conn.execute(sql).fetchone()[0]
+
+
+def test_rounds_skip_the_flush_wait_unless_a_setting_chose_one(
+    pg: CountingStore, pg_url: str
+) -> None:
+    pg.create_run(RUN, "demo", "pipe.py:demo", {}, "thread")
+    assert pg.fast().relaxed
+    pg.write(Batch(step_inserts=[step_row("a")]), fast=True)
+    # the round's SET LOCAL ended with its transaction: the run's end waits for the flush
+    assert setting(pg, "SHOW synchronous_commit") == "on"
+    assert [r["name"] for r in pg.step_runs(RUN)] == ["a"]
+    chosen = MetadataStore(pg_url + "?options=-csynchronous_commit%3Don")
+    try:
+        chosen.create_run("r00000000008", "demo", "pipe.py:demo", {}, "thread")
+        assert not chosen.fast().relaxed
+        chosen.write(Batch(step_inserts=[step_row("a", "r00000000008")]), fast=True)
+        assert [r["name"] for r in chosen.step_runs("r00000000008")] == ["a"]
+    finally:
+        chosen.close()
 
 
 def test_a_corrupt_prefetched_entry_is_dropped_and_recomputed(
