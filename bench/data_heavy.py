@@ -19,10 +19,17 @@ What it measures
     Peak RSS is the process's `ru_maxrss` after the chain (plain in memory beside the
     project's first run).
 
+    With `--against PATH` the project's first and cached runs are measured a second
+    time in the same repetitions with another checkout first on `PYTHONPATH` (e.g. the
+    version before a change), so before and after are side by side under the same load.
+    Each repetition runs every measurement once, in turn, so a burst of load on a shared
+    machine falls on all of them alike.
+
 How to run
     python bench/data_heavy.py              # 3 repetitions
     python bench/data_heavy.py --rows 300000 --reps 1   # a quick look
     PYTHONPATH=/path/to/other/checkout python bench/data_heavy.py   # another version
+    python bench/data_heavy.py --against /path/to/other/checkout    # both, side by side
 
 Targets on a 2-core machine: first run <= 1.5x in memory, cached <= 0.1 s, peak RSS
 <= 1.2x plain Python's.
@@ -169,35 +176,44 @@ def one(mode: str, rows: int, home: Path) -> dict[str, float]:
 # -- the driver: each measurement in a fresh process ------------------------------------
 
 
-def _child(mode: str, rows: int, home: Path) -> dict[str, float]:
+def _child(mode: str, rows: int, home: Path, against: Path | None = None) -> dict[str, float]:
+    env = dict(os.environ)
+    if against is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(against), env.get("PYTHONPATH")]))
     out = subprocess.run(
         [sys.executable, __file__, "--one", mode, "--rows", str(rows), "--home", str(home)],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if out.returncode != 0:
         raise SystemExit(f"error: the {mode} measurement failed:\n{out.stderr[-2000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def measure(rows: int, reps: int) -> dict[str, list[dict[str, float]]]:
-    runs: dict[str, list[dict[str, float]]] = {
-        k: [] for k in ("plain", "arrow", "parquet", "first", "cached")
-    }
+def measure(rows: int, reps: int, against: Path | None) -> dict[str, list[dict[str, float]]]:
+    modes = ["plain", "arrow", "parquet", "first", "cached"]
+    if against is not None:
+        modes += ["first_before", "cached_before"]
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in modes}
     for _ in range(reps):
         scratch = Path(tempfile.mkdtemp(prefix="orch-bench-heavy-"))
         try:
             for mode in ("plain", "arrow", "parquet"):
                 runs[mode].append(_child(mode, rows, scratch / mode))
-            runs["first"].append(_child("first", rows, scratch / "project"))
-            runs["cached"].append(_child("cached", rows, scratch / "project"))
+            for suffix, where in (("", None), ("_before", against)):
+                if suffix and where is None:
+                    continue
+                home = scratch / f"project{suffix}"
+                runs["first" + suffix].append(_child("first", rows, home, where))
+                runs["cached" + suffix].append(_child("cached", rows, home, where))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return runs
 
 
-def report(runs: dict[str, list[dict[str, float]]], rows: int) -> None:
+def report(runs: dict[str, list[dict[str, float]]], rows: int, against: Path | None) -> None:
     def med(mode: str, key: str = "seconds") -> float:
         return statistics.median(r[key] for r in runs[mode])
 
@@ -214,14 +230,20 @@ def report(runs: dict[str, list[dict[str, float]]], rows: int) -> None:
         "first": "project, first run (thread executor)",
         "cached": "project, cached re-run",
     }
+    if against is not None:
+        labels["first_before"] = f"  before ({against}), first run"
+        labels["cached_before"] = "  before, cached re-run"
     for mode, label in labels.items():
         t = med(mode)
         print(f"  {label:<52} {t:7.3f} s  {t / base:5.2f}x")
-    rss_plain, rss_first = med("plain", "rss_mib"), med("first", "rss_mib")
-    print(
-        f"  peak RSS: plain {rss_plain:.0f} MiB, project first run {rss_first:.0f} MiB "
-        f"({rss_first / rss_plain:.2f}x)"
-    )
+    rss_plain = med("plain", "rss_mib")
+    for mode, label in (("first", "project first run"), ("first_before", "before")):
+        if mode in runs:
+            rss = med(mode, "rss_mib")
+            print(
+                f"  peak RSS: plain {rss_plain:.0f} MiB, {label} {rss:.0f} MiB "
+                f"({rss / rss_plain:.2f}x)"
+            )
     print("targets: first run <= 1.5x, cached <= 0.1 s, peak RSS <= 1.2x")
 
 
@@ -231,11 +253,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--one", choices=["plain", "arrow", "parquet", "first", "cached"])
     parser.add_argument("--home", type=Path)
+    parser.add_argument("--against", type=Path, help="another checkout, measured alongside")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(args.one, args.rows, args.home)))
         return
-    report(measure(args.rows, args.reps), args.rows)
+    report(measure(args.rows, args.reps, args.against), args.rows, args.against)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 State kept:
 
 * `running`: future -> `Attempt` (step, attempt number, key, start, deadline, executor);
-* `busy[executor]`: how many attempts run on it (an executor takes `workers` at most);
+* `busy[executor]`: how many attempts run on it (an executor takes `workers` at most),
+  less those in `writing` (computed, only their outputs' background write left: their
+  slot is free for another step, see `execution.local.WritingExecutor`);
 * `timers`: a heap of `(due, seq, name, parts, attempt)` for retries after a backoff.
 
-`wait` blocks until the first completion, deadline, due retry or `limit` seconds (the
-engine's cancel poll) and returns what
+`wait` blocks until the first completion, end of a computation, deadline, due retry or
+`limit` seconds (the engine's cancel poll) and returns what
 finished: each completed future's result, and for each attempt past its deadline a
 failure saying it timed out (the executor is asked to kill it; if it cannot, the
 attempt is abandoned and the message says so). A finished attempt leaves `running`
@@ -46,6 +48,7 @@ class InFlight:
         self.running: dict[cf.Future[StepResult], Attempt] = {}
         self.busy: dict[Executor, int] = {}
         self.timers: list[tuple[float, int, str, KeyParts, int]] = []
+        self.writing: set[cf.Future[StepResult]] = set()
         self._seq = itertools.count()
 
     def __bool__(self) -> bool:
@@ -53,6 +56,21 @@ class InFlight:
 
     def has_room(self, ex: Executor) -> bool:
         return self.busy.get(ex, 0) < ex.workers
+
+    def _computing(self) -> list[cf.Future[None]]:
+        """The end-of-computation signals still to see (background-writing executors)."""
+        out = []
+        for fut in self.running:
+            signal = getattr(fut, "orch_computed", None)
+            if signal is not None and fut not in self.writing:
+                out.append(signal)
+        return out
+
+    def _note_computed(self, done: set[cf.Future[None]]) -> None:
+        for fut, attempt in self.running.items():
+            if fut not in self.writing and getattr(fut, "orch_computed", None) in done:
+                self.writing.add(fut)
+                self.busy[attempt.executor] -= 1  # its slot is free; the write goes on
 
     def reserve(self, ex: Executor) -> None:
         self.busy[ex] = self.busy.get(ex, 0) + 1
@@ -66,7 +84,10 @@ class InFlight:
 
     def _pop(self, fut: cf.Future[StepResult]) -> Attempt:
         attempt = self.running.pop(fut)
-        self.busy[attempt.executor] -= 1
+        if fut in self.writing:
+            self.writing.discard(fut)
+        else:
+            self.busy[attempt.executor] -= 1
         return attempt
 
     def wait(self, limit: float | None = None) -> list[tuple[Attempt, StepResult]]:
@@ -78,11 +99,14 @@ class InFlight:
             horizon.append(time.perf_counter() + limit)
         timeout = max(0.0, min(horizon) - time.perf_counter()) if horizon else None
         if self.running:
-            done, _ = cf.wait(list(self.running), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+            signals = self._computing()
+            waited = [*self.running, *signals]
+            done, _ = cf.wait(waited, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+            self._note_computed({f for f in signals if f.done()})
         else:
             time.sleep(timeout or 0)
             done = set()
-        out = [(self._pop(fut), fut.result()) for fut in done]
+        out = [(self._pop(fut), fut.result()) for fut in done if fut in self.running]
         return out + self._expired()
 
     def _expired(self) -> list[tuple[Attempt, StepResult]]:

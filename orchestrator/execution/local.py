@@ -11,6 +11,11 @@ executor only chooses where the work happens:
 * `process`: one forked process per step attempt (for CPU-bound steps; a timeout kills it,
   and it dies with its runner, even one killed with SIGKILL).
 
+The two in-process executors write a step's outputs in the background
+(`WritingExecutor`, `artifacts.writer`): the step's worker is free once it has returned,
+its values reach in-process children from memory, and its future completes (so the
+engine records it finished) only once every output file is in place.
+
 Executors never touch the metadata store.
 """
 
@@ -31,9 +36,16 @@ from concurrent.futures import Future
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.artifacts.writer import BackgroundWriter, run_guarded
 from orchestrator.errors import ExecutorError
 from orchestrator.execution.context import Registry
-from orchestrator.execution.worker import StepInvocation, StepResult, execute, pack_error
+from orchestrator.execution.worker import (
+    StepInvocation,
+    StepResult,
+    execute,
+    pack_error,
+    store_outputs,
+)
 from orchestrator.model.step import Step
 
 _STOP_WAIT = 0.2  # seconds a stopped thread step gets to unwind
@@ -67,23 +79,90 @@ class Executor(abc.ABC):
         return None
 
 
-class SequentialExecutor(Executor):
+class WritingExecutor(Executor):
+    """An in-process executor whose steps' outputs are written in the background: the
+    step's work ends with its values, and its future completes once they are stored
+    (`artifacts.writer`), so the next step runs while a large output is written."""
+
+    def __init__(
+        self,
+        artifacts: ArtifactStore,
+        registry_factory: Callable[[], Registry] | None = None,
+        echo: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__(artifacts, registry_factory, echo)
+        self.writer = BackgroundWriter()
+
+    def run_deferred(
+        self, inv: StepInvocation, step: Step[Any], memo: dict[str, Any] | None
+    ) -> StepResult:
+        """Run the step; a success comes back with its values, its outputs not stored yet."""
+        return execute(
+            inv,
+            step,
+            self.artifacts,
+            memo=memo,
+            registry_factory=self.registry_factory,
+            echo=self.echo,
+            defer=True,
+        )
+
+    def complete(
+        self,
+        fut: Future[StepResult],
+        inv: StepInvocation,
+        result: StepResult,
+        memo: dict[str, Any] | None,
+    ) -> None:
+        """Complete `fut` with `result`: at once for a failure, after the write for a
+        success. `computed(fut)` is set once the write is queued: the engine may then give
+        the step's slot to another step while the write goes on (a full queue keeps the
+        slot taken, so memory stays bounded)."""
+        if not result.ok:
+            _settle(fut, result)
+            return
+        t0 = time.perf_counter()
+
+        def write() -> None:
+            final = store_outputs(result, inv, self.artifacts, t0)
+            _settle(fut, final if memo is not None else final.without_values())
+
+        def failed(exc: BaseException) -> None:
+            message, tb = pack_error(exc)
+            _settle(fut, StepResult(False, [], f"step '{inv.step}': {message}", tb, "", 0.0))
+
+        self.writer.hand_off(run_guarded(write, failed))  # blocks while the queue is full
+        computed(fut).set_result(None)
+
+    def shutdown(self) -> None:
+        self.writer.close()
+
+
+def computed(fut: Future[StepResult]) -> Future[None]:
+    """The future set when `fut`'s step has computed its outputs and only their write
+    is left (never set for a step that fails, or on an executor that does not write in
+    the background)."""
+    got: Future[None] | None = getattr(fut, "orch_computed", None)
+    if got is None:
+        got = Future()
+        fut.orch_computed = got  # type: ignore[attr-defined]
+    return got
+
+
+def _settle(fut: Future[StepResult], result: StepResult) -> None:
+    if not fut.done():
+        with contextlib.suppress(Exception):  # cancelled meanwhile: nobody waits for it
+            fut.set_result(result)
+
+
+class SequentialExecutor(WritingExecutor):
     name = "sequential"
 
     def submit(
         self, inv: StepInvocation, step: Step[Any], memo: dict[str, Any] | None
     ) -> Future[StepResult]:
         fut: Future[StepResult] = Future()
-        fut.set_result(
-            execute(
-                inv,
-                step,
-                self.artifacts,
-                memo=memo,
-                registry_factory=self.registry_factory,
-                echo=self.echo,
-            )
-        )
+        self.complete(fut, inv, self.run_deferred(inv, step, memo), memo)
         return fut
 
 
@@ -91,7 +170,9 @@ class StepTimedOut(BaseException):
     """Raised inside a thread step whose timeout passed (pure Python code only sees it)."""
 
 
-def _in_thread(fut: Future[StepResult], work: Callable[[], StepResult], step: str) -> None:
+def _in_thread(fut: Future[StepResult], work: Callable[[], StepResult | None], step: str) -> None:
+    """Run `work`; its result completes `fut`, unless it is None (`work` handed the
+    completion on, to the background writer)."""
     try:
         if not fut.set_running_or_notify_cancel():
             return
@@ -100,13 +181,13 @@ def _in_thread(fut: Future[StepResult], work: Callable[[], StepResult], step: st
         except BaseException as exc:  # noqa: BLE001 - nothing escapes the boundary
             message, tb = pack_error(exc)
             result = StepResult(False, [], f"step '{step}': {message}", tb, "", 0.0)
-        if not fut.done():
+        if result is not None and not fut.done():
             fut.set_result(result)
     except BaseException:  # noqa: BLE001, S110 - a stop request landing after the step ended
         pass
 
 
-class ThreadExecutor(Executor):
+class ThreadExecutor(WritingExecutor):
     """A pool of daemon threads, reused across attempts (the engine bounds how many run
     at once, so the pool never grows past its `workers`).
 
@@ -141,16 +222,10 @@ class ThreadExecutor(Executor):
         self, inv: StepInvocation, step: Step[Any], memo: dict[str, Any] | None
     ) -> Future[StepResult]:
         fut: Future[StepResult] = Future()
+        computed(fut)  # made here, before the step's thread may set it
 
-        def work() -> StepResult:
-            return execute(
-                inv,
-                step,
-                self.artifacts,
-                memo=memo,
-                registry_factory=self.registry_factory,
-                echo=self.echo,
-            )
+        def work() -> None:
+            self.complete(fut, inv, self.run_deferred(inv, step, memo), memo)
 
         with self._lock:
             spawn = self._idle == 0
@@ -198,13 +273,14 @@ class ThreadExecutor(Executor):
 
     def shutdown(self) -> None:
         """Let the idle threads end (a notebook makes an executor per run)."""
+        super().shutdown()
         with self._lock:
             n, self._threads, self._idle = self._threads, 0, 0
         for _ in range(n):
             self._queue.put(None)
 
 
-_Job = tuple[Future[StepResult], Callable[[], StepResult], str]
+_Job = tuple[Future[StepResult], Callable[[], StepResult | None], str]
 
 
 def _watch_parent(parent: int) -> None:

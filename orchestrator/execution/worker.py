@@ -317,6 +317,23 @@ def _tracked(tracker: Tracker | None) -> dict[str, Any] | None:
     return tracker.tracked.to_json() if tracker is not None and tracker.tracked else None
 
 
+def store_outputs(
+    result: StepResult, inv: StepInvocation, store: ArtifactStore, t0: float
+) -> StepResult:
+    """A deferred success (`execute(..., defer=True)`) with its values stored: each output
+    written, hashed and in place; a failed write fails the step as it would have inline.
+    `t0` is when the write was handed off: its wait counts in the step's duration."""
+    values = result.values or []
+    try:
+        refs = [store.put(v, inv.serializer) for v in values]
+    except Exception as exc:  # noqa: BLE001 - the boundary returns failures as data
+        message, tb = pack_error(exc)
+        took = result.duration + time.perf_counter() - t0
+        return StepResult(False, [], message, tb, result.log, took, tracked=result.tracked)
+    took = result.duration + time.perf_counter() - t0
+    return dataclasses.replace(result, outputs=refs, duration=took)
+
+
 def execute(
     inv: StepInvocation,
     step: Step[Any],
@@ -326,8 +343,11 @@ def execute(
     registry_factory: Callable[[], Registry] | None = None,
     echo: Callable[..., Any] | None = None,
     out: ArtifactStore | None = None,
+    defer: bool = False,
 ) -> StepResult:
-    """Run one attempt; outputs go to `out` (default: `artifacts`, where inputs are read)."""
+    """Run one attempt; outputs go to `out` (default: `artifacts`, where inputs are read).
+    With `defer`, a success comes back with its values and no outputs yet: the caller
+    stores them with `store_outputs` (in the background, see `artifacts.writer`)."""
     install_capture()
     folder = _live_dirs.get(inv.run_id)
     lines = _Lines(live_log_file(folder, inv.step) if folder is not None else None)
@@ -351,7 +371,7 @@ def execute(
         value = step.fn(**kwargs)
         values = _split_outputs(step, inv.step, value)
         values = ctx.tracker.returned(values, step.kind)
-        refs = [(out or artifacts).put(v, inv.serializer) for v in values]
+        refs = [] if defer else [(out or artifacts).put(v, inv.serializer) for v in values]
         return StepResult(
             True,
             refs,
@@ -359,7 +379,7 @@ def execute(
             None,
             "".join(lines),
             time.perf_counter() - t0,
-            values if memo is not None else None,
+            values if memo is not None or defer else None,
             _tracked(ctx.tracker),
         )
     except BaseException as exc:  # noqa: BLE001 - the boundary returns failures as data
