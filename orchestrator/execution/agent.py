@@ -12,15 +12,16 @@ TMPDIR and `D/work` as its working folder, and runs the attempt through
 `orchestrator.execution.remote` (result in `D/result.json`, outputs in `D/out`, prints in
 `D/output.log`). The agent never imports user code itself.
 
-Invariants, checked after every attempt, before the reply:
-- nothing the attempt wrote outside `D/out` and `D/result.json` is left: `D/home`,
-  `D/tmp`, `D/work` are removed and `/tmp` and `/dev/shm` emptied;
-- no process of the attempt is left: any other process in the container is killed, and
-  the reply says the container is not to be reused (`"reuse": false`), as it does after an
-  OOM kill in the container's memory cgroup or an exit without a result.
-With `--learn`, the third-party packages an attempt imported (from site-packages only,
-never the user's code) are imported into the agent afterwards, so later attempts start
-with them loaded.
+Invariants, checked after every attempt:
+- before the next request is served, nothing the attempt wrote outside `D/out` and
+  `D/result.json` is left: `D/home`, `D/tmp`, `D/work` are removed and `/tmp` and
+  `/dev/shm` emptied (after the reply, so the step's result does not wait for it);
+- before the reply, no process of the attempt is left: any other process in the
+  container is killed, and the reply says the container is not to be reused
+  (`"reuse": false`), as it does after an OOM kill in the container's memory cgroup or an
+  exit without a result; the agent then exits.
+With `--learn`, the modules an attempt imported from site-packages (never the user's
+code) are imported into the agent after it, so later attempts start with them loaded.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -127,11 +129,11 @@ def _learn(folder: Path) -> None:
                 continue
 
 
-def run_attempt(folder: Path, env: dict[str, str], root: str, learn: bool) -> dict[str, Any]:
-    """Fork, wait, check, clean: the reply to one `run` request."""
+def run_attempt(folder: Path, env: dict[str, str], root: str) -> dict[str, Any]:
+    """Fork, wait, check: the reply to one `run` request (`after_attempt` cleans up)."""
     for sub in ("home", "tmp", "work", "out"):
         (folder / sub).mkdir(exist_ok=True)
-    before = oom_kills()
+    before, t0 = oom_kills(), time.perf_counter()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -146,6 +148,7 @@ def run_attempt(folder: Path, env: dict[str, str], root: str, learn: bool) -> di
             sys.stderr.flush()
             os._exit(code)
     _, status = os.waitpid(pid, 0)
+    took = time.perf_counter() - t0
     code = os.waitstatus_to_exitcode(status)
     left = other_processes()
     for other in left:
@@ -155,12 +158,16 @@ def run_attempt(folder: Path, env: dict[str, str], root: str, learn: bool) -> di
             continue
     _reap()
     oom = oom_kills() > before
-    has_result = (folder / "result.json").exists()
+    reuse = not (left or oom) and (folder / "result.json").exists() and code in (0, 1)
+    return {"code": code, "oom": oom, "left": len(left), "reuse": reuse, "took": took}
+
+
+def after_attempt(folder: Path, learn: bool) -> None:
+    """Between the reply and the next request: remove what the attempt wrote, then
+    (with `--learn`) import what it used."""
     _scrub(folder)
-    reuse = not (left or oom) and has_result and code in (0, 1)
-    if reuse and learn:
+    if learn:
         _learn(folder)
-    return {"code": code, "oom": oom, "left": len(left), "reuse": reuse}
 
 
 def serve(control: Path, root: str, learn: bool) -> None:
@@ -175,14 +182,16 @@ def serve(control: Path, root: str, learn: bool) -> None:
         conn, _ = sock.accept()
         with conn, conn.makefile("rwb") as stream:
             request = json.loads(stream.readline() or b"{}")
-            if request.get("op") == "run":
-                reply = run_attempt(Path(request["dir"]), request.get("env", {}), root, learn)
-            else:
-                reply = {"ok": True}
+            run = request.get("op") == "run"
+            folder = Path(request["dir"]) if run else None
+            reply = run_attempt(folder, request.get("env", {}), root) if folder else {"ok": True}
             stream.write(json.dumps(reply).encode() + b"\n")
             stream.flush()
-        if request.get("op") == "run" and not reply["reuse"]:
+        if folder is None:
+            continue
+        if not reply["reuse"]:
             return  # the container ends with its agent; the pool discards it
+        after_attempt(folder, learn)  # before the next connection is accepted
 
 
 def main(argv: list[str] | None = None) -> int:
