@@ -275,9 +275,9 @@ class DockerExecutor(Executor):
         labels = {"orchestrator.model.step": step.name, "orchestrator.engine": inv.run_id}
         warm = self.pool.acquire(key, labels)
         self._warm[id(fut)] = warm
-        reuse = False
-        folder, inside = warm.attempt_folder()
+        reuse, folder = False, Path()
         try:
+            folder, inside = warm.attempt_folder()
             (folder / "invocation.json").write_text(json.dumps(inv.to_json()))
             env = self._env_and_network(step)[0]
             try:
@@ -292,7 +292,8 @@ class DockerExecutor(Executor):
         finally:
             self._warm.pop(id(fut), None)
             self.pool.release(warm, reuse)
-            shutil.rmtree(folder, ignore_errors=True)
+            if folder.name:  # made: remove it with what the attempt left there
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _env_and_network(self, step: Step[Any]) -> tuple[dict[str, str], bool]:
         """The attempt's environment (beyond the image's) and whether it has the network."""
