@@ -32,11 +32,9 @@ the pool's containers when the run ends.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,7 +46,7 @@ from typing import Any
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.execution.context import Registry
 from orchestrator.execution.local import Executor
-from orchestrator.execution.pool import AgentGone, ContainerPool, PoolKey, Warm
+from orchestrator.execution.pool import AgentGone, ContainerPool, PoolKey, Reaper, Warm
 from orchestrator.execution.worker import StepInvocation, StepResult
 from orchestrator.model.step import Step
 
@@ -92,44 +90,6 @@ def _gone(warm: Warm) -> dict[str, Any]:
     return {"code": code, "oom": oom}
 
 
-class _Reaper:
-    """The runner's end of `orchestrator.execution.reaper`, started with the first
-    container: it removes the containers listed here if the runner dies."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def _send(self, line: str) -> None:
-        with self._lock:
-            if self._proc is None:
-                self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "orchestrator.execution.reaper"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            assert self._proc.stdin is not None
-            with contextlib.suppress(OSError):  # it died: the containers are removed now
-                self._proc.stdin.write(line.encode() + b"\n")
-                self._proc.stdin.flush()
-
-    def watch(self, container_id: str) -> None:
-        self._send(f"+{container_id}")
-
-    def forget(self, container_id: str) -> None:
-        self._send(f"-{container_id}")
-
-    def close(self) -> None:
-        """End of file for the reaper: it removes what is left listed, then exits."""
-        with self._lock:
-            if self._proc is not None and self._proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    self._proc.stdin.close()
-            self._proc = None
-
-
 def _code_mounts(step: Step[Any], step_ref: str) -> list[str]:
     """Host folders holding the user's code for this step (mounted read-only, same path)."""
     where = step_ref.rpartition(":")[0]
@@ -168,7 +128,7 @@ class DockerExecutor(Executor):
         self._lock = threading.Lock()
         self._containers: dict[int, Any] = {}
         self._keep: set[int] = set()  # futures whose container is kept if it fails
-        self._reaper = _Reaper()
+        self._reaper = Reaper()
         self.scratch_root = Path(artifacts.root).resolve().parent / ".scratch"
         self.pool = ContainerPool(
             self.client,

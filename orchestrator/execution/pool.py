@@ -11,8 +11,9 @@ socket to run it.
 
 Invariants: a container serves one attempt at a time; it goes back to the pool only when
 the agent says it is fit for reuse (no OOM kill, no process left behind, a result
-written) and nobody killed it meanwhile; anything else removes it. Every container is
-listed with the executor's reaper from creation to removal, and `close()` removes them all.
+written) and nobody killed it meanwhile; anything else removes it. Every container of the
+Docker executor, pooled or not, is listed with its `Reaper` from creation to removal, and
+`close()` removes the pool's containers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -70,6 +73,44 @@ class Warm:
 
 class AgentGone(Exception):
     """The agent closed the connection without a reply (killed, OOM, or it crashed)."""
+
+
+class Reaper:
+    """The runner's end of `orchestrator.execution.reaper`, started with the first
+    container: it removes the containers listed here if the runner dies."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            if self._proc is None:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "orchestrator.execution.reaper"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            assert self._proc.stdin is not None
+            with contextlib.suppress(OSError):  # it died: the containers are removed now
+                self._proc.stdin.write(line.encode() + b"\n")
+                self._proc.stdin.flush()
+
+    def watch(self, container_id: str) -> None:
+        self._send(f"+{container_id}")
+
+    def forget(self, container_id: str) -> None:
+        self._send(f"-{container_id}")
+
+    def close(self) -> None:
+        """End of file for the reaper: it removes what is left listed, then exits."""
+        with self._lock:
+            if self._proc is not None and self._proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.close()
+            self._proc = None
 
 
 class ContainerPool:
