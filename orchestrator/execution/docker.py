@@ -1,33 +1,40 @@
-"""The Docker executor: each step attempt in its own container on a real Docker engine.
+"""The Docker executor: each step attempt in a container on a real Docker engine.
 
-Inside the container the step runs through our worker entry point
-(`python -m orchestrator.execution.remote`), which reads its inputs from the artifact store,
-mounted read-only at the same path as on the host, and writes its outputs to a scratch
-folder; the executor then verifies each output's hash and moves it into the store. No
-pickles cross the socket and nothing depends on the host's virtualenv.
+By default an attempt is a fresh process in a warm container of the executor's
+`ContainerPool` (`orchestrator.execution.pool`): containers are started once per image
+and settings and kept between attempts, and the agent inside forks a process per attempt
+and cleans up after it; a container that misbehaves (OOM kill, timeout, a process left
+behind, an exit without a result) is removed, never reused. With the hint `pool=False`,
+`keep_failed`, `DockerExecutor(pool=False)` or `ORCH_DOCKER_POOL=0`, the attempt gets a
+container of its own, created and removed around it.
+
+Either way the step runs through our worker entry point (`orchestrator.execution.remote`),
+which reads its inputs from the artifact store, mounted read-only at the same path as on
+the host, and writes its outputs to a scratch folder; the executor then verifies each
+output's hash and moves it into the store. No pickles cross the socket and nothing
+depends on the host's virtualenv.
 
 Per step, from `@step(hints={...})`: `image` (else the executor's default image), `env`,
 `cpus`, `memory` (e.g. "256m"), `network` (off unless True), `user` (default
-`65534:65534`, nobody), `keep_failed` (keep a failed container for inspection). Which
-steps of a Docker run go to a container at all (a step without an image, or one that
+`65534:65534`, nobody), `keep_failed` (keep a failed container for inspection), `pool`.
+Which steps of a Docker run go to a container at all (a step without an image, or one that
 talks to the embedded SQLite store, runs on the local thread pool) is decided by
-`orchestrator.engine.routing`; this executor runs what it is given. A timeout kills the
+`orchestrator.engine.routing`; this executor runs what it is given. A timeout removes the
 container. Every failure names the
 step: image not found, engine unreachable, OOM-killed, non-zero exit with the last lines.
 
 A container never outlives its runner: each is listed with a small reaper process
 (`orchestrator.execution.reaper`) from its creation until it is removed, and the reaper
-removes what is still listed when the runner ends, even by SIGKILL.
+removes what is still listed when the runner ends, even by SIGKILL; `shutdown()` removes
+the pool's containers when the run ends.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,6 +46,7 @@ from typing import Any
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.execution.context import Registry
 from orchestrator.execution.local import Executor
+from orchestrator.execution.pool import AgentGone, ContainerPool, PoolKey, Reaper, Warm
 from orchestrator.execution.worker import StepInvocation, StepResult
 from orchestrator.model.step import Step
 
@@ -64,42 +72,22 @@ def _stop(container: Any, keep: bool) -> bool:
     return True
 
 
-class _Reaper:
-    """The runner's end of `orchestrator.execution.reaper`, started with the first
-    container: it removes the containers listed here if the runner dies."""
+def _keep(step: Step[Any]) -> bool:
+    """Whether a failed attempt's container is kept for inspection (then never pooled)."""
+    return bool(step.hints.get("keep_failed")) or os.environ.get("ORCH_DOCKER_KEEP_FAILED") == "1"
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
 
-    def _send(self, line: str) -> None:
-        with self._lock:
-            if self._proc is None:
-                self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "orchestrator.execution.reaper"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            assert self._proc.stdin is not None
-            with contextlib.suppress(OSError):  # it died: the containers are removed now
-                self._proc.stdin.write(line.encode() + b"\n")
-                self._proc.stdin.flush()
-
-    def watch(self, container_id: str) -> None:
-        self._send(f"+{container_id}")
-
-    def forget(self, container_id: str) -> None:
-        self._send(f"-{container_id}")
-
-    def close(self) -> None:
-        """End of file for the reaper: it removes what is left listed, then exits."""
-        with self._lock:
-            if self._proc is not None and self._proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    self._proc.stdin.close()
-            self._proc = None
+def _gone(warm: Warm) -> dict[str, Any]:
+    """The reply for an agent that ended without one: killed by us, OOM, or it crashed."""
+    if warm.killed:
+        return {"code": 137, "oom": False}
+    try:
+        code = warm.container.wait(timeout=10).get("StatusCode", -1)
+        warm.container.reload()
+        oom = bool(warm.container.attrs.get("State", {}).get("OOMKilled", False))
+    except Exception:  # noqa: BLE001 - removed meanwhile, or the engine is gone
+        code, oom = -1, False
+    return {"code": code, "oom": oom}
 
 
 def _code_mounts(step: Step[Any], step_ref: str) -> list[str]:
@@ -130,16 +118,26 @@ class DockerExecutor(Executor):
         *,
         image: str | None = None,
         db_url: str | None = None,
+        pool: bool | None = None,
     ) -> None:
         super().__init__(artifacts, registry_factory, echo)
         self.image, self.db_url = image, db_url
+        self.pooled = pool if pool is not None else os.environ.get("ORCH_DOCKER_POOL") != "0"
         self.workers = os.cpu_count() or 2
         self._client: Any = None
         self._lock = threading.Lock()
         self._containers: dict[int, Any] = {}
         self._keep: set[int] = set()  # futures whose container is kept if it fails
-        self._reaper = _Reaper()
+        self._reaper = Reaper()
         self.scratch_root = Path(artifacts.root).resolve().parent / ".scratch"
+        self.pool = ContainerPool(
+            self.client,
+            Path(artifacts.root).resolve(),
+            self.scratch_root,
+            self._reaper.watch,
+            self._reaper.forget,
+        )
+        self._warm: dict[int, Warm] = {}  # futures running in a pooled container
 
     # -- engine connection ---------------------------------------------------------------
     def client(self) -> Any:
@@ -182,10 +180,10 @@ class DockerExecutor(Executor):
         except docker.errors.DockerException as exc:
             where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
             return _fail(inv, f"cannot reach the Docker engine at {where}: {exc}", t0=t0)
-        self.scratch_root.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f"{inv.step}-", dir=self.scratch_root))
         try:
-            return self._in_scratch(client, fut, inv, step, image, scratch, t0)
+            if self._pooled(step):
+                return self._pooled_attempt(fut, inv, step, image, t0)
+            return self._fresh_attempt(client, fut, inv, step, image, t0)
         except docker.errors.ImageNotFound:
             return _fail(
                 inv,
@@ -194,8 +192,78 @@ class DockerExecutor(Executor):
             )
         except docker.errors.APIError as exc:
             return _fail(inv, f"Docker engine error: {exc.explanation or exc}", t0=t0)
+
+    def _pooled(self, step: Step[Any]) -> bool:
+        return self.pooled and step.hints.get("pool", True) is not False and not _keep(step)
+
+    def _fresh_attempt(
+        self,
+        client: Any,
+        fut: cf.Future[StepResult],
+        inv: StepInvocation,
+        step: Step[Any],
+        image: str,
+        t0: float,
+    ) -> StepResult:
+        """The attempt in a container of its own, removed after it."""
+        self.scratch_root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{inv.step}-", dir=self.scratch_root))
+        try:
+            return self._in_scratch(client, fut, inv, step, image, scratch, t0)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    # -- a warm container of the pool ----------------------------------------------------
+    def _pool_key(self, step: Step[Any], image: str, mounts: list[str]) -> PoolKey:
+        hints = step.hints
+        cpus = float(hints["cpus"]) if "cpus" in hints else None
+        memory = str(hints["memory"]) if "memory" in hints else None
+        network = self._env_and_network(step)[1]
+        return PoolKey(image, str(hints.get("user", NOBODY)), network, cpus, memory, tuple(mounts))
+
+    def _pooled_attempt(
+        self,
+        fut: cf.Future[StepResult],
+        inv: StepInvocation,
+        step: Step[Any],
+        image: str,
+        t0: float,
+    ) -> StepResult:
+        """The attempt as a fresh process in a warm container; the container goes back to
+        the pool only if the agent vouches for it."""
+        key = self._pool_key(step, image, _code_mounts(step, inv.step_ref))
+        labels = {"orchestrator.model.step": step.name, "orchestrator.engine": inv.run_id}
+        warm = self.pool.acquire(key, labels)
+        self._warm[id(fut)] = warm
+        reuse, folder = False, Path()
+        try:
+            folder, inside = warm.attempt_folder()
+            (folder / "invocation.json").write_text(json.dumps(inv.to_json()))
+            env = self._env_and_network(step)[0]
+            try:
+                reply = self.pool.request(warm, {"op": "run", "dir": inside, "env": env})
+            except AgentGone:
+                reply = _gone(warm)
+            log = folder / "output.log"
+            output = log.read_text(errors="replace") if log.exists() else ""
+            reuse = bool(reply.get("reuse")) and not warm.killed
+            code, oom = int(reply["code"]), bool(reply["oom"])
+            return self._result(inv, step, folder, code, oom, output, t0)
+        finally:
+            self._warm.pop(id(fut), None)
+            self.pool.release(warm, reuse)
+            if folder.name:  # made: remove it with what the attempt left there
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _env_and_network(self, step: Step[Any]) -> tuple[dict[str, str], bool]:
+        """The attempt's environment (beyond the image's) and whether it has the network."""
+        hints = step.hints
+        env = {"PYTHONUNBUFFERED": "1", **{k: str(v) for k, v in hints.get("env", {}).items()}}
+        network = bool(hints.get("network"))
+        if hints.get("store") and self.db_url and not self.db_url.startswith("sqlite"):
+            env["ORCH_DB_URL"] = self.db_url
+            network = True
+        return env, network
 
     def _run_kwargs(self, step: Step[Any], scratch: Path) -> dict[str, Any]:
         hints = step.hints
@@ -205,15 +273,8 @@ class DockerExecutor(Executor):
             root: {"bind": root, "mode": "ro"},
             str(scratch): {"bind": "/orch/scratch", "mode": "rw"},
         }
-        env = {
-            "PYTHONUNBUFFERED": "1",
-            "HOME": "/tmp",
-            **{k: str(v) for k, v in hints.get("env", {}).items()},
-        }
-        network = bool(hints.get("network"))
-        if hints.get("store") and self.db_url and not self.db_url.startswith("sqlite"):
-            env["ORCH_DB_URL"] = self.db_url
-            network = True
+        env, network = self._env_and_network(step)
+        env["HOME"] = "/tmp"
         kwargs: dict[str, Any] = {
             "detach": True,
             "user": str(hints.get("user", NOBODY)),
@@ -268,9 +329,7 @@ class DockerExecutor(Executor):
         kwargs.pop("detach")
         container = client.containers.create(image, cmd, **kwargs)
         self._reaper.watch(container.id)  # removed if this process dies before it does
-        keep = (
-            bool(step.hints.get("keep_failed")) or os.environ.get("ORCH_DOCKER_KEEP_FAILED") == "1"
-        )
+        keep = _keep(step)
         container.start()
         self._containers[id(fut)] = container
         if keep:
@@ -324,6 +383,10 @@ class DockerExecutor(Executor):
         return result
 
     def kill(self, future: cf.Future[StepResult]) -> bool:
+        warm = self._warm.get(id(future))
+        if warm is not None:
+            self.pool.discard(warm)
+            return True
         container = self._containers.get(id(future))
         if container is None:
             return False
@@ -332,4 +395,5 @@ class DockerExecutor(Executor):
     def shutdown(self) -> None:
         for key, container in list(self._containers.items()):
             _stop(container, keep=key in self._keep)
+        self.pool.close()
         self._reaper.close()

@@ -1,0 +1,232 @@
+"""The Docker executor's warm container pool on a real Docker engine.
+
+Steps run through the engine with a real SQLite store and artifact folder; each step
+reports the container it ran in (its hostname, the container's id), so the tests can tell
+a reused container from a new one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.engine.loop import Engine
+from orchestrator.engine.report import RunResult
+from orchestrator.execution.docker import DockerExecutor
+from orchestrator.execution.local import EXECUTORS
+from orchestrator.execution.worker import load_module_from_path
+from orchestrator.store.metadata import MetadataStore
+from tests.integration.test_docker import docker_image  # noqa: F401 - the fixture
+
+FLOW = textwrap.dedent(
+    """
+    import os, socket, subprocess
+    from pathlib import Path
+    from orchestrator import current, pipeline, step
+
+    def _seen() -> dict:
+        return {
+            "host": socket.gethostname(),
+            "tmp": os.path.exists("/tmp/left-by-first"),
+            "shm": os.path.exists("/dev/shm/left-by-first"),
+            "home": os.path.exists(os.path.join(os.environ["HOME"], "left-by-first")),
+            "cwd": os.path.exists("left-by-first"),
+            "env": os.environ.get("LEFT_BY_FIRST"),
+            "uid": os.getuid(),
+        }
+
+    @step
+    def first(n: int = 1) -> dict:
+        seen = _seen()
+        for place in ("/tmp", "/dev/shm", os.environ["HOME"], "."):
+            Path(place, "left-by-first").write_text("secret")
+        os.environ["LEFT_BY_FIRST"] = "secret"
+        return seen
+
+    @step
+    def second(before: dict) -> dict:
+        return _seen()
+
+    @pipeline
+    def isolation(n: int = 1):
+        second(first(n=n))
+
+    @step(hints={"memory": "96m"})
+    def small_limited(n: int = 1) -> str:
+        return socket.gethostname()
+
+    @step(hints={"memory": "96m"}, retries=1)
+    def hog(before: str) -> str:
+        if current().attempt == 1:
+            blob = bytearray(400 * 1024 * 1024)
+            return str(len(blob))
+        return socket.gethostname()
+
+    @pipeline
+    def oom(n: int = 1):
+        hog(small_limited(n=n))
+
+    @step
+    def leaves_a_process(n: int = 1) -> str:
+        subprocess.Popen(["sleep", "300"], start_new_session=True)
+        return socket.gethostname()
+
+    @step
+    def after_it(before: str) -> str:
+        return socket.gethostname()
+
+    @pipeline
+    def straggler(n: int = 1):
+        after_it(leaves_a_process(n=n))
+
+    @step
+    def count(n: int = 3) -> list[int]:
+        return list(range(n))
+
+    @step
+    def scaled(xs: list[int], k: float = 0.5) -> dict[str, float]:
+        return {str(x): x * k for x in xs}
+
+    @pipeline
+    def plain(n: int = 3):
+        scaled(count(n=n))
+
+    @step(hints={"pool": False})
+    def fresh_one(n: int = 1) -> str:
+        return socket.gethostname()
+
+    @step(hints={"pool": False})
+    def fresh_two(before: str) -> str:
+        return socket.gethostname()
+
+    @pipeline
+    def fresh(n: int = 1):
+        fresh_two(fresh_one(n=n))
+    """
+)
+
+
+class Bench:
+    """An engine over a fresh store whose Docker executor stays inspectable."""
+
+    def __init__(self, root: Path, image: str) -> None:
+        root.mkdir(parents=True)
+        self.store = MetadataStore(f"sqlite:///{root}/db.sqlite")
+        self.artifacts = ArtifactStore(root / "artifacts")
+        self.docker: DockerExecutor | None = None
+
+        def make(name: str) -> Any:
+            if name != "docker":
+                return EXECUTORS[name](self.artifacts)
+            self.docker = DockerExecutor(self.artifacts, image=image, db_url=self.store.url)
+            return self.docker
+
+        self.engine = Engine(self.store, self.artifacts, make)
+
+    def run(self, flow: Any, name: str, executor: str = "docker") -> RunResult:
+        return self.engine.run(getattr(flow, name).build(), target="test", executor=executor)
+
+    def value(self, result: RunResult, step: str) -> Any:
+        report = result.step(step)
+        assert report is not None and report.state == "succeeded", report
+        return self.artifacts.get(report.outputs[0])
+
+    def close(self) -> None:
+        self.engine.close()
+        self.store.close()
+
+
+@pytest.fixture
+def flow(tmp_path: Path) -> Any:
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "poolflow.py").write_text(FLOW)
+    return load_module_from_path(folder / "poolflow.py")
+
+
+@pytest.fixture
+def bench(tmp_path: Path, docker_image: str) -> Iterator[Bench]:  # noqa: F811
+    b = Bench(tmp_path / "b", docker_image)
+    yield b
+    b.close()
+
+
+def _containers(label: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
+
+
+def test_two_steps_in_one_container_see_nothing_of_each_other(bench: Bench, flow: Any) -> None:
+    result = bench.run(flow, "isolation")
+    first, second = bench.value(result, "first"), bench.value(result, "second")
+    assert second["host"] == first["host"]  # the same warm container
+    assert bench.docker is not None and bench.docker.pool.started == 1
+    assert second == {
+        "host": first["host"],
+        "tmp": False,
+        "shm": False,
+        "home": False,
+        "cwd": False,
+        "env": None,
+        "uid": 65534,
+    }
+
+
+def test_a_step_that_ooms_discards_its_container(bench: Bench, flow: Any) -> None:
+    result = bench.run(flow, "oom")
+    before = bench.value(result, "small_limited")
+    report = result.step("hog")
+    assert report is not None and report.attempts == 2
+    retried_in = bench.value(result, "hog")
+    assert retried_in != before  # the container the OOM happened in was not reused
+    assert bench.docker is not None and bench.docker.pool.started == 2
+    assert before[:12] not in " ".join(_containers("orchestrator.pool=1"))
+
+
+def test_a_step_leaving_a_process_behind_discards_its_container(bench: Bench, flow: Any) -> None:
+    result = bench.run(flow, "straggler")
+    assert bench.value(result, "after_it") != bench.value(result, "leaves_a_process")
+    assert bench.docker is not None and bench.docker.pool.started == 2
+
+
+def test_pooled_cache_keys_equal_a_thread_runs(
+    tmp_path: Path,
+    docker_image: str,  # noqa: F811
+    flow: Any,
+) -> None:
+    keys = {}
+    for executor in ("thread", "docker"):
+        b = Bench(tmp_path / executor, docker_image)
+        try:
+            result = b.run(flow, "plain", executor)
+            assert result.status == "succeeded", [(s.name, s.error) for s in result.steps]
+            keys[executor] = {s.name: s.cache_key for s in result.steps}
+        finally:
+            b.close()
+    assert keys["docker"] == keys["thread"]
+    assert set(keys["docker"]) == {"count", "scaled"} and all(keys["docker"].values())
+
+
+def test_no_container_is_left_after_the_run(bench: Bench, flow: Any) -> None:
+    result = bench.run(flow, "isolation")
+    assert result.status == "succeeded"
+    assert len(_containers(f"orchestrator.engine={result.run_id}")) == 1  # warm, idle
+    bench.engine.close()
+    assert _containers(f"orchestrator.engine={result.run_id}") == []
+
+
+def test_per_step_containers_remain_an_option(bench: Bench, flow: Any) -> None:
+    result = bench.run(flow, "fresh")
+    assert bench.value(result, "fresh_one") != bench.value(result, "fresh_two")
+    assert bench.docker is not None and bench.docker.pool.started == 0
