@@ -158,6 +158,7 @@ def run_page(request: Request, run_id: RunIdPath) -> Response:
             "opened": opened,
             "timeline": graphs.timeline(run, view["steps"]),
             "models": ui(request).registry.of_run(run["id"]),
+            "tracked": ui(request).store.tracking.summaries([run["id"]])[run["id"]],
         },
     )
 
