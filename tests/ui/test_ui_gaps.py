@@ -1,6 +1,8 @@
 """What a step tracked before its last attempt failed, the favicon, the serving app's
 documented routes and the CLI's failure text, on runs made by the real `orch` CLI.
 
+The start form's known bounds, executor choice and "edit and re-run" are checked too.
+
 The project (one per module): `flaky.py`, whose step logs a metric and a parameter on
 every attempt and then raises (one retry), and the built-in `classification` once, so the
 store has a registered model for the serving app. Expected values come from the CLI.
@@ -19,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "tests" / "e2e") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from orchtest import BROKEN, Orch, Project  # noqa: E402
+from orchtest import BROKEN, Orch, Project, wait_for  # noqa: E402
 
 FLAKY = """
 from orchestrator import current, pipeline, step
@@ -50,13 +52,18 @@ def gaps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"orch": orch, "project": project, "flaky": res}
 
 
+TOKEN = "gaps-token-31c9"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def _client(orch: Orch) -> TestClient:
     from orchestrator.artifacts.store import ArtifactStore
     from orchestrator.store.metadata import MetadataStore
     from orchestrator.ui.app import create_app
 
     store = MetadataStore(f"sqlite:///{orch.db}")
-    return TestClient(create_app(store, ArtifactStore(orch.artifacts), home=orch.home))
+    app = create_app(store, ArtifactStore(orch.artifacts), home=orch.home, token=TOKEN)
+    return TestClient(app, follow_redirects=False)
 
 
 def test_a_step_whose_last_attempt_fails_keeps_what_it_tracked(gaps: dict[str, Any]) -> None:
@@ -126,3 +133,53 @@ def test_the_serving_apps_docs_list_predict(gaps: dict[str, Any]) -> None:
     assert {"/predict", "/predict/batch", "/health", "/model"} <= set(spec["paths"]), spec["paths"]
     assert "post" in spec["paths"]["/predict"] and "post" in spec["paths"]["/predict/batch"]
     assert health["status"] == "ok"
+
+
+def test_the_start_form_shows_and_enforces_known_bounds(gaps: dict[str, Any]) -> None:
+    orch: Orch = gaps["orch"]
+    before = {r["run_id"] for r in orch.runs()}
+    with _client(orch) as client:
+        blank = client.get("/pipelines/classification").text
+        refused = client.post(
+            "/pipelines/classification/runs", data={"test_size": "1.5"}, headers=BEARER
+        )
+    assert '<span class="field-hint muted" data-field="test_size">&gt; 0, &lt; 1</span>' in blank
+    assert refused.status_code == 422, refused.text
+    assert 'data-field="test_size">pipeline &#39;classification&#39; parameter' in refused.text
+    assert "Input should be less than 1" in refused.text
+    cli = orch("run", "classification", "-p", "test_size=1.5")
+    assert cli.code == 2, cli.describe()
+    assert cli.err.startswith("error: ") and "test_size" in cli.err and "less than 1" in cli.err
+    assert "Traceback" not in cli.err
+    assert {r["run_id"] for r in orch.runs()} == before, "a run started with test_size=1.5"
+
+
+def test_the_start_form_offers_the_executor_and_edit_and_rerun_prefills_it(
+    gaps: dict[str, Any],
+) -> None:
+    orch: Orch = gaps["orch"]
+    earlier = orch("run", "flaky.py:fl", "-e", "process", "-p", "n=7", "--json")
+    assert earlier.code == 1, earlier.describe()
+    run_id = earlier.json["run_id"]
+    with _client(orch) as client:
+        run_page = client.get(f"/runs/{run_id}").text
+        filled = client.get(f"/pipelines/fl?from={run_id}").text
+        bogus = client.post("/pipelines/fl/runs", data={"_executor": "warp"}, headers=BEARER)
+        started = client.post(
+            "/pipelines/fl/runs", data={"n": "4", "_executor": "process"}, headers=BEARER
+        )
+        missing = client.get("/pipelines/fl?from=000000000000")
+    assert f'id="edit-rerun" href="/pipelines/fl?from={run_id}"' in run_page
+    assert '<input type="text" id="p-n" name="n" value="7">' in filled
+    assert '<option value="process" selected>process</option>' in filled
+    assert '<option value="thread">thread</option>' in filled
+    assert bogus.status_code == 422 and "unknown executor &#39;warp&#39;" in bogus.text
+    assert missing.status_code == 404
+    assert started.status_code == 303, started.text
+    new_id = started.headers["location"].rsplit("/", 1)[1]
+    shown = wait_for(
+        lambda: (doc := orch.show(new_id))["status"] != "running" and doc,
+        "the run started from the form to end",
+        timeout=120,
+    )
+    assert shown["executor"] == "process" and shown["params"]["n"] == 4, shown
