@@ -4,7 +4,9 @@ against the real `orch ui` over a project filled by the real `orch` CLI.
 The `lab` project (one per pytest-xdist worker) has `lab.py:lab` run three times: C=0.5,
 C=2.0, then, after `fit`'s code is edited, C=3.0; its `score` step logs the metric
 `score`. Tests that need their own runs (a retried step, a failed run to resume, a
-running run whose timeline grows) make them in the same project. The browser, the page
+running run whose timeline grows) make them in the same project. The registry test uses
+test_browser.py's `project` (classification twice: iris-classifier v1 archived, v2
+production), a copy of its own, so the promotions there and here never meet. The browser, the page
 fixture (which fails on any uncaught JavaScript error) and the screenshots in
 `test-artifacts/ui/` are those of test_browser.py; expected values come from the CLI.
 """
@@ -20,10 +22,23 @@ from typing import Any
 import pytest
 import test_browser
 from orchtest import Orch, Project, states, wait_for
-from test_browser import RUN_TIMEOUT, TOKEN, Server, UIProject, _start_ui, shot, sign_in, visit
+from test_browser import (
+    MODEL,
+    RUN_TIMEOUT,
+    TOKEN,
+    Server,
+    UIProject,
+    _start_ui,
+    models,
+    shot,
+    sign_in,
+    visit,
+)
 
 browser = test_browser.browser  # the fixtures of test_browser.py
 page = test_browser.page
+project = test_browser.project  # here: this module's own copy (its own state folder)
+ui_server = test_browser.ui_server
 
 try:
     from playwright.sync_api import Page
@@ -316,3 +331,49 @@ def test_the_timeline_of_a_running_run_refreshes_itself(
     assert list(final) == ["first", "second"]
     assert final["second"] >= final["first"]
     shot(page, "finished")
+
+
+def test_alias_promote_and_the_audit_trail(
+    page: Page, ui_server: Server, project: UIProject
+) -> None:
+    before = models(project.orch)
+    older = min(before)
+    assert before[older] == "archived", before
+    sign_in(page, ui_server)
+    visit(page, f"{ui_server.url}/models/{MODEL}", "model")
+    page.locator("#alias-name").fill("champion")
+    page.locator("#alias-version").select_option(str(older))
+    page.locator("#alias-reason").fill("best on the holdout")
+    page.locator("#alias-submit").click()
+    alias = page.locator("#model-aliases span[data-alias='champion']")
+    alias.wait_for()
+    assert alias.get_attribute("data-alias-version") == str(older)
+    shot(page, "aliased")
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator(f"button[data-promote-version='{older}']").click()
+    wait_for(
+        lambda: models(project.orch)[older] == "production", f"v{older} production", timeout=30
+    )
+    visit(page, f"{ui_server.url}/models/{MODEL}", "promoted")
+    events = project.orch("models", MODEL, "--events", "--json")
+    assert events.code == 0, events.describe()
+    trail = events.json if isinstance(events.json, list) else events.json["events"]
+    rows = page.locator("#model-events tbody tr[data-event-kind]")
+    assert rows.count() == len(trail), (rows.count(), trail)
+    for i, e in enumerate(trail):  # newest first, as the CLI lists them
+        row = rows.nth(i)
+        assert row.get_attribute("data-event-actor") == e["actor"]
+        assert row.get_attribute("data-event-version") == str(e["version"])
+        assert row.get_attribute("data-event-kind") == e["kind"]
+        text = row.inner_text()
+        assert all(str(v) in text for v in (e["from_value"], e["to_value"]) if v), (text, e)
+        assert (e["reason"] or "") in text
+    seen = [(e["kind"], e["actor"], e["version"], e["from_value"], e["to_value"]) for e in trail]
+    assert ("alias", "ui", older, None, f"champion: v{older}") in seen, seen
+    assert any(k != "alias" and a == "ui" and v == older and t == "production"
+               for k, a, v, _, t in seen), seen  # fmt: skip
+    assert any(a == "deploy" for _, a, _, _, _ in seen), seen  # the deploy steps' records
+    alias_event = next(e for e in trail if e["kind"] == "alias")
+    assert alias_event["reason"] == "best on the holdout"
+    shot(page, "trail")
