@@ -377,3 +377,79 @@ def test_alias_promote_and_the_audit_trail(
     alias_event = next(e for e in trail if e["kind"] == "alias")
     assert alias_event["reason"] == "best on the holdout"
     shot(page, "trail")
+
+
+SWEEP_EVAL = """
+from pydantic import BaseModel
+
+from orchestrator import pipeline, step
+
+
+@step(kind="train")
+def fitc(C: float = 1.0) -> float:
+    return C
+
+
+class Report(BaseModel):
+    metrics: dict[str, float]
+
+
+@step(kind="evaluate")
+def judge(model: float) -> Report:
+    return Report(metrics={"score": -((model - 1.0) ** 2)})
+
+
+@pipeline
+def swept(C: float = 1.0):
+    judge(fitc(C=C))
+"""
+
+
+def test_a_sweep_opens_in_the_compare_view_from_its_run_page(
+    page: Page, lab_server: Server, lab: Lab
+) -> None:
+    lab.project.write("brsweep.py", SWEEP_EVAL)
+    res = lab.orch("sweep", "brsweep.py:swept", "--grid", "fitc.C=0.1,1,4", "--json")
+    assert res.code == 0, res.describe()
+    run_id = res.json[0]["run_id"]
+    table = lab.orch("sweep-table", run_id, "--json")
+    assert table.code == 0, table.describe()
+    visit(page, f"{lab_server.url}/runs/{run_id}", "sweep-run")
+    page.locator("#run-sweep").click()
+    page.wait_for_url(re.compile(rf".*/compare\?sweep={run_id}$"))
+    page.wait_for_load_state("networkidle")
+    shot(page, "sweep-compare")
+    rows = page.locator("#sweep-table tbody tr[data-combination]")
+    names = [rows.nth(i).get_attribute("data-combination") for i in range(rows.count())]
+    assert names == [r["combination"] for r in table.json]
+    best = page.locator("#sweep-table tr.best")
+    assert best.count() == 1 and best.get_attribute("data-combination") == names[0]
+    assert float(best.locator("td[data-col='params.fitc.C']").inner_text()) == 1.0
+    for want in table.json:
+        row = page.locator(f"#sweep-table tr[data-combination='{want['combination']}']")
+        shown = float(row.locator("td[data-col='metrics.score']").inner_text())
+        assert shown == pytest.approx(want["metrics"]["score"], rel=1e-5, abs=1e-9)
+
+
+def test_edit_and_rerun_prefills_the_start_form(page: Page, lab_server: Server, lab: Lab) -> None:
+    earlier = lab.orch.show(lab.runs[1])  # C=2.0
+    sign_in(page, lab_server)
+    visit(page, f"{lab_server.url}/runs/{lab.runs[1]}", "run")
+    page.locator("#edit-rerun").click()
+    page.wait_for_url(re.compile(rf".*/pipelines/lab\?from={lab.runs[1]}$"))
+    shot(page, "prefilled")
+    form = page.locator("form#start-run")
+    assert float(form.locator("[name='C']").input_value()) == earlier["params"]["C"]
+    assert form.locator("select[name='_executor']").input_value() == earlier["executor"]
+    form.locator("[name='C']").fill("2.5")
+    form.locator("select[name='_executor']").select_option("process")
+    form.locator("[type='submit']").first.click()
+    page.wait_for_url(re.compile(r".*/runs/[A-Za-z0-9_-]+$"))
+    new_id = page.url.rsplit("/", 1)[1]
+    assert new_id not in lab.runs
+    page.wait_for_function(
+        "() => document.getElementById('run-header').dataset.status === 'succeeded'",
+        timeout=RUN_TIMEOUT * 1000,
+    )
+    shown = lab.orch.show(new_id)
+    assert shown["params"]["C"] == 2.5 and shown["executor"] == "process", shown
