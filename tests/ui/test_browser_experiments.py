@@ -35,7 +35,7 @@ from test_browser import (
     visit,
 )
 
-browser = test_browser.browser  # the fixtures of test_browser.py
+# the fixtures of test_browser.py (`browser` is conftest.py's, one per process)
 page = test_browser.page
 project = test_browser.project  # here: this module's own copy (its own state folder)
 ui_server = test_browser.ui_server
