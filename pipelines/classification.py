@@ -8,6 +8,10 @@ e.g. `train.params`.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from orchestrator import pipeline
 from orchestrator.steps import (
     deploy_model,
@@ -24,7 +28,7 @@ def classification(
     dataset: str = "iris",
     estimator: str = "sklearn.linear_model.LogisticRegression",
     C: float = 1.0,
-    test_size: float = 0.25,
+    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.25,
     seed: int = 0,
     margin: float = 0.0,
     model_name: str = "iris-classifier",

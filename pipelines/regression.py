@@ -6,6 +6,10 @@ beats the production `diabetes-regressor`.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from orchestrator import pipeline
 from orchestrator.steps import (
     deploy_model,
@@ -22,7 +26,7 @@ def regression(
     dataset: str = "diabetes",
     estimator: str = "sklearn.linear_model.Ridge",
     alpha: float = 1.0,
-    test_size: float = 0.25,
+    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.25,
     seed: int = 0,
     margin: float = 0.0,
     model_name: str = "diabetes-regressor",

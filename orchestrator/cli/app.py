@@ -225,7 +225,8 @@ def show(
 
     run_row = ENV.store.get_run(run_id)
     steps, attempts = ENV.store.step_runs(run_row["id"]), ENV.store.attempts(run_row["id"])
-    print_show(run_row, steps, as_json, logs, full_logs, attempts)
+    tracked = ENV.store.tracking.summaries([run_row["id"]])[run_row["id"]]
+    print_show(run_row, steps, as_json, logs, full_logs, attempts, tracked)
 
 
 @app.command()

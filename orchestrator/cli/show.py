@@ -106,15 +106,17 @@ def print_show(
     logs: bool,
     full_logs: bool = False,
     attempts: list[dict[str, Any]] | None = None,
+    tracked: dict[str, Any] | None = None,
 ) -> None:
     tries = _by_step(attempts or [])
+    mine = {k: (tracked or {}).get(k) or {} for k in ("metrics", "params")}
     if as_json:
         docs = [
             _step_json(s, logs)
             | {"attempt_history": [_attempt_json(a, logs) for a in tries.get(s["name"], [])]}
             for s in steps
         ]
-        print(_dumps(_run_json(run) | {"steps": docs}))
+        print(_dumps(_run_json(run) | {"tracked": mine, "steps": docs}))
         return
     out.print(
         f"run [bold]{run['id']}[/]  pipeline {run['pipeline']}  {_state(run['status'])}  "
@@ -143,6 +145,7 @@ def print_show(
         _print_tree(run["params"], 1)
     else:
         out.print("params: {}", highlight=False)
+    _print_tracked(mine)
     for s in steps:
         out.rule(f"{s['name']}  ({s['kind']})  {s['state']}  {_dur(s['duration'])}", align="left")
         out.print(
@@ -168,6 +171,18 @@ def print_show(
             out.print(s["error"], highlight=False, markup=False)
         if logs and s.get("log"):
             _print_log(run["id"], s["name"], s["log"], full_logs)
+
+
+def _print_tracked(tracked: dict[str, dict[str, Any]]) -> None:
+    """What the steps logged (a failed step's last attempt included), one line each."""
+    for label, key in (("metrics", "metrics"), ("tracked params", "params")):
+        if tracked[key]:
+            pairs = " ".join(f"{k}={_compact(v)}" for k, v in sorted(tracked[key].items()))
+            out.print(f"{label}: {pairs}", highlight=False, markup=False)
+
+
+def _compact(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else json.dumps(value, default=str)
 
 
 def _print_attempts(

@@ -384,6 +384,8 @@ class _Run:
         rep.attempts, rep.duration = attempts, duration
         tb = f"\n{result.traceback}" if result is not None and result.traceback else ""
         self.record.failed(rep, parts, result.log if result else None, tb)
+        if result is not None:  # what the last attempt tracked before it failed
+            self.record.tracking(name, result)
         self.emit(name, StepState.FAILED, error=error)
         for desc in self.state.to_skip(name):
             self.record.skipped(self.state.skip(desc, name), name)

@@ -4,12 +4,12 @@ It turns what happens to a step (running, cached, succeeded, failed, skipped) in
 rows of a `Batch`: step-run inserts and updates, artifact rows and cache entries, and
 one attempt row per attempt (inserted `running` when it starts, updated when it ends, a
 failed one with its own error, traceback and log, so a retry loses nothing), and what a
-succeeded step tracked (metrics, parameters, named artifacts: `tracking`). It
-keeps one batch, the round's changes; `flush` commits it in one transaction and starts
-a new one. The engine flushes once per scheduling round, before it starts any step of
-that round, so a child never runs ahead of the record of its inputs and every running
-step shows as running. Nothing is written between flushes: a crash loses at most the
-round in flight, never a finished step of an earlier round.
+succeeded step, or a failed step's last attempt, tracked (metrics, parameters, named
+artifacts: `tracking`). It keeps one batch, the round's changes; `flush` commits it in
+one transaction and starts a new one. The engine flushes once per scheduling round,
+before it starts any step of that round, so a child never runs ahead of the record of
+its inputs and every running step shows as running. Nothing is written between flushes:
+a crash loses at most the round in flight, never a finished step of an earlier round.
 """
 
 from __future__ import annotations

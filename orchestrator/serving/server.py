@@ -47,7 +47,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd  # imported here, once: a poller thread never races a first import
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
@@ -389,6 +389,31 @@ def _routes(app: FastAPI, server: Server) -> None:
     async def model() -> Response:
         served = server.served
         return _unavailable(name, server.selector) if served is None else _json(_metadata(served))
+
+    for path, (parse, one) in _PREDICT.items():
+        _predict_route(app, server, path, parse, one)
+
+
+_PREDICT_DOCS = {
+    True: ("Predict one row", "A JSON object with one value per feature (GET /model)."),
+    False: ("Predict a batch", 'A JSON object `{"rows": [ROW, ...]}` of rows as /predict takes.'),
+}
+
+
+def _predict_route(app: FastAPI, server: Server, path: str, parse: Parse, one: bool) -> None:
+    """Document a prediction route in the app's OpenAPI (/docs); `ServingApp` answers it
+    before routing, and this handler answers it the same way if it is ever reached."""
+    summary, text = _PREDICT_DOCS[one]
+
+    async def predict(request: Request) -> Response:
+        status, body = await _answer(server, await request.body(), parse, one)
+        return Response(body, status_code=status, media_type="application/json")
+
+    body = {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}
+    app.add_api_route(
+        path, predict, methods=["POST"], summary=summary, description=text,
+        openapi_extra={"requestBody": body | {"description": text}},
+    )  # fmt: skip
 
 
 def create_app(

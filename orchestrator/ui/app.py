@@ -78,6 +78,7 @@ def create_app(
         graphs=graphs.GraphCache(),
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     for module in (
         auth, views_pipelines, views_models, views_ops, views_drift, views_experiments,
         views_runs, run_actions,
@@ -85,6 +86,13 @@ def create_app(
         app.include_router(module.router)
     _error_handlers(app)
     return app
+
+
+def _favicon() -> Response:
+    """The icon browsers ask for at /favicon.ico (an SVG, as every current browser reads)."""
+    body = (STATIC / "favicon.svg").read_bytes()
+    headers = {"Cache-Control": "public, max-age=86400"}
+    return Response(body, media_type="image/svg+xml", headers=headers)
 
 
 def _error_handlers(app: FastAPI) -> None:

@@ -5,15 +5,22 @@ A field's text is validated against the parameter's type hint with the engine's 
 turns "0.5" into a float, "true" into a bool) and then as JSON (`[1, 2]`, `{"a": 1}`),
 the way `--param` values are read. Every bad field gets its own message; then the whole
 pipeline is built with the values, so step-level problems are found before a run starts.
+A parameter declared with bounds (`Annotated[float, Field(gt=0, lt=1)]`) shows them as
+its hint and is refused outside them. The form also picks the executor (`executor`, one
+of `EXECUTORS`), and `prefilled_form` fills it from an earlier run ("edit and re-run").
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from typing import Any
 
+import annotated_types
+
 from orchestrator.errors import OrchestratorError, ParamError
+from orchestrator.execution.backends import NAMES as EXECUTORS
 from orchestrator.model.graph import parse_cli_value, type_name, validate_value
 from orchestrator.ui.present import param_text
 
@@ -25,26 +32,72 @@ class Field:
     default: Any
     value: str
     error: str = ""
+    hint: str = ""
 
 
 @dataclasses.dataclass
 class StartForm:
     fields: list[Field]
     error: str = ""
+    executor: str = "thread"
+    executors: tuple[str, ...] = EXECUTORS
 
     @property
     def ok(self) -> bool:
         return not self.error and not any(f.error for f in self.fields)
 
 
+_BOUNDS = (
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Ge, "ge", ">="),
+    (annotated_types.Lt, "lt", "<"),
+    (annotated_types.Le, "le", "<="),
+)
+
+
+def bounds(annotation: Any) -> str:
+    """The bounds an `Annotated` hint declares, as text (`> 0, < 1`), or ""."""
+    if typing.get_origin(annotation) is not typing.Annotated:
+        return ""
+    found: list[Any] = []
+    for meta in typing.get_args(annotation)[1:]:
+        found += [meta, *getattr(meta, "metadata", [])]
+    return ", ".join(
+        f"{sign} {getattr(m, attr)}" for m in found for kind, attr, sign in _BOUNDS
+        if isinstance(m, kind)
+    )  # fmt: skip
+
+
 def blank_form(pipe: Any) -> StartForm:
     """Each parameter prefilled with its default."""
     return StartForm(
         [
-            Field(name, type_name(ann), default, param_text(default))
+            Field(name, type_name(ann), default, param_text(default), hint=bounds(ann))
             for name, (ann, default) in pipe.param_specs.items()
         ]
     )
+
+
+def prefilled_form(pipe: Any, params: dict[str, Any], executor: str) -> StartForm:
+    """The form filled with an earlier run's parameters and executor."""
+    form = blank_form(pipe)
+    for f in form.fields:
+        if f.name in params:
+            f.value = param_text(params[f.name])
+    form.executor = executor if executor in EXECUTORS else form.executor
+    return form
+
+
+EXECUTOR_FIELD = "_executor"  # no pipeline parameter's name: those are never private
+
+
+def pick_executor(form: StartForm, submitted: dict[str, str]) -> str:
+    """The executor the form picked (`EXECUTOR_FIELD`); an unknown one is the form's error."""
+    name = submitted.get(EXECUTOR_FIELD, "").strip() or "thread"
+    form.executor = name
+    if name not in EXECUTORS:
+        form.error = f"unknown executor '{name}' (one of: {', '.join(EXECUTORS)})"
+    return name
 
 
 def validate_form(pipe: Any, submitted: dict[str, str]) -> tuple[StartForm, dict[str, Any]]:
@@ -64,7 +117,7 @@ def validate_form(pipe: Any, submitted: dict[str, str]) -> tuple[StartForm, dict
             continue
         if not _same(value, f.default):
             overrides[f.name] = value
-    unknown = sorted(set(submitted) - {f.name for f in form.fields})
+    unknown = sorted(set(submitted) - {f.name for f in form.fields} - {EXECUTOR_FIELD})
     if unknown:
         form.error = f"pipeline '{pipe.name}' has no parameter {', '.join(map(repr, unknown))}"
     if form.ok:

@@ -6,11 +6,15 @@
 the checked runs to `/compare?runs=a,b,c`. The compare page shows the metrics side by
 side (the best value of each marked `class="best"`), each metric series as a small SVG
 chart, and each run's differences from the first, every one linking to the step it
-touched. `/api/compare` answers the same document as `orch compare --json`.
+touched. `/api/compare` answers the same document as `orch compare --json`. A sweep opens
+in the same view, `/compare?sweep=RUN`: every combination's parameters and metrics, best
+first, the best row marked `class="best"` (`/api/sweeps/RUN`: the same rows as JSON).
 
 Contract shared with the tests: experiment rows are `<tr data-run-id="ID">` with
 `<input type="checkbox" name="run" value="ID">` and one `<td data-col="COLUMN">` per
-chosen column; compare differences are `<li data-step="STEP" data-kind="KIND">`.
+chosen column; compare differences are `<li data-step="STEP" data-kind="KIND">`; sweep
+rows are `<tr data-combination="NAME">` in `<table id="sweep-table">`, cells
+`<td data-col="params.P">` / `<td data-col="metrics.M">`.
 Bad options answer 422 with the same one-line message the CLI prints.
 """
 
@@ -18,12 +22,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from orchestrator.compare import compare
-from orchestrator.errors import NotFound, ParamError
+from orchestrator.errors import NotFound, OrchestratorError, ParamError
 from orchestrator.experiments import columns, query, text_of, value_of
+from orchestrator.sweeps import sweep_of
 from orchestrator.ui import queries
 from orchestrator.ui.web import NAME, not_found, page, ui
 
@@ -82,10 +87,49 @@ def experiments(
 
 
 @router.get("/compare", response_class=HTMLResponse)
-def compare_page(request: Request, runs: Annotated[str, Query(max_length=800)] = "") -> Response:
+def compare_page(
+    request: Request,
+    runs: Annotated[str, Query(max_length=800)] = "",
+    sweep: Annotated[str | None, Query(pattern=NAME)] = None,
+) -> Response:
+    if sweep:
+        return page(request, "compare.html", {"sweep": _sweep(request, sweep), "fmt": _fmt})
     doc = _compare(request, runs)
     charts = {name: chart(per_run) for name, per_run in doc["series"].items()}
-    return page(request, "compare.html", {"doc": doc, "charts": charts, "fmt": _fmt})
+    return page(request, "compare.html", {"doc": doc, "charts": charts, "fmt": _fmt, "sweep": None})
+
+
+@router.get("/api/sweeps/{run_id}")
+def api_sweep(request: Request, run_id: Annotated[str, Path(pattern=NAME)]) -> Any:
+    """The same rows as `orch sweep-table RUN --json` (with the ranking metric)."""
+    return _sweep(request, run_id)
+
+
+def _sweep(request: Request, run_id: str) -> dict[str, Any]:
+    """A sweep's combinations best first: `run_id`, `metric`, `maximize`, `params` and
+    `metrics` (column names), `rows` (as `Sweep.table`), `best` (its combination)."""
+    state = ui(request)
+    try:
+        result = sweep_of(state, state.store.get_run(run_id), None, None)
+    except NotFound as exc:
+        raise not_found(str(exc)) from None
+    except OrchestratorError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    rows, best = result.table(), result.best
+    metrics = list(dict.fromkeys(k for r in rows for k in r["metrics"]))
+    if result.metric in metrics:
+        metrics.remove(result.metric)
+        metrics.insert(0, result.metric)
+    return {
+        "run_id": result.run.run_id,
+        "pipeline": result.run.pipeline,
+        "metric": result.metric,
+        "maximize": result.maximize,
+        "params": list(dict.fromkeys(k for r in rows for k in r["params"])),
+        "metrics": metrics,
+        "rows": rows,
+        "best": best["combination"] if best else None,
+    }
 
 
 @router.get("/compare/select", include_in_schema=False)

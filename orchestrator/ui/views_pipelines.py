@@ -3,8 +3,11 @@
 A pipeline is one the store recorded (`pipelines`: name -> target) or a built-in one.
 Its parameters come from loading its target as `orch run` does; the form
 `<form id="start-run" method="post" action="/pipelines/NAME/runs">` has one input per
-parameter (`name` = the parameter), and a bad value answers 422 with
-`<span class="field-error" data-field="PARAM">`. A valid submit starts a detached
+parameter (`name` = the parameter, its declared bounds in
+`<span class="field-hint" data-field="PARAM">`) and a `<select name="_executor">`; a bad
+value answers 422 with `<span class="field-error" data-field="PARAM">`. `?from=RUN`
+fills the form with that run's parameters and executor (the run page's "edit and
+re-run" link). A valid submit starts a detached
 `orch run` and redirects (303) to the new run (or to /runs if it did not show in time).
 """
 
@@ -12,9 +15,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from orchestrator.errors import NotFound
 from orchestrator.loader import builtin_pipelines, load_target
 from orchestrator.ui import forms, graphs, launch, present, queries
 from orchestrator.ui.web import NAME, form_data, not_found, page, ui
@@ -89,8 +93,22 @@ def pipelines_page(request: Request) -> Response:
 
 
 @router.get("/pipelines/{name}", response_class=HTMLResponse)
-def pipeline_page(request: Request, name: NamePath) -> Response:
-    return page(request, "pipeline.html", _pipeline_view(request, name))
+def pipeline_page(
+    request: Request,
+    name: NamePath,
+    from_run: Annotated[str | None, Query(alias="from", pattern=NAME)] = None,
+) -> Response:
+    """The pipeline; `?from=RUN` fills the start form with that run's params and executor."""
+    form = None
+    if from_run:
+        try:
+            run = queries.get_run(ui(request).store, from_run)
+        except NotFound as exc:
+            raise not_found(str(exc)) from None
+        pipe, _error_text = _load(_target(request, name))
+        if pipe is not None:
+            form = forms.prefilled_form(pipe, dict(run.get("params") or {}), run["executor"])
+    return page(request, "pipeline.html", _pipeline_view(request, name, form))
 
 
 @router.post("/pipelines/{name}/runs", response_class=HTMLResponse)
@@ -105,11 +123,11 @@ def start_run(
     if pipe is None:
         return page(request, "error.html", _error(409, load_error), status_code=409)
     form, overrides = forms.validate_form(pipe, submitted)
+    executor = forms.pick_executor(form, submitted)
     if not form.ok:
         return page(request, "pipeline.html", _pipeline_view(request, name, form), 422)
-    started = launch.start_run(
-        state.store, state.artifacts, state.home, target, forms.cli_params(overrides)
-    )
+    args = [*forms.cli_params(overrides), "--executor", executor]
+    started = launch.start_run(state.store, state.artifacts, state.home, target, args)
     if started.run_id is not None:
         return RedirectResponse(f"/runs/{started.run_id}", status_code=303)
     if started.error:

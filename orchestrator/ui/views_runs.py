@@ -6,7 +6,9 @@ DAG in `<div id="dag">` (Cytoscape instance `window.orchGraph`, node `data.id` =
 name, `data.state` = step state), lists steps as `<tr data-step="NAME" data-state="STATE">`
 and loads a step's detail into `<div id="step-panel">` (the fragment answered to an htmx
 request); the step detail shows the log in `<pre id="step-log">` and a failure's error
-and traceback in `<pre id="step-error">`.
+and traceback in `<pre id="step-error">`. The timeline is `<section id="timeline">`, one
+`<div class="tl-row" data-timeline-step="NAME">` per started step; while the run goes it
+reloads itself from `/runs/ID/timeline` every second (htmx), then stops.
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ def run_page(request: Request, run_id: RunIdPath) -> Response:
             "opened": opened,
             "timeline": graphs.timeline(run, view["steps"]),
             "models": ui(request).registry.of_run(run["id"]),
+            "tracked": ui(request).store.tracking.summaries([run["id"]])[run["id"]],
         },
     )
 
@@ -172,6 +175,14 @@ def failing_step(run: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, 
     s = failed[0]
     error = str(s.get("error") or "").strip()
     return {"name": s["name"], "headline": error.splitlines()[0] if error else "failed"}
+
+
+@router.get("/runs/{run_id}/timeline", response_class=HTMLResponse)
+def timeline_fragment(request: Request, run_id: RunIdPath) -> Response:
+    """The run's timeline alone: what a running run's page polls to redraw it."""
+    view = _run_view(request, _load_run(request, run_id))
+    timeline = graphs.timeline(view["run"], view["steps"])
+    return page(request, "_timeline.html", {"run": view["run"], "timeline": timeline})
 
 
 @router.get("/runs/{run_id}/steps/{step}", response_class=HTMLResponse)

@@ -10,6 +10,9 @@ temporary folder and fills a real state folder through the real `orch` command l
   (whose data holds HTML, to check escaping) is emitted, then `orch daemon --once --now`
   starts one tick run and one event run.
 
+`browser` (for the Chromium tests, test_browser*.py): headless Debian chromium driven by
+playwright, one per worker process (playwright's sync API runs once per process).
+
 `ui_client(token=..., definitions=...)` builds the app with `create_app` over one
 `MetadataStore` and `ArtifactStore` on that state folder (the CLI's own classes) and
 returns a `TestClient`; each call is a fresh client, so cookies never leak between tests.
@@ -18,6 +21,9 @@ returns a `TestClient`; each call is a fresh client, so cookies never leak betwe
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +36,11 @@ if str(ROOT / "tests" / "e2e") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from orchtest import BROKEN, Orch, Project  # noqa: E402
+
+try:
+    from playwright.sync_api import Browser, sync_playwright
+except ImportError:  # reported by the `browser` fixture, with the fix
+    sync_playwright = None  # type: ignore[assignment]
 
 TOKEN = "api-test-token-7d2e"
 MODEL = "iris-classifier"
@@ -151,3 +162,37 @@ def ui_client(ui_world: World, ui_stores: tuple[Any, Any]) -> Iterator[Callable[
     yield make
     for client in clients:
         client.close()
+
+
+def chromium_path() -> str:
+    """Debian's chromium, installed by scripts/install-browser.sh when missing (as the
+    Docker and PostgreSQL fixtures start their services), or ORCH_CHROMIUM."""
+    path = os.environ.get("ORCH_CHROMIUM") or shutil.which("chromium")
+    if path:
+        return path
+    script = Path(__file__).resolve().parents[2] / "scripts" / "install-browser.sh"
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        pytest.fail(
+            f"no chromium, and {script.name} could not install it (exit {proc.returncode}):\n"
+            f"{proc.stderr[-2000:]}\nor set ORCH_CHROMIUM to a chromium binary",
+            pytrace=False,
+        )
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if sync_playwright is None:
+        pytest.fail(
+            "playwright is not installed: pip install -e '.[test]' "
+            "(then `bash scripts/install-browser.sh` for the browser)",
+            pytrace=False,
+        )
+    path = chromium_path()
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()

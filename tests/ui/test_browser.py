@@ -21,9 +21,7 @@ from the CLI (`orch show --json`, `orch graph --format dot`, `orch models --json
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,9 +43,9 @@ RUN_TIMEOUT = 240.0  # a run started from the UI, on a busy 2-core machine
 
 
 try:
-    from playwright.sync_api import Browser, Dialog, Page, sync_playwright
-except ImportError:  # reported by the `browser` fixture, with the fix
-    sync_playwright = None  # type: ignore[assignment]
+    from playwright.sync_api import Browser, Dialog, Page
+except ImportError:  # reported by the `browser` fixture (conftest.py), with the fix
+    pass
 
 
 # -- fixtures ---------------------------------------------------------------------------
@@ -119,40 +117,6 @@ def ui_server(project: UIProject) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def readonly_server(project: UIProject) -> Iterator[Server]:
     yield from _start_ui(project, "ui-readonly")
-
-
-def chromium_path() -> str:
-    """Debian's chromium, installed by scripts/install-browser.sh when missing (as the
-    Docker and PostgreSQL fixtures start their services), or ORCH_CHROMIUM."""
-    path = os.environ.get("ORCH_CHROMIUM") or shutil.which("chromium")
-    if path:
-        return path
-    script = Path(__file__).resolve().parents[2] / "scripts" / "install-browser.sh"
-    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        pytest.fail(
-            f"no chromium, and {script.name} could not install it (exit {proc.returncode}):\n"
-            f"{proc.stderr[-2000:]}\nor set ORCH_CHROMIUM to a chromium binary",
-            pytrace=False,
-        )
-    return proc.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.fail(
-            "playwright is not installed: pip install -e '.[test]' "
-            "(then `bash scripts/install-browser.sh` for the browser)",
-            pytrace=False,
-        )
-    path = chromium_path()
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture
