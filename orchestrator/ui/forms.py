@@ -1,4 +1,5 @@
-"""The start-run form: one field per pipeline parameter, validated as `orch run` validates.
+"""The start-run form: one field per pipeline parameter and one per step parameter
+(`split.seed`, what `--param split.seed=1` sets), validated as `orch run` validates.
 
 A field's text is validated against the parameter's type hint with the engine's own
 `validate_value` (the same pydantic adapters), trying the text as it is first (pydantic
@@ -6,8 +7,11 @@ turns "0.5" into a float, "true" into a bool) and then as JSON (`[1, 2]`, `{"a":
 the way `--param` values are read. Every bad field gets its own message; then the whole
 pipeline is built with the values, so step-level problems are found before a run starts.
 A parameter declared with bounds (`Annotated[float, Field(gt=0, lt=1)]`) shows them as
-its hint and is refused outside them. The form also picks the executor (`executor`, one
-of `EXECUTORS`), and `prefilled_form` fills it from an earlier run ("edit and re-run").
+its hint and is refused outside them. A step parameter is offered when the default
+graph binds it to a plain JSON value (not an input, not an object); only the fields a
+person changed become overrides, as with `--param`. The form also picks the executor
+(`executor`, one of `EXECUTORS`), and `prefilled_form` fills it from an earlier run
+("edit and re-run").
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import annotated_types
 from orchestrator.errors import OrchestratorError, ParamError
 from orchestrator.execution.backends import NAMES as EXECUTORS
 from orchestrator.model.graph import parse_cli_value, type_name, validate_value
+from orchestrator.model.step import is_input
 from orchestrator.ui.present import param_text
 
 
@@ -33,6 +38,9 @@ class Field:
     value: str
     error: str = ""
     hint: str = ""
+    annotation: Any = Any
+    where: str = ""  # how an error names the field: "pipeline 'p' parameter 'C'"
+    step: bool = False  # a step's parameter (`node.arg`), not the pipeline's
 
 
 @dataclasses.dataclass
@@ -45,6 +53,11 @@ class StartForm:
     @property
     def ok(self) -> bool:
         return not self.error and not any(f.error for f in self.fields)
+
+    @property
+    def step_fields_changed(self) -> bool:
+        """Whether a step field differs from its default or is wrong (show them opened)."""
+        return any(f.error or f.value != param_text(f.default) for f in self.fields if f.step)
 
 
 _BOUNDS = (
@@ -69,21 +82,70 @@ def bounds(annotation: Any) -> str:
 
 
 def blank_form(pipe: Any) -> StartForm:
-    """Each parameter prefilled with its default."""
-    return StartForm(
-        [
-            Field(name, type_name(ann), default, param_text(default), hint=bounds(ann))
-            for name, (ann, default) in pipe.param_specs.items()
-        ]
-    )
+    """Each parameter prefilled with its default: the pipeline's, then its steps'."""
+    fields = [
+        Field(
+            name, type_name(ann), default, param_text(default), hint=bounds(ann),
+            annotation=ann, where=f"pipeline '{pipe.name}' parameter '{name}'",
+        )
+        for name, (ann, default) in pipe.param_specs.items()
+    ]  # fmt: skip
+    return StartForm(fields + step_fields(pipe, set(pipe.param_specs)))
+
+
+def step_fields(pipe: Any, taken: set[str]) -> list[Field]:
+    """A field per step parameter bound to a plain JSON value in the default graph (none
+    when the pipeline does not build: the form's own check says why on submit)."""
+    try:
+        graph = pipe.build()
+    except OrchestratorError:
+        return []
+    fields: list[Field] = []
+    for node in graph.nodes.values():
+        for arg, spec in node.step.arguments.items():
+            value = node.bindings.get(arg, spec.default)
+            name = f"{node.name}.{arg}"
+            if arg.startswith("_") or name in taken or is_input(value) or not _plain(value):
+                continue
+            fields.append(
+                Field(
+                    name, type_name(spec.annotation), value, param_text(value),
+                    hint=bounds(spec.annotation), annotation=spec.annotation,
+                    where=f"step '{node.name}' parameter '{arg}'", step=True,
+                )
+            )  # fmt: skip
+    return fields
+
+
+def _plain(value: Any) -> bool:
+    """Whether a value is plain JSON (what a person can type back in a text field)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    try:
+        return json.loads(json.dumps(value)) == value
+    except (TypeError, ValueError):
+        return False
+
+
+def _lookup(params: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    """A run's parameter by dotted name, from flat (`split.seed`) or nested params."""
+    if dotted in params:
+        return True, params[dotted]
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
 
 
 def prefilled_form(pipe: Any, params: dict[str, Any], executor: str) -> StartForm:
     """The form filled with an earlier run's parameters and executor."""
     form = blank_form(pipe)
     for f in form.fields:
-        if f.name in params:
-            f.value = param_text(params[f.name])
+        found, value = _lookup(params, f.name)
+        if found:
+            f.value = param_text(value)
     form.executor = executor if executor in EXECUTORS else form.executor
     return form
 
@@ -109,9 +171,8 @@ def validate_form(pipe: Any, submitted: dict[str, str]) -> tuple[StartForm, dict
         if f.name not in submitted:
             continue
         f.value = submitted[f.name]
-        annotation = pipe.param_specs[f.name][0]
         try:
-            value = _validate(annotation, f.value, f"pipeline '{pipe.name}' parameter '{f.name}'")
+            value = _validate(f.annotation, f.value, f.where)
         except ParamError as exc:
             f.error = str(exc)
             continue

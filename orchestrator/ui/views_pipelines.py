@@ -168,11 +168,17 @@ def api_pipeline(request: Request, name: NamePath) -> dict[str, Any]:
     view = _pipeline_view(request, name)
     form = view["form"]
     fields = form.fields if form else []
-    params = [{"name": f.name, "type": f.type, "default": f.default} for f in fields]
+
+    def listed(step: bool) -> list[dict[str, Any]]:
+        return [
+            {"name": f.name, "type": f.type, "default": f.default} for f in fields if f.step is step
+        ]
+
     return {
         "name": name,
         "target": view["target"],
-        "params": params,
+        "params": listed(False),
+        "step_params": listed(True),
         "load_error": view["load_error"] or None,
         "graph": view["graph"],
         "runs": [{"id": r["id"], "status": r["status"]} for r in view["runs"]],

@@ -183,3 +183,33 @@ def test_the_start_form_offers_the_executor_and_edit_and_rerun_prefills_it(
         timeout=120,
     )
     assert shown["executor"] == "process" and shown["params"]["n"] == 4, shown
+
+
+def test_the_start_form_offers_step_parameters_validates_and_prefills_them(
+    gaps: dict[str, Any],
+) -> None:
+    orch: Orch = gaps["orch"]
+    earlier = orch("run", "flaky.py:fl", "-p", "flaky.n=11", "--json")
+    assert earlier.code == 1, earlier.describe()
+    with _client(orch) as client:
+        blank = client.get("/pipelines/fl").text
+        api = client.get("/api/pipelines/fl").json()
+        filled = client.get(f"/pipelines/fl?from={earlier.json['run_id']}").text
+        refused = client.post("/pipelines/fl/runs", data={"flaky.n": "many"}, headers=BEARER)
+        started = client.post("/pipelines/fl/runs", data={"flaky.n": "5"}, headers=BEARER)
+    assert '<details id="step-params">' in blank  # closed: nothing changed
+    assert '<input type="text" id="p-flaky.n" name="flaky.n" value="1">' in blank
+    assert api["step_params"] == [{"name": "flaky.n", "type": "int", "default": 1}]
+    assert [p["name"] for p in api["params"]] == ["n"]
+    assert '<details id="step-params" open>' in filled
+    assert '<input type="text" id="p-flaky.n" name="flaky.n" value="11">' in filled
+    assert refused.status_code == 422
+    assert 'data-field="flaky.n">step &#39;flaky&#39; parameter &#39;n&#39;' in refused.text
+    assert started.status_code == 303, started.text
+    new_id = started.headers["location"].rsplit("/", 1)[1]
+    shown = wait_for(
+        lambda: (doc := orch.show(new_id))["status"] != "running" and doc,
+        "the run started with a step parameter to end",
+        timeout=120,
+    )
+    assert shown["params"]["flaky"]["n"] == 5, shown["params"]
