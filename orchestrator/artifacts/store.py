@@ -372,6 +372,7 @@ class ArtifactStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._root = str(self.root)  # for paths built without pathlib (the hot reads)
         self._dirs: set[str] = set()
         self.loads = 0  # values decoded from files (a value passed in memory is not one)
 
@@ -379,6 +380,11 @@ class ArtifactStore:
         if ref.items is not None:
             raise ArtifactError(f"artifact {ref.hash[:12]} is a list of artifacts, not a file")
         return self.root / ref.hash[:2] / (ref.hash + SERIALIZERS[ref.serializer][0])
+
+    def _file(self, ref: ArtifactRef) -> str:
+        """`path(ref)` as a string, built without pathlib (a cached step checks each
+        of its artifacts: this is on the hot path)."""
+        return os.path.join(self._root, ref.hash[:2], ref.hash + SERIALIZERS[ref.serializer][0])
 
     def put(self, value: Any, serializer: str | None = None) -> ArtifactRef:
         """Serialize `value` straight into a temporary file, hashing the bytes as they
@@ -525,12 +531,13 @@ class ArtifactStore:
         """None when the file is present and intact, else the reason it is not."""
         if ref.items is not None:
             return next((p for i in ref.items if (p := self.verify(i)) is not None), None)
-        path = self.path(ref)
+        path = self._file(ref)
         try:
             if ref.size < _MAP_FROM:
-                ok = hash_bytes(path.read_bytes()) == ref.hash
+                with open(path, "rb", buffering=0) as f:
+                    ok = hash_bytes(f.read()) == ref.hash
             else:
-                ok = _mapped_hash(path) == ref.hash
+                ok = _mapped_hash(Path(path)) == ref.hash
         except FileNotFoundError:
             return f"artifact {ref.hash[:12]} is missing: {path}"
         return None if ok else f"artifact {ref.hash[:12]} is corrupt (content hash differs): {path}"
