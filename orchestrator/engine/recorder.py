@@ -193,6 +193,7 @@ class Recorder:
                 "run_id": self.run_id,
                 "step": step,
                 "created_at": stamp,
+                "inline": None if o.data is None else o.data.decode(),
             }
 
     def _attempt_ended(
@@ -244,6 +245,7 @@ class Recorder:
             "run_id": self.run_id,
             "step": step,
             "created_at": stamp,
+            "inline": ref.get("inline"),
         }
 
     def tracking(self, step: str, result: StepResult) -> None:

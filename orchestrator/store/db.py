@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.errors import StoreError
 
-HEAD = "0009"
+HEAD = "0011"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
