@@ -72,8 +72,10 @@ def show_artifact(run: Run, artifacts: Any, step: str, output: str | int | None)
         markup=False,
     )
     text = preview(value, ref)
-    where = "inline in the metadata store" if ref.data is not None else artifacts.path(ref)
-    out.print(text or f"stored at {where}", highlight=False, markup=False)
+    if not text:
+        where = "inline in the metadata store" if ref.data is not None else artifacts.path(ref)
+        text = f"stored at {where}"
+    out.print(text, highlight=False, markup=False)
 
 
 def write_artifact(
