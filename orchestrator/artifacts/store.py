@@ -26,7 +26,15 @@ Arrow IPC files (`.arrow`), numpy arrays `.npy`; both are read memory-mapped. In
   DataFrame whose first rows do not come back equal, a pydantic model with looser field
   types than its values) is refused with one error, never stored changed;
 * every serializer name ever written stays readable (`parquet` and `series` artifacts
-  from before Arrow IPC was the default, too).
+  from before Arrow IPC was the default, too);
+* a small output may be *inline* (a store made with `inline_max`, `INLINE_LIMIT` as
+  measured; off by default): a JSON value whose bytes are at most that is no file; its
+  ref carries the bytes (`data`, recorded as `inline` in the ref's JSON), so it lives in
+  the metadata store's rows and travels with the ref to and from other processes,
+  containers and Dask workers. Its hash is the same as the file's would be, and it is
+  checked on every read as a file's is. `INLINE_LIMIT` is set by measurement
+  (bench/inline.py): below it a file costs ~100 us to create, two rows with the value a
+  few; above it the rows (a mapped step's list holds every child's) grow too large.
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ class ArtifactRef:
     type: str
     size: int
     items: tuple[ArtifactRef, ...] | None = None  # a list ref's artifacts, in order
+    data: bytes | None = None  # an inline artifact's bytes (see the module docstring)
 
     @classmethod
     def collect(
@@ -90,25 +99,32 @@ class ArtifactRef:
         }
         if self.items is not None:
             d["items"] = [i.to_json() for i in self.items]
+        if self.data is not None:
+            d["inline"] = self.data.decode()
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ArtifactRef:
-        items = d.get("items")
+        items, inline = d.get("items"), d.get("inline")
         return cls(
             d["hash"],
             d["serializer"],
             d["type"],
             int(d["size"]),
             None if items is None else tuple(cls.from_json(i) for i in items),
+            None if inline is None else inline.encode(),
         )
 
 
 LIST = "list"
+INLINE_LIMIT = 1024  # bytes: the measured threshold, for a store that inlines
+INLINE_MAX = 0  # the default: off (every artifact a file) until the suites cover inline
+INLINE_SERIALIZERS = frozenset({"json"})  # text: its bytes are their own JSON string
 
 
 def file_hashes(output: dict[str, Any]) -> list[str]:
-    """The hashes of the stored files a recorded output (`ArtifactRef.to_json`) names."""
+    """The hashes of the stored artifacts (files or inline) a recorded output
+    (`ArtifactRef.to_json`) names."""
     items = output.get("items")
     if items is None:
         return [output["hash"]]
@@ -370,20 +386,39 @@ class _HashingFile(io.RawIOBase):
 class ArtifactStore:
     """Content-addressed files under `root`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, inline_max: int = INLINE_MAX) -> None:
         self.root = Path(root)
+        self.inline_max = inline_max  # 0: every artifact is a file
+        self._root = str(self.root)  # for paths built without pathlib (the hot reads)
         self._dirs: set[str] = set()
         self.loads = 0  # values decoded from files (a value passed in memory is not one)
 
     def path(self, ref: ArtifactRef) -> Path:
         if ref.items is not None:
             raise ArtifactError(f"artifact {ref.hash[:12]} is a list of artifacts, not a file")
+        if ref.data is not None:
+            raise ArtifactError(
+                f"artifact {ref.hash[:12]} is stored inline in the metadata store, not as a file"
+            )
         return self.root / ref.hash[:2] / (ref.hash + SERIALIZERS[ref.serializer][0])
 
-    def put(self, value: Any, serializer: str | None = None) -> ArtifactRef:
+    def _file(self, ref: ArtifactRef) -> str:
+        """`path(ref)` as a string, built without pathlib (a cached step checks each
+        of its artifacts: this is on the hot path)."""
+        return os.path.join(self._root, ref.hash[:2], ref.hash + SERIALIZERS[ref.serializer][0])
+
+    def put(self, value: Any, serializer: str | None = None, *, inline: bool = True) -> ArtifactRef:
         """Serialize `value` straight into a temporary file, hashing the bytes as they
-        are written, then rename it to its content address."""
+        are written, then rename it to its content address; a small JSON value is
+        returned inline instead, unless `inline` is False (a value found by its hash
+        alone, as a tracked artifact is, needs its file)."""
         name = choose_serializer(value, serializer)
+        if inline and name in INLINE_SERIALIZERS and self.inline_max:
+            ref, data = self.encode(value, name)
+            small = self.inlined(ref, data)
+            if small.data is None:
+                self.write(ref, data)
+            return small
         tmp = None
         try:
             tmp = self._temp()
@@ -410,6 +445,12 @@ class ArtifactStore:
         sink = _HashingFile(buf)
         self._dump(name, value, sink)
         return ArtifactRef(sink.hexdigest(), name, _type_path(value), sink.size), buf.getvalue()
+
+    def inlined(self, ref: ArtifactRef, data: bytes) -> ArtifactRef:
+        """`ref` carrying `data` when it is small enough to be inline, else `ref`."""
+        if ref.serializer in INLINE_SERIALIZERS and len(data) <= self.inline_max:
+            return dataclasses.replace(ref, data=data)
+        return ref
 
     def write(self, ref: ArtifactRef, data: bytes) -> None:
         """Store `data`, encoded by `encode` as `ref`."""
@@ -484,9 +525,21 @@ class ArtifactStore:
     def read_bytes(self, ref: ArtifactRef) -> bytes:
         return bytes(self._read(ref, mapped=False))
 
+    def _inline(self, ref: ArtifactRef) -> bytes:
+        """An inline artifact's bytes, checked against its hash."""
+        assert ref.data is not None
+        if hash_bytes(ref.data) != ref.hash:
+            raise ArtifactError(
+                f"artifact {ref.hash[:12]} is corrupt (content hash differs): its inline "
+                "value in the metadata store"
+            )
+        return ref.data
+
     def _read(self, ref: ArtifactRef, *, mapped: bool) -> bytes | bytearray | memoryview:
         """The file's verified content: a private copy-on-write mapping when `mapped`
         and the file is large, else its bytes (a writable bytearray when `mapped`)."""
+        if ref.data is not None:
+            return self._inline(ref)
         path = self.path(ref)
         try:
             with open(path, "rb", buffering=0) as f:
@@ -525,12 +578,19 @@ class ArtifactStore:
         """None when the file is present and intact, else the reason it is not."""
         if ref.items is not None:
             return next((p for i in ref.items if (p := self.verify(i)) is not None), None)
-        path = self.path(ref)
+        if ref.data is not None:
+            try:
+                self._inline(ref)
+            except ArtifactError as exc:
+                return str(exc)
+            return None
+        path = self._file(ref)
         try:
             if ref.size < _MAP_FROM:
-                ok = hash_bytes(path.read_bytes()) == ref.hash
+                with open(path, "rb", buffering=0) as f:
+                    ok = hash_bytes(f.read()) == ref.hash
             else:
-                ok = _mapped_hash(path) == ref.hash
+                ok = _mapped_hash(Path(path)) == ref.hash
         except FileNotFoundError:
             return f"artifact {ref.hash[:12]} is missing: {path}"
         return None if ok else f"artifact {ref.hash[:12]} is corrupt (content hash differs): {path}"

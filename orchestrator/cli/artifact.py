@@ -72,7 +72,10 @@ def show_artifact(run: Run, artifacts: Any, step: str, output: str | int | None)
         markup=False,
     )
     text = preview(value, ref)
-    out.print(text or f"stored at {artifacts.path(ref)}", highlight=False, markup=False)
+    if not text:
+        where = "inline in the metadata store" if ref.data is not None else artifacts.path(ref)
+        text = f"stored at {where}"
+    out.print(text, highlight=False, markup=False)
 
 
 def write_artifact(
@@ -111,9 +114,13 @@ def write_artifact(
             ) from None
         _atomic(target, lambda p: p.write_text(text + "\n"), label)
         return "JSON"
-    source = artifacts.path(ref)
     if artifacts.verify(ref) is not None:
         raise ArtifactError(f"{label}: {artifacts.verify(ref)}")
+    if ref.data is not None:  # an inline value: its bytes are the stored file's
+        data = ref.data
+        _atomic(target, lambda p: p.write_bytes(data), label)
+        return f"the stored {ref.serializer} value"
+    source = artifacts.path(ref)
     _atomic(target, lambda p: shutil.copyfile(source, p), label)
     return f"the stored {ref.serializer} file"
 

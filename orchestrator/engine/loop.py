@@ -9,19 +9,27 @@ partial run; `Mapper` (mapping.py) expands a mapped step into its children. This
 is the loop that drives them.
 
 The one loop: resolve ready steps (cache hit -> finished at once, children released in
-the same pass; miss -> to submit), commit the round's state changes in one transaction,
-start what may start, wait for the next completion, deadline or retry, handle it,
-repeat. A step that fails for good marks its descendants skipped; independent branches
-go on. A ready step whose condition is false is skipped with its descendants, and the
+the same pass; miss -> to submit), start what may start, wait for the next completion,
+deadline or retry, handle it, repeat. State changes are committed in groups (the
+`Recorder`'s batch): before a step starts whose parent finished in the batch (a step
+never runs ahead of the record of its inputs), when the oldest uncommitted change is
+`COMMIT_WINDOW` seconds old, and whenever the loop would wait idle. So a quick step's
+start and end are one row each, and many steps share one commit.
+
+A step that fails for good marks its descendants skipped; independent branches go on.
+A ready step whose condition is false is skipped with its descendants, and the
 run may still succeed (`conditions.py`). A failed attempt with retries left waits
 `retry_backoff * 2**(n-1)` seconds. A cancel request (cancel.py) ends the loop: running
 attempts are killed and the run is recorded `cancelled`.
 
-Because each round's changes are committed before the next round starts any step, a
-crash (even SIGKILL) loses no finished step: running the pipeline again finds them in
-the cache, and `resume` reuses them even for steps with `cache=False`. Values of
-in-process steps stay in `memo` (by artifact hash) until every child has finished, so
-thread and sequential runs pass outputs without reloading them.
+A step is recorded finished only after its artifacts are written, and starts only after
+the steps whose outputs it reads are committed; so a crash (even SIGKILL) loses no
+step a later one depended on, and at most the last `COMMIT_WINDOW` of other changes:
+running the pipeline again finds the finished steps in the cache, and `resume` reuses
+them even for steps with `cache=False`. A step that runs longer than `COMMIT_WINDOW`
+shows as running. Values of in-process steps stay in `memo` (by artifact hash) until
+every child has finished, so thread and sequential runs pass outputs without reloading
+them.
 
 In a partial run, steps upstream of the selection are cache-only: a hit is reused, a
 miss fails the step with the command to run first. When every step upstream of such a
@@ -61,6 +69,9 @@ from orchestrator.store.metadata import MetadataStore
 __all__ = ["Engine", "RunResult", "StepReport", "new_run_id"]
 
 Listener = Callable[[str, str, dict[str, Any]], None]
+
+COMMIT_WINDOW = 0.005
+"""Seconds a state change may wait for others to share its commit (see the docstring)."""
 
 
 def new_run_id() -> str:
@@ -176,7 +187,7 @@ class _Run:
                 if self.cancel.requested():
                     break
                 self.resolve_ready(hits)
-                self.submit()  # one commit: finished steps, then the starts
+                self.submit()
                 if self.flight:
                     self.wait()
             self.record.flush()
@@ -251,9 +262,8 @@ class _Run:
         return True
 
     def submit(self) -> None:
-        """Start what may start. Finished steps and these starts are committed in one
-        transaction before any of them runs: a child never runs ahead of the record of
-        its inputs, and every running step shows as running."""
+        """Start what may start, each once the steps it reads are recorded finished
+        (`commit_inputs`); their `running` rows join the batch (see `wait`)."""
         keep, starting = [], []
         full: set[int] = set()
         for i, retry in enumerate(self.to_submit):
@@ -273,15 +283,30 @@ class _Run:
             self.flight.reserve(ex)
             if child:
                 self.maps.started(name, store=not ex.in_process)
-            starting.append((self.prepare(*retry), retry, ex))
+            starting.append((retry, ex))
         self.to_submit = keep
-        self.record.flush()
-        for inv, (name, parts, attempt), ex in starting:
+        self.commit_inputs([retry[0] for retry, _ in starting])
+        for retry, ex in starting:
+            inv = self.prepare(*retry)
+            name, parts, attempt = retry
             step = self.state.node(name).step
             fut = ex.submit(inv, step, self.memo if ex.in_process else None)
             t = time.perf_counter()
             deadline = t + step.timeout if step.timeout else None
             self.flight.add(fut, Attempt(name, attempt, parts, t, deadline, ex, step.timeout))
+
+    def commit_inputs(self, names: list[str]) -> None:
+        """Commit the batch before `names` start when one of their parents finished in
+        it (a step never runs ahead of the record of its inputs), or when it is due."""
+        done, state = self.record.finished, self.state
+        if done and any(
+            p in done for n in names for p in state.parents[state.parent_map.get(n, n)]
+        ):
+            self.record.flush()
+            return
+        left = self.record.due(COMMIT_WINDOW)
+        if left is not None and left <= 0:
+            self.record.flush()
 
     def route(self, node: Node) -> Executor:
         """The executor of a step (children of a mapped step share their step's)."""
@@ -301,7 +326,17 @@ class _Run:
         return _invocation(self.run_id, self.g, node, name, parts, attempt, inputs)
 
     def wait(self) -> None:
-        for attempt, result in self.flight.wait(self.cancel.poll):
+        """Handle what ends next. Uncommitted changes wait at most until they are due;
+        if nothing ended by then they are committed, then the loop waits on."""
+        left = self.record.due(COMMIT_WINDOW)
+        if left is not None:
+            ended = self.flight.wait(max(0.0, min(left, self.cancel.poll)))
+            if not ended:
+                self.record.flush()
+                ended = self.flight.wait(self.cancel.poll)
+        else:
+            ended = self.flight.wait(self.cancel.poll)
+        for attempt, result in ended:
             self.handle(attempt, result)
         self.to_submit.extend(self.flight.due())
 

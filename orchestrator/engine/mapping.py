@@ -3,9 +3,9 @@
 When a mapped step is ready, its key is made from its inputs as for any step (the
 mapped inputs are the whole lists, by content), so an unchanged list is one cache hit
 for the whole map. On a miss the lists are read (from this process's memory, else the
-artifact store), each element is encoded as its own artifact (stored only when a child
-that reads it starts in another process, see `store_elements`) and one child per
-element joins the run,
+artifact store), each element is encoded as its own artifact (inline when small, else
+stored only when a child that reads it starts in another process, see
+`store_elements`) and one child per element joins the run,
 `train[0]`, `train[1]`, ...: each has its own key from its element's content hash, its
 own attempts, retries, log and row. Several mapped inputs are zipped and must have equal
 lengths; a mapped input that is already a list of artifacts (the output of another
@@ -131,7 +131,9 @@ class Mapper:
                     f"step '{name}' input '{arg}' element {i} cannot be stored: {exc}"
                 ) from None
             run.memo[elem.hash] = item
-            self.unwritten[elem.hash] = data
+            elem = run.e.artifacts.inlined(elem, data)
+            if elem.data is None:  # an inline element travels with its ref
+                self.unwritten[elem.hash] = data
             out.append(elem)
         return out
 

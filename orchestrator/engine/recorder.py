@@ -1,19 +1,26 @@
 """The recorder: the only code of the engine that knows the store's column names.
 
 It turns what happens to a step (running, cached, succeeded, failed, skipped) into the
-rows of a `Batch`: step-run inserts and updates, artifact rows and cache entries, and
-one attempt row per attempt (inserted `running` when it starts, updated when it ends, a
-failed one with its own error, traceback and log, so a retry loses nothing), and what a
-succeeded step, or a failed step's last attempt, tracked (metrics, parameters, named
-artifacts: `tracking`). It keeps one batch, the round's changes; `flush` commits it in
-one transaction and starts a new one. The engine flushes once per scheduling round,
-before it starts any step of that round, so a child never runs ahead of the record of
-its inputs and every running step shows as running. Nothing is written between flushes:
-a crash loses at most the round in flight, never a finished step of an earlier round.
+rows of a `Batch`: step-run inserts and updates, artifact rows and cache entries, and one attempt
+row per attempt (inserted `running` when it starts, updated when it ends, a failed one
+with its own error, traceback and log, so a retry loses nothing), and what a succeeded
+step, or a failed step's last attempt, tracked (metrics, parameters, named artifacts:
+`tracking`). It keeps one batch, the changes not yet committed; `flush` commits it in
+one transaction and starts a new one. A step that starts and ends within one batch is
+written as one step-run insert and one attempt insert in their final state: a row
+inserted in this batch is changed in place, never inserted and then updated.
+
+The engine flushes before a step starts whose parent is in `finished` (recorded
+succeeded or cached in this batch), when the batch is `due` (its first change is
+`window` seconds old), before it waits idle for a step, and at the end of the run.
+Rows of one batch are committed together and batches in order, so a step is never
+recorded finished before the steps whose outputs it read, nor started before they are
+recorded: a crash loses at most the batch in flight, never a step recorded finished.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactRef
@@ -23,6 +30,7 @@ from orchestrator.engine.conditions import by_condition
 from orchestrator.engine.report import StepReport
 from orchestrator.execution.worker import StepResult
 from orchestrator.state import StepState
+from orchestrator.store.batch import UPDATE_COLS
 from orchestrator.store.metadata import Batch, MetadataStore, now
 from orchestrator.tracking import Tracked
 
@@ -46,6 +54,10 @@ class Recorder:
         self.store, self.run_id, self.pipeline = store, run_id, pipeline
         self.names = names or {}
         self.batch = Batch()
+        self.since: float | None = None  # when the batch's first change was made
+        self.finished: set[str] = set()  # steps recorded succeeded or cached in the batch
+        self._steps: dict[str, dict[str, Any]] = {}  # step-run inserts of this batch
+        self._attempts: dict[tuple[str, int], dict[str, Any]] = {}  # attempt inserts
 
     def _named(self, step: str, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         names = self.names.get(step, [])
@@ -56,7 +68,31 @@ class Recorder:
     def flush(self) -> None:
         if self.batch:
             batch, self.batch = self.batch, Batch()
+            self._steps, self._attempts, self.since = {}, {}, None
+            self.finished = set()
             self.store.write(batch, fast=True)
+
+    def due(self, window: float) -> float | None:
+        """Seconds until the batch is `window` old (<= 0: flush now); None when empty."""
+        if not self.batch:
+            self.since = None
+            return None
+        t = time.perf_counter()
+        if self.since is None:
+            self.since = t
+        return self.since + window - t
+
+    def _insert_step(self, row: dict[str, Any]) -> None:
+        self.batch.step_inserts.append(row)
+        self._steps[row["name"]] = row
+
+    def _update_step(self, row: dict[str, Any]) -> None:
+        """Change a step run: in place when its insert is in this batch."""
+        fresh = self._steps.get(row["name"])
+        if fresh is None:
+            self.batch.step_updates.append(row)
+        else:  # as the UPDATE would change it (a retry keeps its first start)
+            fresh.update({c: row[c] for c in UPDATE_COLS if c in row})
 
     def running(
         self, rep: StepReport, parts: KeyParts, inputs: dict[str, ArtifactRef], attempt: int
@@ -71,21 +107,19 @@ class Recorder:
             "reason": rep.reason,
             "inputs": {k: r.hash for k, r in inputs.items()},
         }
-        self.batch.attempt_inserts.append(
-            {
-                "run_id": self.run_id,
-                "step": rep.name,
-                "attempt": attempt,
-                "state": StepState.RUNNING,
-                "started_at": row["started_at"],
-            }
-        )
+        started = {
+            "run_id": self.run_id,
+            "step": rep.name,
+            "attempt": attempt,
+            "state": StepState.RUNNING,
+            "started_at": row["started_at"],
+        }
+        self.batch.attempt_inserts.append(started)
+        self._attempts[(rep.name, attempt)] = started
         if attempt == 1:
-            self.batch.step_inserts.append(
-                row | {"kind": rep.kind, "params": canonical(parts.params)}
-            )
+            self._insert_step(row | {"kind": rep.kind, "params": canonical(parts.params)})
             return
-        self.batch.step_updates.append(
+        self._update_step(
             row
             | {
                 "ended_at": None,
@@ -98,6 +132,7 @@ class Recorder:
 
     def cached(self, rep: StepReport, parts: KeyParts, outputs: list[dict[str, Any]]) -> None:
         stamp = now()
+        self.finished.add(rep.name)
         self.batch.step_inserts.append(
             {
                 "run_id": self.run_id,
@@ -122,7 +157,8 @@ class Recorder:
         """Record a success and its artifacts; return the cache entry it makes."""
         outs = self._named(rep.name, [o.to_json() for o in result.outputs])
         stamp = now()
-        self.batch.step_updates.append(
+        self.finished.add(rep.name)
+        self._update_step(
             {
                 "run_id": self.run_id,
                 "name": rep.name,
@@ -157,6 +193,7 @@ class Recorder:
                 "run_id": self.run_id,
                 "step": step,
                 "created_at": stamp,
+                "inline": None if o.data is None else o.data.decode(),
             }
 
     def _attempt_ended(
@@ -170,19 +207,22 @@ class Recorder:
         traceback: str | None = None,
         log: str | None = None,
     ) -> None:
-        self.batch.attempt_updates.append(
-            {
-                "run_id": self.run_id,
-                "step": step,
-                "attempt": attempt,
-                "state": state,
-                "ended_at": now(),
-                "duration": duration,
-                "error": _text(error),
-                "traceback": _text(traceback or None),
-                "log": _text(log),
-            }
-        )
+        row = {
+            "run_id": self.run_id,
+            "step": step,
+            "attempt": attempt,
+            "state": state,
+            "ended_at": now(),
+            "duration": duration,
+            "error": _text(error),
+            "traceback": _text(traceback or None),
+            "log": _text(log),
+        }
+        fresh = self._attempts.get((step, attempt))
+        if fresh is None:
+            self.batch.attempt_updates.append(row)
+        else:
+            fresh.update(row)
 
     def retrying(self, step: str, attempt: int, result: StepResult, duration: float) -> None:
         """Record a failed attempt that will be retried: the step run stays running."""
@@ -205,6 +245,7 @@ class Recorder:
             "run_id": self.run_id,
             "step": step,
             "created_at": stamp,
+            "inline": ref.get("inline"),
         }
 
     def tracking(self, step: str, result: StepResult) -> None:
@@ -265,9 +306,9 @@ class Recorder:
             "inputs": parts.inputs if parts else None,
         }
         if rep.attempts == 0:
-            self.batch.step_inserts.append(row | {"kind": rep.kind, "started_at": now()})
+            self._insert_step(row | {"kind": rep.kind, "started_at": now()})
             return
-        self.batch.step_updates.append(row)
+        self._update_step(row)
         self._attempt_ended(
             rep.name,
             rep.attempts,

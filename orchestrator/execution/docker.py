@@ -379,7 +379,8 @@ class DockerExecutor(Executor):
         out = ArtifactStore(scratch / "out")
         logged = [ArtifactRef.from_json(a) for a in (result.tracked or {}).get("artifacts", [])]
         for ref in [*(result.outputs if result.ok else []), *logged]:
-            self.artifacts.adopt(out.path(ref), ref)
+            if ref.data is None:  # an inline output came back in the result itself
+                self.artifacts.adopt(out.path(ref), ref)
         return result
 
     def kill(self, future: cf.Future[StepResult]) -> bool:

@@ -310,7 +310,9 @@ def pack_error(exc: BaseException) -> tuple[str, str]:
 
 def _tracker(step: str, store: ArtifactStore) -> Tracker:
     """The step's tracker: logged artifacts go where its outputs go."""
-    return Tracker(step, put=lambda value: store.put(value).to_json(), canonical=canonical)
+    return Tracker(
+        step, put=lambda value: store.put(value, inline=False).to_json(), canonical=canonical
+    )
 
 
 def _tracked(tracker: Tracker | None) -> dict[str, Any] | None:

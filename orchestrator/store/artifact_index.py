@@ -41,7 +41,14 @@ class ArtifactIndex:
         row = self.rows([hash_]).get(hash_)
         if row is None:
             return None
-        return ArtifactRef(row["hash"], row["serializer"], row["type"], row["size"])
+        data = row.get("inline")
+        return ArtifactRef(
+            row["hash"],
+            row["serializer"],
+            row["type"],
+            row["size"],
+            data=None if data is None else data.encode(),
+        )
 
     def referenced(self, keep_runs: int | None = None) -> set[str]:
         """Hashes referenced by kept runs' step runs and logged artifacts, model versions and

@@ -34,13 +34,18 @@ _TIME = {
 def _time(v: Any) -> Any:
     if v is None:
         return None
-    if v.tzinfo is not None:
+    if v.tzinfo is dt.UTC:
+        v = v.replace(tzinfo=None)
+    elif v.tzinfo is not None:
         v = v.astimezone(dt.UTC).replace(tzinfo=None)
-    return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return v.isoformat(" ", "microseconds")
+
+
+_dumps = json.JSONEncoder().encode  # what json.dumps(v) calls, without its argument checks
 
 
 def _json(v: Any) -> Any:
-    return None if v is None else json.dumps(v)
+    return None if v is None else _dumps(v)
 
 
 def _encoder(col: str) -> Any:
@@ -52,9 +57,27 @@ def _encoder(col: str) -> Any:
 
 
 def _rows(cols: tuple[str, ...], rows: Any) -> list[tuple[Any, ...]]:
-    """Rows (dicts) as tuples of encoded values in `cols` order."""
+    """Rows (dicts) as tuples of encoded values in `cols` order. A JSON value shared by
+    several rows (one object: a step's parameters or code, given to each of its mapped
+    children) is encoded once."""
     plan = [(c, _encoder(c)) for c in cols]
-    return [tuple(r.get(c) if f is None else f(r.get(c)) for c, f in plan) for r in rows]
+    shared: dict[int, Any] = {}
+    out = []
+    for r in rows:
+        values = []
+        for c, f in plan:
+            v = r.get(c)
+            if f is None or v is None:
+                values.append(v)
+            elif f is _json:
+                enc = shared.get(id(v))
+                if enc is None:
+                    enc = shared[id(v)] = (_dumps(v), v)  # keeps v alive: its id stays its
+                values.append(enc[0])
+            else:
+                values.append(f(v))
+        out.append(tuple(values))
+    return out
 
 
 def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:

@@ -148,6 +148,7 @@ artifacts = Table(
     Column("run_id", String(32)),
     Column("step", String(200)),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("inline", Text),  # an inline artifact's bytes (JSON text); NULL for a file
 )
 
 cache_entries = Table(

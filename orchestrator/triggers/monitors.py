@@ -212,7 +212,7 @@ class Checker:
             doc, fired, value, summary = self._drift(mon, version, batch)
         else:
             doc, fired, value, summary = self._metric(mon, version, batch)
-        ref = self.artifacts.put(doc, "json")
+        ref = self.artifacts.put(doc, "json", inline=False)  # found by its hash
         self._record_artifact(ref)
         event_id = None
         data = {

@@ -42,6 +42,7 @@ def step_artifacts(
                 "serializer": row.get("serializer"),
                 "type": row.get("type"),
                 "size": row.get("size"),
+                "inline": row.get("inline"),
             }
         )
     for item in (*inputs, *outputs):
@@ -53,7 +54,14 @@ def preview(artifacts: Any, item: dict[str, Any]) -> dict[str, Any] | None:
     serializer = item.get("serializer")
     if serializer not in (*_FRAMES, "json", "pydantic"):
         return None
-    ref = ArtifactRef(item["hash"], serializer, item.get("type") or "", int(item.get("size") or 0))
+    inline = item.get("inline")
+    ref = ArtifactRef(
+        item["hash"],
+        serializer,
+        item.get("type") or "",
+        int(item.get("size") or 0),
+        data=None if inline is None else inline.encode(),
+    )
     try:
         if serializer in ("json", "pydantic"):
             return _text(artifacts, ref)

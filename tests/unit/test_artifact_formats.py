@@ -98,7 +98,7 @@ def test_numpy_arrays_round_trip_and_can_be_changed_in_place(
 
 @pytest.mark.parametrize(
     "value",
-    [big_frame(), big_frame(50).iloc[:, 0], np.arange(300_000), {"k": 1}],
+    [big_frame(), big_frame(50).iloc[:, 0], np.arange(300_000), {"k": "v" * 2000}],
     ids=["frame", "series", "array", "json"],
 )
 def test_the_hash_and_size_are_those_of_the_bytes_on_disk(

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 from sklearn.linear_model import LogisticRegression
 
-from orchestrator.artifacts.store import ArtifactStore, choose_serializer
+from orchestrator.artifacts.store import INLINE_LIMIT, ArtifactRef, ArtifactStore, choose_serializer
 from orchestrator.errors import ArtifactError
 
 
@@ -60,8 +60,11 @@ def test_same_content_same_hash_one_file(store: ArtifactStore) -> None:
     assert not list(store.root.glob("*/.tmp-*"))
 
 
+LARGE = {"x": "y" * 2000}  # above INLINE_MAX: a file
+
+
 def test_corrupt_and_missing_artifacts_are_reported(store: ArtifactStore) -> None:
-    ref = store.put({"x": 1})
+    ref = store.put(LARGE)
     path = store.path(ref)
     path.write_bytes(b'{"x":2}')
     assert "corrupt" in (store.verify(ref) or "")
@@ -74,10 +77,36 @@ def test_corrupt_and_missing_artifacts_are_reported(store: ArtifactStore) -> Non
 
 
 def test_rewrite_repairs_a_corrupt_file(store: ArtifactStore) -> None:
-    ref = store.put({"x": 1})
+    ref = store.put(LARGE)
     store.path(ref).write_bytes(b"garbage")
-    store.put({"x": 1})
+    store.put(LARGE)
     assert store.verify(ref) is None
+
+
+def test_a_small_json_value_is_inline_and_checked_on_read(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "a", inline_max=INLINE_LIMIT)
+    ref = store.put({"x": 1})
+    assert ref.data is not None and store.all_files() == []
+    back = ArtifactRef.from_json(ref.to_json())
+    assert back == ref and store.get(back) == {"x": 1} and store.verify(back) is None
+    as_file = ArtifactStore(store.root / "files", inline_max=0).put({"x": 1})
+    assert as_file.hash == ref.hash and as_file.data is None  # the same content hash
+    bad = ArtifactRef.from_json(ref.to_json() | {"inline": '{"x":2}'})
+    expected = f"artifact {ref.hash[:12]} is corrupt (content hash differs): its inline value"
+    assert (store.verify(bad) or "").startswith(expected)
+    with pytest.raises(ArtifactError, match="is corrupt"):
+        store.get(bad)
+    with pytest.raises(ArtifactError, match="stored inline in the metadata store, not as a file"):
+        store.path(ref)
+
+
+def test_values_above_the_threshold_and_tracked_ones_are_files(tmp_path: Path) -> None:
+    assert ArtifactStore(tmp_path / "off").put({"x": 1}).data is None  # off by default
+    store = ArtifactStore(tmp_path / "a", inline_max=INLINE_LIMIT)
+    assert store.put("v" * INLINE_LIMIT).data is None  # its JSON has two quotes more
+    assert store.put("v" * (INLINE_LIMIT - 2)).data is not None
+    found_by_hash = store.put({"x": 1}, inline=False)
+    assert found_by_hash.data is None and store.verify(found_by_hash) is None
 
 
 def test_no_silent_pickle(store: ArtifactStore) -> None:

@@ -62,6 +62,7 @@ def test_a_miss_says_what_differs_from_the_closest_entry(stores) -> None:
 
 def test_a_corrupt_entry_is_dropped_and_the_step_recomputed(stores) -> None:
     store, artifacts = stores
+    artifacts.inline_max = 0  # every output a file: corrupt that file
     g = diamond()
     first = run(stores, g)
     ref = first.step("right").outputs[0]

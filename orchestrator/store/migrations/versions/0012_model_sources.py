@@ -6,7 +6,7 @@ run_environments: Python, package versions, working folder and project root of a
 that registered a model version.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from alembic import op
 import orchestrator.store.schema
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
