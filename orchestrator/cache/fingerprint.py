@@ -30,6 +30,7 @@ fails, a compiled extension inside the project, state with no canonical form), w
 from __future__ import annotations
 
 import ast
+import contextvars
 import dataclasses
 import enum
 import functools
@@ -116,6 +117,8 @@ class _Walker:
             self.visit_value(f"{label}.<keyword {key}>", arg)
 
     def visit_data(self, label: str, value: Any) -> None:
+        if isinstance(value, contextvars.ContextVar):
+            return  # per-run state (`current()`), set as each step runs: not code, not data
         if isinstance(value, enum.Enum) and is_user_module(type(value).__module__):
             self.visit_class(type(value))
         fp = self.data_hash(value)

@@ -301,3 +301,17 @@ def test_explain_miss_names_changes_and_what_was_not_followed() -> None:
     clean = KeyParts("k2", {"function m.f": "2"}, {}, {}, "")
     assert "details" not in explain_hit(clean, "r0", "hit")
     assert explain_miss(clean, [])["summary"] == "no cache entry for this step yet"
+
+
+def test_a_step_reading_its_run_context_has_nothing_unfollowed() -> None:
+    """`current()` reads a context variable: run-time state, not a constant of the code."""
+    from orchestrator import current
+    from orchestrator.cache.fingerprint import unfollowed
+
+    def tracked() -> int:
+        current().log_metric("m", 1.0)
+        return 1
+
+    clear_fingerprints()
+    parts = code_fingerprint(tracked)
+    assert unfollowed(parts) == [], unfollowed(parts)
