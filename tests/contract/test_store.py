@@ -83,6 +83,7 @@ def artifact(h: str, run_id: str = RUN, step: str = "load", size: int = 12) -> d
         "run_id": run_id,
         "step": step,
         "created_at": T0,
+        "inline": None,  # a file, not a value kept in the store
     }
 
 
