@@ -327,11 +327,14 @@ class _Run:
 
     def wait(self) -> None:
         """Handle what ends next. Uncommitted changes wait at most until they are due;
-        if nothing ended by then they are committed, then the loop waits on."""
+        if nothing ended by then they are committed, then the loop waits on. A step
+        whose computation ended while its outputs are written in the background frees
+        its slot: the loop goes back to start what may start."""
         left = self.record.due(COMMIT_WINDOW)
         if left is not None:
+            writing = len(self.flight.writing)
             ended = self.flight.wait(max(0.0, min(left, self.cancel.poll)))
-            if not ended:
+            if not ended and len(self.flight.writing) == writing:
                 self.record.flush()
                 ended = self.flight.wait(self.cancel.poll)
         else:
