@@ -333,6 +333,9 @@ class _Walker:
             if isinstance(member, types.FunctionType):
                 if generated and inspect.unwrap(member).__code__.co_filename.startswith("<"):
                     continue  # made from the fields, which `visit_fields` follows
+                if not is_user_module(member.__globals__.get("__name__") or ""):
+                    self.visit_function(member, f"{qual}.{attr}")  # given from elsewhere
+                    continue  # (`dataclasses`' own `__getstate__` of a slots class)
                 parsed = parse(member.__code__, strip_decorators=True)
                 self.visit_refs(member, f"{qual}.{attr}", parsed[1] if parsed else None)
             elif isinstance(member, staticmethod | classmethod | property | functools.partial):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 import textwrap
@@ -314,4 +315,25 @@ def test_a_step_reading_its_run_context_has_nothing_unfollowed() -> None:
 
     clear_fingerprints()
     parts = code_fingerprint(tracked)
+    assert unfollowed(parts) == [], unfollowed(parts)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Slotted:
+    x: int
+
+
+def test_a_slots_dataclass_reached_by_a_step_has_nothing_unfollowed() -> None:
+    """`@dataclass(frozen=True, slots=True)` gives the class `dataclasses`' own
+    `__getstate__`: not its code (that is the fields'), so none of it is unfollowed."""
+    from orchestrator.cache.fingerprint import unfollowed
+
+    assert _Slotted.__getstate__.__module__ == dataclasses.__name__  # the case this is about
+
+    def uses() -> object:
+        return _Slotted(1)
+
+    clear_fingerprints()
+    parts = code_fingerprint(uses)
+    assert any(k.startswith("class ") and k.endswith("_Slotted") for k in parts), sorted(parts)
     assert unfollowed(parts) == [], unfollowed(parts)
