@@ -206,3 +206,12 @@ def test_artifact_export_and_show_download_the_object(
     bad = orch("artifact", run["run_id"], "double", "--to", str(tmp_path / "bad.bin"))
     assert bad.code != 0 and "corrupt" in bad.out + bad.err, bad.describe()
     assert not (tmp_path / "bad.bin").exists()
+
+
+def test_dask_workers_open_the_store_from_its_url(orch: Orch, demo_project: Project) -> None:
+    """Workers are given the store's s3:// location, never a folder; a local re-run of what
+    they stored is all cache hits."""
+    run = orch.run("pipe.py:demo", "--executor", "dask")
+    assert set(states(run).values()) == {"succeeded"}
+    assert not orch.artifacts.exists()
+    assert states(orch.run("pipe.py:demo")) == dict.fromkeys(DEMO_STEPS, "cached")
