@@ -152,12 +152,17 @@ class ObjectArtifactStore(ArtifactStore):
         self._upload(tmp, ref)
 
     def _upload(self, src: Path, ref: ArtifactRef) -> None:
+        """One PUT of the whole file, or (large) a multipart upload completed at its end."""
         from boto3.s3.transfer import TransferConfig
 
-        config = TransferConfig(
-            multipart_threshold=MULTIPART_FROM, multipart_chunksize=MULTIPART_FROM
-        )
         try:
+            if ref.size < MULTIPART_FROM:
+                with open(src, "rb") as f:
+                    self.client.put_object(Bucket=self.bucket, Key=self.key(ref), Body=f)
+                return
+            config = TransferConfig(
+                multipart_threshold=MULTIPART_FROM, multipart_chunksize=MULTIPART_FROM
+            )
             self.client.upload_file(str(src), self.bucket, self.key(ref), Config=config)
         except Exception as exc:  # noqa: BLE001 - botocore's errors become ours
             what = f"cannot write artifact {ref.hash[:12]} to {self.where(ref)}"
