@@ -11,6 +11,8 @@ against one store names the same object in any other. Invariants:
   aborts unfinished uploads older than its grace period;
 * writing content that is already stored uploads it again: it repairs a damaged object and
   refreshes its last-modified time, which gc's grace period reads as a file's mtime;
+* the spool file is a temporary file of the writing process (`TMPDIR`), never under
+  the bucket's names;
 * every read (and `verify`) re-hashes the bytes; a missing or corrupt object is one
   `ArtifactError` naming the object's URL; a large object is downloaded to a spool file
   and read through a private mapping, as a local file is;
@@ -126,9 +128,13 @@ class ObjectArtifactStore(ArtifactStore):
     # -- the client ----------------------------------------------------------------------
     @property
     def client(self) -> Any:
+        """The boto3 client of this process (a forked child makes its own, and its own lock,
+        which a thread of the parent may have held when it forked)."""
+        if self._pid != os.getpid():
+            self._lock, self._client, self._pid = threading.Lock(), None, os.getpid()
         with self._lock:
-            if self._client is None or self._pid != os.getpid():
-                self._client, self._pid = _make_client(), os.getpid()
+            if self._client is None:
+                self._client = _make_client()
             return self._client
 
     def _fail(self, exc: BaseException, what: str, ref: ArtifactRef | None = None) -> ArtifactError:
