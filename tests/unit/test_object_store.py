@@ -85,3 +85,19 @@ def test_errors_name_the_bucket_and_never_a_secret(s3_bucket, monkeypatch) -> No
     with pytest.raises(ArtifactError) as err:
         open_artifacts(s3_bucket.url).put({"a": 1})
     assert secret not in str(err.value) and "***" in str(err.value)
+
+
+def test_ui_previews_read_objects(s3_bucket, monkeypatch) -> None:
+    import pandas as pd
+
+    from orchestrator.ui import previews
+
+    store = open_artifacts(s3_bucket.url)
+    frame = pd.DataFrame({"x": range(50), "y": [f"r{i}" for i in range(50)]})
+    small, text = store.put(frame), store.put({"k": [1, 2]})
+    shown = previews.preview(store, small.to_json())
+    assert shown is not None and shown["shape"] == [50, 2] and shown["rows"][0] == ["0", "r0"]
+    assert '"k"' in previews.preview(store, text.to_json())["text"]
+    monkeypatch.setattr(previews, "VERIFY_LIMIT", 10)  # "large": read from a downloaded copy
+    big = previews.preview(store, small.to_json())
+    assert big["shape"] == [50, 2] and "first batch" in big["note"]
