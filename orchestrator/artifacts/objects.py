@@ -301,17 +301,29 @@ class ObjectArtifactStore(ArtifactStore):
         return found
 
     def remove(self, objects: list[StoredObject]) -> None:
+        """Abort the unfinished uploads, delete the objects (up to 1000 per request)."""
         start = len(f"s3://{self.bucket}/")
+        keys = [o.name[start:] for o in objects if o.upload is None]
         try:
             for obj in objects:
-                key = obj.name[start:]
                 if obj.upload is not None:
                     with contextlib.suppress(Exception):  # completed or aborted meanwhile
                         self.client.abort_multipart_upload(
-                            Bucket=self.bucket, Key=key, UploadId=obj.upload
+                            Bucket=self.bucket, Key=obj.name[start:], UploadId=obj.upload
                         )
-                else:
-                    self.client.delete_object(Bucket=self.bucket, Key=key)
+            for i in range(0, len(keys), 1000):
+                batch = [{"Key": k} for k in keys[i : i + 1000]]
+                got = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+                if got.get("Errors"):
+                    first = got["Errors"][0]
+                    raise ArtifactError(
+                        f"cannot delete s3://{self.bucket}/{first.get('Key')}: "
+                        f"{first.get('Code')} {first.get('Message', '')}".rstrip()
+                    )
+        except ArtifactError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, f"cannot delete artifacts in {self.location}") from None
 

@@ -101,3 +101,18 @@ def test_ui_previews_read_objects(s3_bucket, monkeypatch) -> None:
     monkeypatch.setattr(previews, "VERIFY_LIMIT", 10)  # "large": read from a downloaded copy
     big = previews.preview(store, small.to_json())
     assert big["shape"] == [50, 2] and "first batch" in big["note"]
+
+
+def test_gc_listing_and_removal(s3_bucket) -> None:
+    store = open_artifacts(s3_bucket.url)
+    refs = [store.put(i) for i in range(5)]
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="artifacts/README", Body=b"x")
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="elsewhere/ab/ab1.json", Body=b"1")
+    listed = store.listing()
+    assert sorted(o.hash for o in listed) == sorted(r.hash for r in refs)
+    assert all(o.size == r.size for o in listed for r in refs if r.hash == o.hash)
+    store.remove([o for o in listed if o.hash != refs[0].hash])
+    assert [o.hash for o in store.listing()] == [refs[0].hash]
+    assert s3_bucket.keys() == sorted(
+        ["artifacts/README", "elsewhere/ab/ab1.json", store.key(refs[0])]
+    )
