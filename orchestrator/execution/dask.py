@@ -2,7 +2,9 @@
 
 A `LocalCluster` (worker processes on this machine) when no address is given, else the
 scheduler at `tcp://host:port`. The task is `orchestrator.execution.remote.run_invocation`: plain
-JSON in and out, artifacts through the store every worker sees. Dask may re-run a task
+JSON in and out, artifacts through the store every worker opens from its location (a
+shared folder, or an `s3://` URL: then workers need no shared disk, only the same
+credentials in their environment). Dask may re-run a task
 whose worker died (`allowed_failures`); once it gives up, the step fails with a clear
 error naming it, so a dead worker never hangs a run. A timeout releases the task.
 """
@@ -75,7 +77,7 @@ class DaskExecutor(Executor):
         task = self.client.submit(
             self.task,
             inv.to_json(),
-            str(self.artifacts.root),
+            self.artifacts.location,
             self.db_url,
             key=f"{inv.step}-{inv.run_id}-{inv.attempt}",
             pure=False,

@@ -3,12 +3,14 @@
 `run_invocation(invocation_json, ...)` is the whole contract of a remote worker: plain
 JSON in, plain JSON out. It resolves the step by reference (`module:qualname` or
 `/path/file.py:qualname`), validates the parameters back into their types, reads inputs
-from the shared artifact store (verifying hashes), writes outputs to the artifact store
-(or to a scratch folder the executor adopts), and never raises.
+from the artifact store named by its location (a folder every worker sees, or an `s3://`
+URL each worker opens with its own credentials; verifying hashes), writes outputs to the
+artifact store (or to a scratch folder the executor adopts), and never raises.
 
 As a command (the entry point of our container images)::
 
-    python -m orchestrator.execution.remote INVOCATION.json RESULT.json --artifacts ROOT [--out DIR]
+    python -m orchestrator.execution.remote INVOCATION.json RESULT.json \
+        --artifacts LOCATION [--out DIR]
 
 This module is a composition root, like the CLI: it may open the metadata store, which a
 step reaches through `current().registry` when `ORCH_DB_URL` is given.
@@ -25,6 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from orchestrator.artifacts.location import open_artifacts
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.execution.worker import (
     StepInvocation,
@@ -44,7 +47,7 @@ def _registry_factory(db_url: str | None, root: str) -> Any:
     def make() -> Any:
         from orchestrator.store.registry import StoreRegistry
 
-        return StoreRegistry(_store(db_url), ArtifactStore(Path(root)))
+        return StoreRegistry(_store(db_url), open_artifacts(root))
 
     return make
 
@@ -71,7 +74,7 @@ def run_invocation(
         text, tb = pack_error(exc)
         msg = f"cannot load step '{invocation.get('step')}' ({invocation.get('step_ref')}): {text}"
         return StepResult(False, [], msg, tb, "", 0.0).to_json()
-    artifacts = ArtifactStore(Path(artifact_root))
+    artifacts = open_artifacts(artifact_root)
     out = ArtifactStore(Path(out_dir)) if out_dir else None
     factory = _registry_factory(db_url, artifact_root)
     return execute(inv, step, artifacts, registry_factory=factory, out=out).to_json()
