@@ -1,4 +1,5 @@
-"""Garbage collection of the artifact store: delete files that nothing references.
+"""Garbage collection of the artifact store: delete files (and inline values) that
+nothing references.
 
 What is kept, whatever else `collect` is told:
 
@@ -12,6 +13,12 @@ What is kept, whatever else `collect` is told:
   file's time, so a deduplicated output is as young as a new one. The same age rule
   holds for the temporary files of writes not yet renamed into place: one older than the
   grace period was left by a process killed mid-write, and goes.
+
+An inline artifact (a small value whose bytes live in the metadata store's rows, not in
+a file) follows the same rules: referenced, it stays; unreferenced, its artifact row
+and the cache entries naming it go once it was recorded longer ago than the grace
+period (the step runs that hold it keep their copy, as a run's history). It is counted
+apart from the files.
 
 The references are read before the files are listed: a file written after that is
 younger than the grace period by construction, and never taken for garbage.
@@ -45,6 +52,8 @@ class GcStore(Protocol):
 
     def step_runs(self, run_id: str) -> list[dict[str, Any]]: ...
 
+    def inline_artifacts(self) -> dict[str, float]: ...
+
     def prune_cache(self, keep: set[str]) -> int: ...
 
 
@@ -58,12 +67,20 @@ class GcReport:
     grace: str
     dry_run: bool
     temps: list[Path] = dataclasses.field(default_factory=list)  # torn writes' files
+    inline: int = 0  # inline artifacts found in the metadata store
+    inline_removed: int = 0
+    inline_young: int = 0  # unreferenced inline artifacts kept for their age
 
     def lines(self) -> list[str]:
         verb = "would remove" if self.dry_run else "removed"
         out = [
             f"{verb} {len(self.removed)} of {self.files} artifact files ({self.freed / 1e6:.1f} MB)"
         ]
+        if self.inline:
+            out.append(
+                f"{verb} {self.inline_removed} of {self.inline} inline artifacts "
+                "(small values in the metadata store)"
+            )
         if self.temps:
             s = "" if len(self.temps) == 1 else "s"
             out.append(f"{verb} {len(self.temps)} temporary file{s} of interrupted writes")
@@ -71,6 +88,12 @@ class GcReport:
             s = "" if self.young == 1 else "s"
             out.append(
                 f"kept {self.young} unreferenced artifact file{s} younger than "
+                f"{self.grace} (--grace)"
+            )
+        if self.inline_young:
+            s = "" if self.inline_young == 1 else "s"
+            out.append(
+                f"kept {self.inline_young} unreferenced inline artifact{s} younger than "
                 f"{self.grace} (--grace)"
             )
         for run_id in self.live_runs:
@@ -132,11 +155,17 @@ def collect(
         else:
             young += 1
     temps = [p for p in artifacts.temp_files() if _older(p, started - grace_s)]
+    inline = store.inline_artifacts()
+    unkept = {h: at for h, at in inline.items() if h not in keep}
+    young_inline = {h for h, at in unkept.items() if at > started - grace_s}
     freed = _remove(doomed + temps, dry_run)
     if not dry_run:
         gone = set(doomed)
-        store.prune_cache(keep | {_file_hash(p) for p in files if p not in gone})
-    return GcReport(len(files), doomed, freed, young, live, grace, dry_run, temps)
+        store.prune_cache(keep | young_inline | {_file_hash(p) for p in files if p not in gone})
+    report = GcReport(len(files), doomed, freed, young, live, grace, dry_run, temps)
+    report.inline, report.inline_young = len(inline), len(young_inline)
+    report.inline_removed = len(unkept) - len(young_inline)
+    return report
 
 
 def _older(path: Path, cutoff: float) -> bool:
