@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.api import Run
-from orchestrator.artifacts.store import ArtifactRef
+from orchestrator.artifacts.store import SERIALIZERS, ArtifactRef
 from orchestrator.cli.progress import out
 from orchestrator.errors import ArtifactError
 
@@ -90,7 +90,7 @@ def write_artifact(
         if not _is_frame(value):
             raise ArtifactError(
                 f"{label} is a {ref.type}, not a DataFrame: it cannot be written as {suffix}; "
-                f"use .json or the stored file's own suffix ({artifacts.path(ref).suffix})"
+                f"use .json or the stored file's own suffix ({_suffix(ref)})"
             )
         frame = value.to_frame() if value.ndim == 1 else value
         write: Callable[[Path], Any] = (
@@ -110,7 +110,7 @@ def write_artifact(
         except (TypeError, ValueError) as exc:
             raise ArtifactError(
                 f"{label} is a {ref.type}, which is not JSON ({exc}); "
-                f"write the stored file instead (suffix {artifacts.path(ref).suffix})"
+                f"write the stored file instead (suffix {_suffix(ref)})"
             ) from None
         _atomic(target, lambda p: p.write_text(text + "\n"), label)
         return "JSON"
@@ -123,6 +123,11 @@ def write_artifact(
     source = artifacts.path(ref)
     _atomic(target, lambda p: shutil.copyfile(source, p), label)
     return f"the stored {ref.serializer} file"
+
+
+def _suffix(ref: ArtifactRef) -> str:
+    """The suffix of the file `ref` is (or, inline, would be) stored as."""
+    return SERIALIZERS[ref.serializer][0] if ref.serializer in SERIALIZERS else ""
 
 
 def _atomic(target: Path, write: Callable[[Path], Any], label: str) -> None:
