@@ -2,7 +2,8 @@
 
 A `LocalCluster` (worker processes on this machine) when no address is given, else the
 scheduler at `tcp://host:port`. The task is `orchestrator.execution.remote.run_invocation`: plain
-JSON in and out, artifacts through the store every worker sees. Dask may re-run a task
+JSON in and out, artifacts through the store every worker sees (small values inline in
+their references, in the task's arguments and result). Dask may re-run a task
 whose worker died (`allowed_failures`); once it gives up, the step fails with a clear
 error naming it, so a dead worker never hangs a run. A timeout releases the task.
 """

@@ -152,6 +152,15 @@ class Orch:
     def artifact_files(self, hash_: str) -> list[Path]:
         return sorted(self.artifacts.glob(f"*/{hash_}.*"))
 
+    def stored_text(self, ref: dict[str, Any]) -> str:
+        """The stored bytes (as text) of a recorded JSON output: its inline value (a small
+        one has no file), or its file's."""
+        if "inline" in ref:
+            assert not self.artifact_files(ref["hash"]), ref
+            return str(ref["inline"])
+        (path,) = self.artifact_files(ref["hash"])
+        return path.read_text()
+
 
 def wait_for(
     predicate: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.05
