@@ -12,6 +12,8 @@ What it measures
     * one element added: the list has one more element, so the map expands again: every
       old child is a cache hit (its artifacts verified, a `cached` row written) and one
       child runs. This is the cost of a cached child;
+    * artifact files the first run created, per child (its elements and the children's
+      outputs are inline in their rows unless the store writes every value as a file);
     * peak RSS of this process after all runs (it includes the interpreter, pandas and
       the libraries the orchestrator loads);
     * the store and the UI on that run (n + 1 children): `MetadataStore.step_runs`, the
@@ -138,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             t, c = run_once(folder, n, 0)
             firsts.append(t)
+            files = len(ArtifactStore(folder / "artifacts").all_files())
             t, c2 = run_once(folder, n, 0)
             wholes.append(t)
             t, c3 = run_once(folder, n, 1)
@@ -156,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         f"  first run            {min(firsts) * ms:7.3f} ms/child   (target <= 0.5; "
         f"{min(firsts):.2f} s in all)"
     )
+    print(f"  files, first run     {files / n:7.3f} per child")
     print(f"  whole map cached     {min(wholes) * ms:7.3f} ms/child   (one cache hit)")
     print(
         f"  one element added    {min(children) * ms:7.3f} ms/child   (target <= 0.1: "

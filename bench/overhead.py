@@ -5,7 +5,9 @@ What it measures
     schedule, execute, write step rows / artifacts / cache entries, finish run) divided
     by the number of steps, for steps that do nothing but return an int. Each step gets a
     distinct `i` parameter and returns it, so every step has its own cache key and its
-    own small JSON artifact file, as real steps would.
+    own small JSON artifact, as real steps would: inline in its rows (no file), unless
+    the store writes every artifact as a file (`inline_max=0`). The last column is the
+    number of artifact files the first run created, per step.
 
     The stores are composed as the CLI does it (see `orchestrator.config.Workspace` and
     `orchestrator.api.execute`): `MetadataStore("sqlite:///<tmp>/orchestrator.db")`,
@@ -208,10 +210,12 @@ TARGETS = (FIRST_TARGET_MS, CACHED_TARGET_MS, FIRST_TARGET_MS)
 
 def measure(
     graph: Graph, variant: Graph, executor: str, reps: int, parent: str
-) -> list[list[float]]:
-    """Seconds per phase and repetition; each repetition starts from a fresh store."""
+) -> tuple[list[list[float]], int]:
+    """Seconds per phase and repetition (each repetition starts from a fresh store), and
+    the artifact files the first run made."""
     n = len(graph.order)
     times: list[list[float]] = [[], [], []]
+    files = 0
     for _ in range(reps):
         stores = Stores(parent)
         try:
@@ -225,9 +229,11 @@ def measure(
                 t, result = stores.run(g, executor)
                 check(result, n, state)
                 times[phase].append(t)
+                if phase == 0:
+                    files = len(stores.artifacts.all_files())
         finally:
             stores.close()
-    return times
+    return times, files
 
 
 def fs_probe(parent: str, n: int = 30) -> tuple[float, float]:
@@ -366,19 +372,21 @@ def main(argv: list[str] | None = None) -> None:
             f"\nstores under {folder} ({fs_type(folder)}): probe mkdir {mkdir_us:.0f} us, "
             f"new small file (mkstemp+write+rename) {file_us:.0f} us"
         )
-        header = f"{'shape':<15}{'steps':>6}  {'executor':<11}" + "".join(
-            f"{p:>25}" for p in PHASES
+        header = (
+            f"{'shape':<15}{'steps':>6}  {'executor':<11}"
+            + "".join(f"{p:>25}" for p in PHASES)
+            + f"{'files/step':>12}"
         )
         print(header)
         print("-" * len(header))
         for label, graph, variant in shapes:
             n = len(graph.order)
             for ex in executors:
-                times = measure(graph, variant, ex, reps, folder)
+                times, files = measure(graph, variant, ex, reps, folder)
                 cells = "".join(
                     f"{fmt(t, n, target):>25}" for t, target in zip(times, TARGETS, strict=True)
                 )
-                print(f"{label:<15}{n:>6}  {ex:<11}{cells}", flush=True)
+                print(f"{label:<15}{n:>6}  {ex:<11}{cells}{files / n:>12.2f}", flush=True)
         remove_folders()
 
     print(

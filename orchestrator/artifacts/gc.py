@@ -1,4 +1,5 @@
-"""Garbage collection of the artifact store: delete files that nothing references.
+"""Garbage collection of the artifact store: delete files (and inline values) that
+nothing references.
 
 What is kept, whatever else `collect` is told:
 
@@ -16,6 +17,12 @@ What is kept, whatever else `collect` is told:
 In object storage (`s3://`) the same rules hold with objects for files, an object's
 last-modified time for its age, and unfinished multipart uploads (a writer killed
 mid-upload) for temporary files: one begun before the grace period is aborted.
+
+An inline artifact (a small value whose bytes live in the metadata store's rows, not in
+a file) follows the same rules: referenced, it stays; unreferenced, its artifact row
+and the cache entries naming it go once it was recorded longer ago than the grace
+period (the step runs that hold it keep their copy, as a run's history). It is counted
+apart from the files.
 
 The references are read before the files are listed: a file written after that is
 younger than the grace period by construction, and never taken for garbage.
@@ -48,6 +55,8 @@ class GcStore(Protocol):
 
     def step_runs(self, run_id: str) -> list[dict[str, Any]]: ...
 
+    def inline_artifacts(self) -> dict[str, float]: ...
+
     def prune_cache(self, keep: set[str]) -> int: ...
 
 
@@ -61,12 +70,20 @@ class GcReport:
     grace: str
     dry_run: bool
     temps: list[str] = dataclasses.field(default_factory=list)  # torn writes' leftovers
+    inline: int = 0  # inline artifacts found in the metadata store
+    inline_removed: int = 0
+    inline_young: int = 0  # unreferenced inline artifacts kept for their age
 
     def lines(self) -> list[str]:
         verb = "would remove" if self.dry_run else "removed"
         out = [
             f"{verb} {len(self.removed)} of {self.files} artifact files ({self.freed / 1e6:.1f} MB)"
         ]
+        if self.inline:
+            out.append(
+                f"{verb} {self.inline_removed} of {self.inline} inline artifacts "
+                "(small values in the metadata store)"
+            )
         if self.temps:
             s = "" if len(self.temps) == 1 else "s"
             out.append(f"{verb} {len(self.temps)} temporary file{s} of interrupted writes")
@@ -74,6 +91,12 @@ class GcReport:
             s = "" if self.young == 1 else "s"
             out.append(
                 f"kept {self.young} unreferenced artifact file{s} younger than "
+                f"{self.grace} (--grace)"
+            )
+        if self.inline_young:
+            s = "" if self.inline_young == 1 else "s"
+            out.append(
+                f"kept {self.inline_young} unreferenced inline artifact{s} younger than "
                 f"{self.grace} (--grace)"
             )
         for run_id in self.live_runs:
@@ -131,10 +154,18 @@ def collect(
         else:
             young += 1
     temps = [t for t in artifacts.torn_writes() if t.mtime <= started - grace_s]
+    inline = store.inline_artifacts()
+    unkept = {h: at for h, at in inline.items() if h not in keep}
+    young_inline = {h for h, at in unkept.items() if at > started - grace_s}
     freed = sum(o.size for o in doomed + temps)
     if not dry_run:
         artifacts.remove(doomed + temps)
         gone = {o.name for o in doomed}
-        store.prune_cache(keep | {o.hash for o in files if o.name not in gone})
+        store.prune_cache(keep | young_inline | {o.hash for o in files if o.name not in gone})
     names = [o.name for o in doomed]
-    return GcReport(len(files), names, freed, young, live, grace, dry_run, [t.name for t in temps])
+    report = GcReport(
+        len(files), names, freed, young, live, grace, dry_run, [t.name for t in temps]
+    )
+    report.inline, report.inline_young = len(inline), len(young_inline)
+    report.inline_removed = len(unkept) - len(young_inline)
+    return report

@@ -27,14 +27,15 @@ Arrow IPC files (`.arrow`), numpy arrays `.npy`; both are read memory-mapped. In
   types than its values) is refused with one error, never stored changed;
 * every serializer name ever written stays readable (`parquet` and `series` artifacts
   from before Arrow IPC was the default, too);
-* a small output may be *inline* (a store made with `inline_max`, `INLINE_LIMIT` as
-  measured; off by default): a JSON value whose bytes are at most that is no file; its
-  ref carries the bytes (`data`, recorded as `inline` in the ref's JSON), so it lives in
-  the metadata store's rows and travels with the ref to and from other processes,
-  containers and Dask workers. Its hash is the same as the file's would be, and it is
-  checked on every read as a file's is. `INLINE_LIMIT` is set by measurement
-  (bench/inline.py): below it a file costs ~100 us to create, two rows with the value a
-  few; above it the rows (a mapped step's list holds every child's) grow too large.
+* a small output is *inline* (`inline_max`, by default `INLINE_LIMIT` as measured; a
+  store made with `inline_max=0` writes every value as a file): a JSON value whose
+  bytes are at most that is no file; its ref carries the bytes (`data`, recorded as
+  `inline` in the ref's JSON), so it lives in the metadata store's rows and travels
+  with the ref to and from other processes, containers and Dask workers. Its hash is
+  the same as the file's would be, and it is checked on every read as a file's is.
+  `INLINE_LIMIT` is set by measurement (bench/inline.py): below it a file costs ~100 us
+  to create, two rows with the value a few; above it the rows (a mapped step's list
+  holds every child's) grow too large.
 
 `ArtifactStore` is the local (or shared-filesystem) store; `objects.ObjectArtifactStore`
 keeps the same objects in S3-compatible object storage and overrides only the I/O
@@ -123,8 +124,8 @@ class ArtifactRef:
 
 
 LIST = "list"
-INLINE_LIMIT = 1024  # bytes: the measured threshold, for a store that inlines
-INLINE_MAX = 0  # the default: off (every artifact a file) until the suites cover inline
+INLINE_LIMIT = 1024  # bytes: the measured threshold (bench/inline.py)
+INLINE_MAX = INLINE_LIMIT  # the default; a store made with `inline_max=0` writes every file
 INLINE_SERIALIZERS = frozenset({"json"})  # text: its bytes are their own JSON string
 
 

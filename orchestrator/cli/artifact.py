@@ -14,11 +14,11 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from orchestrator.api import Run
-from orchestrator.artifacts.store import ArtifactRef
+from orchestrator.artifacts.store import SERIALIZERS, ArtifactRef
 from orchestrator.cli.progress import out
 from orchestrator.errors import ArtifactError
 
@@ -89,7 +89,7 @@ def write_artifact(
         if not _is_frame(value):
             raise ArtifactError(
                 f"{label} is a {ref.type}, not a DataFrame: it cannot be written as {suffix}; "
-                f"use .json or the stored file's own suffix ({_suffix(artifacts, ref)})"
+                f"use .json or the stored file's own suffix ({_suffix(ref)})"
             )
         frame = value.to_frame() if value.ndim == 1 else value
         write: Callable[[Path], Any] = (
@@ -109,7 +109,7 @@ def write_artifact(
         except (TypeError, ValueError) as exc:
             raise ArtifactError(
                 f"{label} is a {ref.type}, which is not JSON ({exc}); "
-                f"write the stored file instead (suffix {_suffix(artifacts, ref)})"
+                f"write the stored file instead (suffix {_suffix(ref)})"
             ) from None
         _atomic(target, lambda p: p.write_text(text + "\n"), label)
         return "JSON"
@@ -126,8 +126,9 @@ def write_artifact(
     return f"the stored {ref.serializer} file"
 
 
-def _suffix(artifacts: Any, ref: ArtifactRef) -> str:
-    return PurePosixPath(artifacts.where(ref)).suffix
+def _suffix(ref: ArtifactRef) -> str:
+    """The suffix of the file `ref` is (or, inline, would be) stored as."""
+    return SERIALIZERS[ref.serializer][0] if ref.serializer in SERIALIZERS else ""
 
 
 def _atomic(target: Path, write: Callable[[Path], Any], label: str) -> None:

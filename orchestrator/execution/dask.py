@@ -4,7 +4,8 @@ A `LocalCluster` (worker processes on this machine) when no address is given, el
 scheduler at `tcp://host:port`. The task is `orchestrator.execution.remote.run_invocation`: plain
 JSON in and out, artifacts through the store every worker opens from its location (a
 shared folder, or an `s3://` URL: then workers need no shared disk, only the same
-credentials in their environment). Dask may re-run a task
+credentials in their environment); small values ride inline in their references, in the
+task's arguments and result. Dask may re-run a task
 whose worker died (`allowed_failures`); once it gives up, the step fails with a clear
 error naming it, so a dead worker never hangs a run. A timeout releases the task.
 """

@@ -11,7 +11,9 @@ container of its own, created and removed around it.
 Either way the step runs through our worker entry point (`orchestrator.execution.remote`),
 which reads its inputs from the artifact store, mounted read-only at the same path as on
 the host, and writes its outputs to a scratch folder; the executor then verifies each
-output's hash and moves it into the store. No pickles cross the socket and nothing
+output's hash and moves it into the store. A small output (see `artifacts.store`) is no
+file: it comes back inline in the result, and an inline input travels in the
+invocation. No pickles cross the socket and nothing
 depends on the host's virtualenv.
 
 Per step, from `@step(hints={...})`: `image` (else the executor's default image), `env`,

@@ -5,7 +5,9 @@ JSON in, plain JSON out. It resolves the step by reference (`module:qualname` or
 `/path/file.py:qualname`), validates the parameters back into their types, reads inputs
 from the artifact store named by its location (a folder every worker sees, or an `s3://`
 URL each worker opens with its own credentials; verifying hashes), writes outputs to the
-artifact store (or to a scratch folder the executor adopts), and never raises.
+artifact store (or to a scratch folder the executor adopts), and never raises. Small
+values are inline: an input's bytes come in its reference, an output's go back in the
+result.
 
 As a command (the entry point of our container images)::
 

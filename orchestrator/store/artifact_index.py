@@ -3,9 +3,11 @@
 A record is written with the batch of the step that produced it and is keyed by its
 content hash, so it is never written twice. `referenced` is what garbage collection
 keeps: hashes named by kept runs' step runs, model versions (and their drift
-references) and monitor reports. `prune` drops, in one transaction, every cache entry
-that names an artifact not kept, then those artifacts' records: a cache entry never
-outlives an artifact it names. Hash lists go to the database in chunks of 500.
+references) and monitor reports; `inline_ages` lists the inline artifacts (small values
+whose bytes live in their rows, not in files) with the time each was recorded. `prune`
+drops, in one transaction, every cache entry that names an artifact not kept, then those
+artifacts' records: a cache entry never outlives an artifact it names. Hash lists go
+to the database in chunks of 500.
 """
 
 from __future__ import annotations
@@ -49,6 +51,13 @@ class ArtifactIndex:
             row["size"],
             data=None if data is None else data.encode(),
         )
+
+    def inline_ages(self) -> dict[str, float]:
+        """Every inline artifact's hash -> when it was recorded (a POSIX time)."""
+        a = t.artifacts.c
+        with self.db.read() as conn:
+            rows = conn.execute(select(a.hash, a.created_at).where(a.inline.is_not(None)))
+            return {h: at.timestamp() for h, at in rows}
 
     def referenced(self, keep_runs: int | None = None) -> set[str]:
         """Hashes referenced by kept runs' step runs and logged artifacts, model versions and

@@ -209,6 +209,9 @@ class MetadataStore:
     def referenced_artifacts(self, keep_runs: int | None = None) -> set[str]:
         return self.artifact_index.referenced(keep_runs)
 
+    def inline_artifacts(self) -> dict[str, float]:
+        return self.artifact_index.inline_ages()
+
     def prune_cache(self, keep: set[str]) -> int:
         return self.artifact_index.prune(keep)
 

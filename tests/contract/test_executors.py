@@ -61,6 +61,11 @@ def spinning(df: pd.DataFrame) -> int:
         pass
 
 
+@step
+def summed(xs: list[int]) -> dict[str, int]:
+    return {"n": len(xs), "sum": sum(xs)}
+
+
 @pytest.fixture(params=sorted(EXECUTORS))
 def executor(request: pytest.FixtureRequest, tmp_path: Path):
     artifacts = ArtifactStore(tmp_path / "artifacts")
@@ -100,6 +105,28 @@ def test_several_outputs_become_several_artifacts(executor) -> None:
     assert result.ok, result.error
     assert [r.serializer for r in result.outputs] == ["arrow", "json"]
     assert executor.artifacts.get(result.outputs[1]) == 3
+
+
+def test_small_values_go_in_and_come_back_inline(executor) -> None:
+    xs = executor.artifacts.put([1, 2, 3])
+    assert xs.data is not None  # inline: no file
+    inv = StepInvocation(
+        run_id="r1",
+        pipeline="p",
+        step="summed",
+        step_ref=summed.ref,
+        inputs={"xs": xs},
+        params={},
+        cache_key="k",
+        attempt=1,
+        pipeline_params={},
+    )
+    result = executor.submit(inv, summed, {} if executor.in_process else None).result(60)
+    assert result.ok, result.error
+    (ref,) = result.outputs
+    assert ref.data is not None and ref == ref.from_json(ref.to_json())
+    assert executor.artifacts.get(ref) == {"n": 3, "sum": 6}
+    assert executor.artifacts.all_files() == []  # neither value became a file
 
 
 def test_user_error_comes_back_as_data(executor) -> None:

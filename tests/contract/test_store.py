@@ -660,6 +660,29 @@ def test_referenced_artifacts_and_prune_cache(
     assert store.artifact_rows(["h2", "h3"]) == {}
 
 
+def test_inline_artifacts_are_listed_with_their_age_and_pruned_like_files(
+    store: MetadataStore,
+) -> None:
+    new_run(store)
+    later = T0 + dt.timedelta(hours=1)
+    small = artifact("i1") | {"inline": "[1, 2]"}
+    young = artifact("i2") | {"inline": "3", "created_at": later}
+    store.write(
+        Batch(
+            artifacts={"i1": small, "i2": young, "f1": artifact("f1")},
+            cache_entries=[
+                entry("k-i1", [out("i1") | {"inline": "[1, 2]"}]),
+                entry("k-i2", [out("i2") | {"inline": "3"}]),
+            ],
+        )
+    )
+    assert store.inline_artifacts() == {"i1": T0.timestamp(), "i2": later.timestamp()}
+    assert store.prune_cache({"i2"}) == 1  # the entry naming i1 goes with i1's row
+    assert store.cache_get("k-i1") is None and store.cache_get("k-i2") is not None
+    assert set(store.inline_artifacts()) == {"i2"}
+    assert store.artifact_ref("i2") is not None and store.artifact_ref("i2").data == b"3"
+
+
 def test_prune_cache_with_a_keep_set_larger_than_a_statement_can_bind(
     store: MetadataStore,
 ) -> None:

@@ -163,6 +163,14 @@ class Orch:
         got = self.bucket.client.get_object(Bucket=self.bucket.name, Key=key)
         return bytes(got["Body"].read())
 
+    def stored_text(self, ref: dict[str, Any]) -> str:
+        """The stored bytes (as text) of a recorded JSON output: its inline value (a small
+        one has no file or object), or its file's or object's."""
+        if "inline" in ref:
+            assert not self.artifact_files(ref["hash"]), ref
+            return str(ref["inline"])
+        return self.artifact_bytes(ref["hash"]).decode()
+
 
 def wait_for(
     predicate: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.05

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from orchtest import Orch, Project
+from orchtest import Orch, Project, step_of
 
 FRAMES = """
 import pandas as pd
@@ -83,6 +83,8 @@ def test_artifact_of_a_json_value_and_its_errors(
     shown = orch("artifact", run_id, "summary")
     assert shown.code == 0, shown.describe()
     assert '"mean_b": 7.25' in shown.out and '"rows": 30' in shown.out
+    [ref] = step_of(orch.show(run_id), "summary")["outputs"]
+    assert "inline" in ref and not orch.artifact_files(ref["hash"])  # small: no file
 
     assert orch("artifact", run_id, "summary", "--to", str(tmp_path / "s.json")).code == 0
     assert json.loads((tmp_path / "s.json").read_text()) == {
@@ -93,6 +95,10 @@ def test_artifact_of_a_json_value_and_its_errors(
     csv = orch("artifact", run_id, "summary", "--to", str(tmp_path / "s.csv"))
     assert csv.code == 2 and not (tmp_path / "s.csv").exists()
     assert f"error: run {run_id} step 'summary' is a builtins:dict, not a DataFrame" in csv.err
+    assert "the stored file's own suffix (.json)" in csv.err
+    raw = orch("artifact", run_id, "summary", "--to", str(tmp_path / "s.stored"))
+    assert raw.code == 0, raw.describe()
+    assert (tmp_path / "s.stored").read_text() == ref["inline"]  # the bytes a file would hold
     typo = orch("artifact", run_id, "sumary")
     assert typo.code == 2
     assert f"error: run {run_id} has no step 'sumary' (did you mean 'summary'?)" in typo.err

@@ -1,4 +1,8 @@
-"""`orch cache gc`: removes unreferenced artifact files only."""
+"""`orch cache gc`: removes unreferenced artifact files and inline values only.
+
+The demo pipeline's outputs are small lists and sums, which are inline (in the metadata
+store, no file); with `n=400` its lists are over the inline limit, so they are files.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +18,16 @@ pytestmark = pytest.mark.local_artifacts
 
 ORPHAN = "ff" + "0123456789abcdef" * 2
 ALL_CACHED = dict.fromkeys(DEMO_STEPS, "cached")
+BIG = ("--param", "n=400")  # lists of 400 ints are files; the sums stay inline
 
 
 def test_gc_keeps_referenced_artifacts_and_removes_orphans(
     orch: Orch, demo_project: Project
 ) -> None:
-    orch.run("pipe.py:demo")
-    orch.run("pipe.py:demo", "--param", "k=3")
+    orch.run("pipe.py:demo", *BIG)
+    orch.run("pipe.py:demo", *BIG, "--param", "k=3")
     referenced = sorted(p for p in orch.artifacts.glob("??/*") if p.is_file())
-    assert referenced
+    assert len(referenced) == 4  # load, cleaned, and double for k=2 and k=3
 
     orphan = orch.artifacts / ORPHAN[:2] / f"{ORPHAN[:32]}.json"
     orphan.parent.mkdir(parents=True, exist_ok=True)
@@ -38,12 +43,50 @@ def test_gc_keeps_referenced_artifacts_and_removes_orphans(
     res = orch("cache", "gc")
     assert res.code == 0, res.describe()
     assert f"removed 1 of {len(referenced) + 1} artifact files" in res.out
+    assert "removed 0 of 3 inline artifacts" in res.out  # count, and total for each k
     assert not orphan.exists()
     assert all(p.exists() for p in referenced)
 
     # nothing referenced was lost: both parameter sets are still fully cached
-    assert states(orch.run("pipe.py:demo")) == ALL_CACHED
+    assert states(orch.run("pipe.py:demo", *BIG)) == ALL_CACHED
+    assert states(orch.run("pipe.py:demo", *BIG, "--param", "k=3")) == ALL_CACHED
+
+
+def test_gc_keeps_referenced_inline_values_and_prunes_old_ones(
+    orch: Orch, demo_project: Project
+) -> None:
+    old = orch.run("pipe.py:demo")  # every output inline: no file at all
+    orch.run("pipe.py:demo", "--param", "k=3")
+    assert not [p for p in orch.artifacts.glob("??/*") if p.is_file()]
+
+    res = orch("cache", "gc", "--grace", "0")
+    assert res.code == 0, res.describe()
+    assert "removed 0 of 0 artifact files" in res.out
+    assert "removed 0 of 7 inline artifacts" in res.out  # double, total twice; load, ...
     assert states(orch.run("pipe.py:demo", "--param", "k=3")) == ALL_CACHED
+
+    # only the newest run kept: k=2's double and total are unreferenced, but young
+    young = orch("cache", "gc", "--keep-runs", "1")
+    assert young.code == 0, young.describe()
+    assert "removed 0 of 7 inline artifacts" in young.out
+    assert "kept 2 unreferenced inline artifacts younger than 10m (--grace)" in young.out
+
+    gone = orch("cache", "gc", "--keep-runs", "1", "--grace", "0")
+    assert gone.code == 0, gone.describe()
+    assert "removed 2 of 7 inline artifacts" in gone.out
+    assert states(orch.run("pipe.py:demo", "--param", "k=3")) == ALL_CACHED
+    again = states(orch.run("pipe.py:demo"))
+    assert again == {
+        "load": "cached",
+        "double": "succeeded",
+        "cleaned": "cached",
+        "total": "succeeded",
+        "count": "cached",
+    }
+    # the old run's history still holds its value
+    shown = orch("artifact", old["run_id"], "double")
+    assert shown.code == 0, shown.describe()
+    assert "inline in the metadata store" not in shown.out and "[\n  2,\n  4," in shown.out
 
 
 def test_gc_on_an_empty_home(orch: Orch, project: Project) -> None:
@@ -77,7 +120,7 @@ class Slow(BaseModel):
 
 @step
 def make(seed: int = 1) -> tuple[list[int], Slow]:
-    return [seed, seed + 1], Slow(n=seed)
+    return list(range(seed, seed + 400)), Slow(n=seed)  # over the inline limit: files
 
 
 @step
@@ -129,7 +172,7 @@ def test_gc_during_a_run_keeps_what_the_run_will_record(
     assert orphan.exists()
     res = orch("cache", "gc", "--grace", "0")
     assert res.code == 0, res.describe()
-    assert "removed 1 of 4 artifact files" in res.out
+    assert "removed 1 of 3 artifact files" in res.out  # xs, Slow and the orphan; the sum is inline
     assert not orphan.exists()
     assert states(orch.run("race.py:racing", "--executor", "process")) == {
         "make": "cached",
@@ -147,7 +190,7 @@ def test_gc_grace_must_be_a_duration(orch: Orch, project: Project) -> None:
 def test_gc_removes_the_temp_files_of_writes_a_kill_interrupted(
     orch: Orch, demo_project: Project
 ) -> None:
-    orch.run("pipe.py:demo")
+    orch.run("pipe.py:demo", *BIG)
     old = time.time() - 2 * 3600
     torn = orch.artifacts / ".tmp-abc123"  # a write killed before its rename
     torn.write_bytes(b"x" * 1000)
@@ -169,4 +212,4 @@ def test_gc_removes_the_temp_files_of_writes_a_kill_interrupted(
     assert "removed 2 temporary files of interrupted writes" in res.out
     assert not torn.exists() and not torn_adopt.exists()
     assert live.exists()
-    assert states(orch.run("pipe.py:demo")) == ALL_CACHED
+    assert states(orch.run("pipe.py:demo", *BIG)) == ALL_CACHED

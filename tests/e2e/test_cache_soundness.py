@@ -357,7 +357,7 @@ CASES = [
 
 def _output(orch: Orch, doc: dict) -> str:
     (ref,) = step_of(doc, "compute")["outputs"]
-    return orch.artifact_bytes(ref["hash"]).decode()
+    return orch.stored_text(ref)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -101,7 +101,7 @@ def _seen(orch: Orch, doc: dict) -> dict[str, dict]:
     for s in doc["steps"]:
         if s["name"].startswith("seen_"):
             (ref,) = s["outputs"]
-            out[s["name"][5:]] = json.loads(json.loads(orch.artifact_bytes(ref["hash"])))
+            out[s["name"][5:]] = json.loads(json.loads(orch.stored_text(ref)))
     return out
 
 

@@ -38,8 +38,7 @@ def write_book(path: str, amounts: list[float]) -> None:
 
 def total(orch: Orch, run: dict[str, Any]) -> float:
     [ref] = step_of(run, "total")["outputs"]
-    [path] = orch.artifact_files(ref["hash"])
-    return float(json.loads(path.read_text()))
+    return float(json.loads(orch.stored_text(ref)))
 
 
 def test_load_file_reads_excel_and_json_lines_in_a_run(orch: Orch, project: Project) -> None:

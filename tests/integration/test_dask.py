@@ -631,3 +631,27 @@ def test_mapped_children_run_on_dask_workers_and_are_cached_locally(
     assert [states(again)[f"where[{i}]"] for i in range(4)] == ["cached"] * 4
     assert states(again)["where[4]"] == "succeeded"
     assert value_of(orch, again, "where")[4]["address"] == "here"
+
+
+# -- small values inline ------------------------------------------------------------------
+
+
+def test_small_values_round_trip_inline_through_dask_workers(
+    orch: Orch, project: Project, tmp_path: Path
+) -> None:
+    project.write("helpers.py", DEMO_HELPERS)
+    project.write("pipe.py", DEMO_PIPELINE)
+    on_dask = orch.run("pipe.py:demo", "--param", "k=3", *DASK)
+    assert states(on_dask) == dict.fromkeys(DEMO_STEPS, "succeeded")
+    for name in DEMO_STEPS:
+        [out] = step_of(on_dask, name)["outputs"]
+        assert "inline" in out, name  # came back in the task's result
+    folder = orch.artifacts
+    assert not folder.exists() or not [p for p in folder.rglob("*") if p.is_file()]
+    assert value_of(orch, on_dask, "total") == 45 + 200  # the workers read inline inputs
+
+    threaded = Orch(tmp_path / "thread-home", project.root).run("pipe.py:demo", "--param", "k=3")
+    for name in DEMO_STEPS:
+        assert step_of(on_dask, name)["cache_key"] == step_of(threaded, name)["cache_key"]
+        assert step_of(on_dask, name)["outputs"] == step_of(threaded, name)["outputs"]
+    assert states(orch.run("pipe.py:demo", "--param", "k=3")) == dict.fromkeys(DEMO_STEPS, "cached")

@@ -6,6 +6,7 @@ with debootstrap, the project's wheels installed offline), once per source state
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -453,3 +454,29 @@ def test_steps_in_containers_log_metrics_params_and_artifacts(orch: Orch, projec
     run = orchestrator.get_run(doc["run_id"], home=orch.home)
     assert [p["value"] for p in run.series["loss"]] == pytest.approx([0.5, 0.25, 0.5 / 3])
     assert run.artifact("config") == {"lr": 0.5}  # moved out of the container's scratch
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+@pytest.mark.parametrize("pool", ["1", "0"], ids=["pooled", "per-step"])
+def test_small_values_round_trip_inline_through_containers(
+    orch: Orch, small: Project, tmp_path: Path, pool: str
+) -> None:
+    orch.env["ORCH_DOCKER_POOL"] = pool
+    doc = orch.run("flow.py:small", "--executor", "docker")
+    assert states(doc) == {"load": "succeeded", "scale": "succeeded", "total": "succeeded"}
+    shown = orch.show(doc["run_id"])
+    assert "as uid 65534" in step_of(shown, "load")["log"]  # it ran in a container
+    for name in ("load", "scale", "total"):
+        [out] = step_of(doc, name)["outputs"]
+        assert "inline" in out, name  # came back in the result, no file to adopt
+    assert _files(orch.artifacts) == []  # and the consumers read their inputs inline
+    assert json.loads(step_of(doc, "total")["outputs"][0]["inline"]) == 18  # (0+1+2+3) * 3
+
+    threaded = Orch(tmp_path / "thread-home", small.root).run("flow.py:small")
+    for name in ("load", "scale", "total"):
+        assert step_of(doc, name)["cache_key"] == step_of(threaded, name)["cache_key"]
+        assert step_of(doc, name)["outputs"] == step_of(threaded, name)["outputs"]
+    assert set(states(orch.run("flow.py:small")).values()) == {"cached"}

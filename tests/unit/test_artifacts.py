@@ -101,8 +101,10 @@ def test_a_small_json_value_is_inline_and_checked_on_read(tmp_path: Path) -> Non
 
 
 def test_values_above_the_threshold_and_tracked_ones_are_files(tmp_path: Path) -> None:
-    assert ArtifactStore(tmp_path / "off").put({"x": 1}).data is None  # off by default
-    store = ArtifactStore(tmp_path / "a", inline_max=INLINE_LIMIT)
+    assert ArtifactStore(tmp_path / "on").put({"x": 1}).data is not None  # on by default
+    assert ArtifactStore(tmp_path / "off", inline_max=0).put({"x": 1}).data is None
+    store = ArtifactStore(tmp_path / "a")
+    assert store.inline_max == INLINE_LIMIT
     assert store.put("v" * INLINE_LIMIT).data is None  # its JSON has two quotes more
     assert store.put("v" * (INLINE_LIMIT - 2)).data is not None
     found_by_hash = store.put({"x": 1}, inline=False)
