@@ -3,15 +3,18 @@
 `run_invocation(invocation_json, ...)` is the whole contract of a remote worker: plain
 JSON in, plain JSON out. It resolves the step by reference (`module:qualname` or
 `/path/file.py:qualname`), validates the parameters back into their types, reads inputs
-from the shared artifact store (verifying hashes), writes outputs to the artifact store
-(or to a scratch folder the executor adopts), and never raises.
+from the artifact store named by its location (a folder every worker sees, or an `s3://`
+URL for workers that share no disk; verifying hashes), writes outputs to that store (or
+to a scratch folder the executor adopts), and never raises. An object store is opened
+once per worker process and kept (its client and connections are worth reusing).
 
 As a command (the entry point of our container images)::
 
     python -m orchestrator.execution.remote INVOCATION.json RESULT.json --artifacts ROOT [--out DIR]
 
-This module is a composition root, like the CLI: it may open the metadata store, which a
-step reaches through `current().registry` when `ORCH_DB_URL` is given.
+ROOT is a folder or an `s3://` URL. This module is a composition root, like the CLI: it
+may open the metadata store, which a step reaches through `current().registry` when
+`ORCH_DB_URL` is given.
 """
 
 from __future__ import annotations
@@ -36,15 +39,30 @@ from orchestrator.execution.worker import (
 )
 
 
+def _artifacts(location: str) -> ArtifactStore:
+    """The artifact store at `location`: a folder, or an object store's URL (kept)."""
+    if "://" in location:
+        return _object_store(location)
+    return ArtifactStore(Path(location))
+
+
 @functools.cache
-def _registry_factory(db_url: str | None, root: str) -> Any:
+def _object_store(url: str) -> ArtifactStore:
+    from orchestrator.artifacts.location import open_artifacts  # type: ignore[import-not-found]
+
+    store: ArtifactStore = open_artifacts(url)
+    return store
+
+
+@functools.cache
+def _registry_factory(db_url: str | None, location: str) -> Any:
     if not db_url:
         return None
 
     def make() -> Any:
         from orchestrator.store.registry import StoreRegistry
 
-        return StoreRegistry(_store(db_url), ArtifactStore(Path(root)))
+        return StoreRegistry(_store(db_url), _artifacts(location))
 
     return make
 
@@ -58,7 +76,7 @@ def _store(db_url: str) -> Any:
 
 def run_invocation(
     invocation: dict[str, Any],
-    artifact_root: str,
+    artifact_location: str,
     db_url: str | None = None,
     out_dir: str | None = None,
 ) -> dict[str, Any]:
@@ -71,9 +89,13 @@ def run_invocation(
         text, tb = pack_error(exc)
         msg = f"cannot load step '{invocation.get('step')}' ({invocation.get('step_ref')}): {text}"
         return StepResult(False, [], msg, tb, "", 0.0).to_json()
-    artifacts = ArtifactStore(Path(artifact_root))
+    try:
+        artifacts = _artifacts(artifact_location)
+    except BaseException as exc:  # noqa: BLE001 - failures cross the boundary as data
+        msg = f"step '{inv.step}': cannot open the artifact store {artifact_location}: "
+        return StepResult(False, [], msg + pack_error(exc)[0], None, "", 0.0).to_json()
     out = ArtifactStore(Path(out_dir)) if out_dir else None
-    factory = _registry_factory(db_url, artifact_root)
+    factory = _registry_factory(db_url, artifact_location)
     return execute(inv, step, artifacts, registry_factory=factory, out=out).to_json()
 
 
