@@ -2,7 +2,9 @@
 
 `Workspace(home=None, db_url=None, artifacts=None)` reads `ORCH_HOME` (default
 `./.orchestrator`), `ORCH_DB_URL` (default: the SQLite file `orchestrator.db` in the home)
-and `ORCH_ARTIFACTS` (default: `artifacts/` in the home) for whatever is not given, and
+and `ORCH_ARTIFACTS` (default: `artifacts/` in the home; a folder path, or
+`s3://bucket/prefix` for object storage, see `artifacts.objects`) for whatever is not
+given, and
 opens the metadata store and artifact store on first use. The CLI and the Python API
 both build theirs here, so a run made by one front end is seen, and its cache hit, by
 the other.
@@ -60,6 +62,10 @@ def _why_unwritable(home: Path) -> int:
     return errno.EACCES
 
 
+def _is_url(location: str) -> bool:
+    return location.startswith("s3://")
+
+
 class Workspace:
     """The configured metadata store, artifact store, log folder and executors."""
 
@@ -74,9 +80,11 @@ class Workspace:
         self.db_url = (
             db_url or os.environ.get("ORCH_DB_URL") or f"sqlite:///{self.home / 'orchestrator.db'}"
         )
-        self.artifacts_root = Path(
+        self.artifacts_location: str | Path = (
             artifacts or os.environ.get("ORCH_ARTIFACTS") or self.home / "artifacts"
         )
+        if not isinstance(self.artifacts_location, str) or not _is_url(self.artifacts_location):
+            self.artifacts_location = Path(self.artifacts_location)
         self._store: Any = None
         self._artifacts: Any = None
 
@@ -103,9 +111,9 @@ class Workspace:
     @property
     def artifacts(self) -> Any:
         if self._artifacts is None:
-            from orchestrator.artifacts.store import ArtifactStore
+            from orchestrator.artifacts.location import open_artifacts
 
-            self._artifacts = ArtifactStore(self.artifacts_root)
+            self._artifacts = open_artifacts(self.artifacts_location)
         return self._artifacts
 
     def registry(self) -> Any:
@@ -115,16 +123,16 @@ class Workspace:
 
     def registry_factory(self) -> Callable[[], Any]:
         """A factory safe to call in a forked child (which opens its own connection pool)."""
-        parent, url, root = os.getpid(), self.db_url, self.artifacts_root
+        parent, url, root = os.getpid(), self.db_url, self.artifacts_location
 
         def make() -> Any:
-            from orchestrator.artifacts.store import ArtifactStore
+            from orchestrator.artifacts.location import open_artifacts
             from orchestrator.store.metadata import MetadataStore
             from orchestrator.store.registry import StoreRegistry
 
             if os.getpid() == parent:
                 return self.registry()
-            return StoreRegistry(MetadataStore(url), ArtifactStore(root))
+            return StoreRegistry(MetadataStore(url), open_artifacts(root))
 
         return make
 

@@ -2,7 +2,7 @@
 # The Docker image the integration tests run steps in. Idempotent: starts dockerd and
 # builds the base image if needed (scripts/base-image.sh), then builds
 # orchestrator-test:<hash of the project's sources and this script> unless it exists, with
-# the extras a Dask worker or a step on PostgreSQL needs. Prints the tag.
+# the extras a Dask worker needs (dask, postgres, s3). Prints the tag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec 9>/tmp/orchestrator-test-image.lock
@@ -14,6 +14,6 @@ hash=$(cat pyproject.toml scripts/test-image.sh $(git ls-files orchestrator step
 tag="orchestrator-test:$hash"
 if ! docker image inspect "$tag" >/dev/null 2>&1; then
   python3 -m orchestrator image build --tag "$tag" --base orchestrator-base:py311 \
-    --extra dask --extra postgres 9>&- </dev/null >&2
+    --extra dask --extra postgres --extra s3 9>&- </dev/null >&2
 fi
 echo "$tag"

@@ -13,6 +13,10 @@ What is kept, whatever else `collect` is told:
   holds for the temporary files of writes not yet renamed into place: one older than the
   grace period was left by a process killed mid-write, and goes.
 
+In object storage (`s3://`) the same rules hold with objects for files, an object's
+last-modified time for its age, and unfinished multipart uploads (a writer killed
+mid-upload) for temporary files: one begun before the grace period is aborted.
+
 The references are read before the files are listed: a file written after that is
 younger than the grace period by construction, and never taken for garbage.
 """
@@ -22,10 +26,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.artifacts.store import ArtifactStore, file_hashes
+from orchestrator.artifacts.store import ArtifactStore, StoredObject, file_hashes
 from orchestrator.errors import ParamError
 from orchestrator.state import RunStatus
 
@@ -51,13 +54,13 @@ class GcStore(Protocol):
 @dataclasses.dataclass
 class GcReport:
     files: int  # artifact files found
-    removed: list[Path]
+    removed: list[str]  # the paths (or object URLs) removed
     freed: int  # bytes
     young: int  # unreferenced files kept for their age
     live_runs: list[str]  # runs still running, whose artifacts were kept
     grace: str
     dry_run: bool
-    temps: list[Path] = dataclasses.field(default_factory=list)  # torn writes' files
+    temps: list[str] = dataclasses.field(default_factory=list)  # torn writes' leftovers
 
     def lines(self) -> list[str]:
         verb = "would remove" if self.dry_run else "removed"
@@ -104,10 +107,6 @@ def _live_runs(store: GcStore) -> tuple[list[str], set[str]]:
     return ids, hashes
 
 
-def _file_hash(path: Path) -> str:
-    return path.name.split(".")[0]
-
-
 def collect(
     store: GcStore,
     artifacts: ArtifactStore,
@@ -121,41 +120,21 @@ def collect(
     started = time.time()
     live, live_hashes = _live_runs(store)
     keep = store.referenced_artifacts(keep_runs) | live_hashes
-    files = artifacts.all_files()
-    doomed: list[Path] = []
+    files = artifacts.listing()
+    doomed: list[StoredObject] = []
     young = 0
-    for path in files:
-        if _file_hash(path) in keep:
+    for obj in files:
+        if obj.hash in keep:
             continue
-        if _older(path, started - grace_s):
-            doomed.append(path)
+        if obj.mtime <= started - grace_s:
+            doomed.append(obj)
         else:
             young += 1
-    temps = [p for p in artifacts.temp_files() if _older(p, started - grace_s)]
-    freed = _remove(doomed + temps, dry_run)
+    temps = [t for t in artifacts.torn_writes() if t.mtime <= started - grace_s]
+    freed = sum(o.size for o in doomed + temps)
     if not dry_run:
-        gone = set(doomed)
-        store.prune_cache(keep | {_file_hash(p) for p in files if p not in gone})
-    return GcReport(len(files), doomed, freed, young, live, grace, dry_run, temps)
-
-
-def _older(path: Path, cutoff: float) -> bool:
-    """Whether `path` was last written before `cutoff`; False for a file gone meanwhile
-    (renamed into place or removed), which is never garbage."""
-    try:
-        return path.stat().st_mtime <= cutoff
-    except FileNotFoundError:
-        return False
-
-
-def _remove(paths: list[Path], dry_run: bool) -> int:
-    """Delete `paths` (unless `dry_run`); the bytes they held."""
-    freed = 0
-    for path in paths:
-        try:
-            freed += path.stat().st_size
-            if not dry_run:
-                path.unlink()
-        except FileNotFoundError:
-            continue
-    return freed
+        artifacts.remove(doomed + temps)
+        gone = {o.name for o in doomed}
+        store.prune_cache(keep | {o.hash for o in files if o.name not in gone})
+    names = [o.name for o in doomed]
+    return GcReport(len(files), names, freed, young, live, grace, dry_run, [t.name for t in temps])

@@ -35,6 +35,12 @@ Arrow IPC files (`.arrow`), numpy arrays `.npy`; both are read memory-mapped. In
   checked on every read as a file's is. `INLINE_LIMIT` is set by measurement
   (bench/inline.py): below it a file costs ~100 us to create, two rows with the value a
   few; above it the rows (a mapped step's list holds every child's) grow too large.
+
+`ArtifactStore` is the local (or shared-filesystem) store; `objects.ObjectArtifactStore`
+keeps the same objects in S3-compatible object storage and overrides only the I/O
+(`_commit`, `_read`, `verify`, `adopt`, the listing gc uses); `location.open_artifacts`
+turns an `ORCH_ARTIFACTS` value into either. A store is named by its `location` (a folder
+path or an `s3://` URL), which is what a worker in another process is given.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ import pickle
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -383,11 +389,25 @@ class _HashingFile(io.RawIOBase):
         return str(self._h.hexdigest())
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One stored artifact (or a torn write's leftover) as garbage collection sees it."""
+
+    name: str  # a file's path, or an object's URL
+    hash: str
+    size: int
+    mtime: float  # seconds since the epoch: last written (or, for a torn write, begun)
+    upload: str | None = None  # an unfinished multipart upload's id
+
+
 class ArtifactStore:
     """Content-addressed files under `root`."""
 
+    is_local = True
+
     def __init__(self, root: Path, inline_max: int = INLINE_MAX) -> None:
         self.root = Path(root)
+        self.location = str(self.root)  # what a worker in another process opens
         self.inline_max = inline_max  # 0: every artifact is a file
         self._root = str(self.root)  # for paths built without pathlib (the hot reads)
         self._dirs: set[str] = set()
@@ -426,11 +446,11 @@ class ArtifactStore:
                 sink = _HashingFile(f)
                 self._dump(name, value, sink)
             ref = ArtifactRef(sink.hexdigest(), name, _type_path(value), sink.size)
-            self._place(tmp, self.path(ref))
+            self._commit(tmp, ref)
         except OSError as exc:
             why = exc.strerror or str(exc)
             raise ArtifactError(
-                f"cannot write a {_type_path(value)} artifact under {self.root}: {why}"
+                f"cannot write a {_type_path(value)} artifact under {self.location}: {why}"
             ) from None
         finally:
             if tmp is not None:
@@ -458,10 +478,11 @@ class ArtifactStore:
         try:
             tmp = self._temp()
             tmp.write_bytes(data)
-            self._place(tmp, self.path(ref))
+            self._commit(tmp, ref)
         except OSError as exc:
             raise ArtifactError(
-                f"cannot write artifact {ref.hash[:12]} under {self.root}: {exc.strerror or exc}"
+                f"cannot write artifact {ref.hash[:12]} under {self.location}: "
+                f"{exc.strerror or exc}"
             ) from None
         finally:
             if tmp is not None:
@@ -488,6 +509,10 @@ class ArtifactStore:
         finally:
             os.close(fd)
         return Path(tmp)
+
+    def _commit(self, tmp: Path, ref: ArtifactRef) -> None:
+        """Make the finished temporary file `tmp` the artifact `ref` (under its final name)."""
+        self._place(tmp, self.path(ref))
 
     def _place(self, tmp: Path, path: Path) -> None:
         """Rename into place; content already stored intact is only touched."""
@@ -595,6 +620,36 @@ class ArtifactStore:
             return f"artifact {ref.hash[:12]} is missing: {path}"
         return None if ok else f"artifact {ref.hash[:12]} is corrupt (content hash differs): {path}"
 
+    def where(self, ref: ArtifactRef) -> str:
+        """Where a file artifact is stored, for people (a path, or an object's URL)."""
+        return str(self.path(ref))
+
+    def copy_to(self, ref: ArtifactRef, dest: Path) -> None:
+        """Write a file artifact's stored bytes to `dest`, after checking them."""
+        problem = self.verify(ref)
+        if problem is not None:
+            raise ArtifactError(problem)
+        shutil.copyfile(self.path(ref), dest)
+
+    @contextlib.contextmanager
+    def local_file(self, ref: ArtifactRef) -> Iterator[Path]:
+        """A local path holding the artifact's bytes (not re-checked: for a preview that
+        reads a little of a large file) while the block runs."""
+        yield self.path(ref)
+
+    def listing(self) -> list[StoredObject]:
+        """Every stored artifact file (what garbage collection may delete)."""
+        return [o for p in self.all_files() if (o := _stored(p)) is not None]
+
+    def torn_writes(self) -> list[StoredObject]:
+        """Leftovers of writes never finished (see `temp_files`)."""
+        return [o for p in self.temp_files() if (o := _stored(p)) is not None]
+
+    def remove(self, objects: list[StoredObject]) -> None:
+        """Delete these stored objects (one already gone is no error)."""
+        for obj in objects:
+            Path(obj.name).unlink(missing_ok=True)
+
     def all_files(self) -> list[Path]:
         if not self.root.exists():
             return []
@@ -607,6 +662,16 @@ class ArtifactStore:
             return []
         found = list(self.root.glob(".tmp-*")) + list(self.root.glob("??/.tmp-*"))
         return [p for p in found if p.is_file()]
+
+
+def _stored(path: Path) -> StoredObject | None:
+    """`path` as a `StoredObject`; None for a file gone meanwhile (renamed into place, or
+    removed), which is never garbage."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return StoredObject(str(path), path.name.split(".")[0], st.st_size, st.st_mtime)
 
 
 def _is_temp(path: Path) -> bool:

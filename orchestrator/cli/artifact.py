@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from orchestrator.api import Run
@@ -73,7 +72,7 @@ def show_artifact(run: Run, artifacts: Any, step: str, output: str | int | None)
     )
     text = preview(value, ref)
     if not text:
-        where = "inline in the metadata store" if ref.data is not None else artifacts.path(ref)
+        where = "inline in the metadata store" if ref.data is not None else artifacts.where(ref)
         text = f"stored at {where}"
     out.print(text, highlight=False, markup=False)
 
@@ -90,7 +89,7 @@ def write_artifact(
         if not _is_frame(value):
             raise ArtifactError(
                 f"{label} is a {ref.type}, not a DataFrame: it cannot be written as {suffix}; "
-                f"use .json or the stored file's own suffix ({artifacts.path(ref).suffix})"
+                f"use .json or the stored file's own suffix ({_suffix(artifacts, ref)})"
             )
         frame = value.to_frame() if value.ndim == 1 else value
         write: Callable[[Path], Any] = (
@@ -110,19 +109,25 @@ def write_artifact(
         except (TypeError, ValueError) as exc:
             raise ArtifactError(
                 f"{label} is a {ref.type}, which is not JSON ({exc}); "
-                f"write the stored file instead (suffix {artifacts.path(ref).suffix})"
+                f"write the stored file instead (suffix {_suffix(artifacts, ref)})"
             ) from None
         _atomic(target, lambda p: p.write_text(text + "\n"), label)
         return "JSON"
-    if artifacts.verify(ref) is not None:
-        raise ArtifactError(f"{label}: {artifacts.verify(ref)}")
     if ref.data is not None:  # an inline value: its bytes are the stored file's
+        if artifacts.verify(ref) is not None:
+            raise ArtifactError(f"{label}: {artifacts.verify(ref)}")
         data = ref.data
         _atomic(target, lambda p: p.write_bytes(data), label)
         return f"the stored {ref.serializer} value"
-    source = artifacts.path(ref)
-    _atomic(target, lambda p: shutil.copyfile(source, p), label)
+    try:  # the stored bytes, checked against their hash (downloaded from object storage)
+        _atomic(target, lambda p: artifacts.copy_to(ref, p), label)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{label}: {exc}") from None
     return f"the stored {ref.serializer} file"
+
+
+def _suffix(artifacts: Any, ref: ArtifactRef) -> str:
+    return PurePosixPath(artifacts.where(ref)).suffix
 
 
 def _atomic(target: Path, write: Callable[[Path], Any], label: str) -> None:

@@ -74,7 +74,7 @@ class DaskExecutor(Executor):
                 self.client = Client(self._cluster)
         except (OSError, TimeoutError) as exc:
             raise ExecutorError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-        self.location: str = getattr(artifacts, "location", str(artifacts.root))
+        self.location: str = artifacts.location
         self._tasks: dict[int, Any] = {}
         # a running task's key -> (the engine's future, the step's name)
         self._running: dict[str, tuple[cf.Future[StepResult], str]] = {}
@@ -91,7 +91,7 @@ class DaskExecutor(Executor):
     def _check_workers_see_the_stores(self) -> None:
         """Raise one clear error when a worker cannot see a store given to it as a path."""
         paths = []
-        if "://" not in self.location:  # a folder: created here, so a worker must see it
+        if self.artifacts.is_local:  # a folder: created here, so a worker must see it
             os.makedirs(self.location, exist_ok=True)
             paths.append(("the artifact store", self.location, "ORCH_ARTIFACTS=s3://bucket/prefix"))
         sqlite = _sqlite_file(self.db_url)

@@ -10,9 +10,10 @@ once per worker process and kept (its client and connections are worth reusing).
 
 As a command (the entry point of our container images)::
 
-    python -m orchestrator.execution.remote INVOCATION.json RESULT.json --artifacts ROOT [--out DIR]
+    python -m orchestrator.execution.remote INVOCATION.json RESULT.json \
+        --artifacts LOCATION [--out DIR]
 
-ROOT is a folder or an `s3://` URL. This module is a composition root, like the CLI: it
+LOCATION is a folder or an `s3://` URL. This module is a composition root, like the CLI: it
 may open the metadata store, which a step reaches through `current().registry` when
 `ORCH_DB_URL` is given.
 """
@@ -28,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from orchestrator.artifacts.location import is_object_url, open_artifacts
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.execution.worker import (
     StepInvocation,
@@ -41,17 +43,14 @@ from orchestrator.execution.worker import (
 
 def _artifacts(location: str) -> ArtifactStore:
     """The artifact store at `location`: a folder, or an object store's URL (kept)."""
-    if "://" in location:
+    if is_object_url(location):
         return _object_store(location)
-    return ArtifactStore(Path(location))
+    return open_artifacts(location)
 
 
 @functools.cache
 def _object_store(url: str) -> ArtifactStore:
-    from orchestrator.artifacts.location import open_artifacts  # type: ignore[import-not-found]
-
-    store: ArtifactStore = open_artifacts(url)
-    return store
+    return open_artifacts(url)
 
 
 @functools.cache

@@ -35,10 +35,11 @@ class Launched:
     error: str = ""
 
 
-def child_env(store_url: str, home: Path, artifacts_root: Path) -> dict[str, str]:
+def child_env(store_url: str, home: Path, artifacts: str) -> dict[str, str]:
     env = dict(os.environ)
     env["ORCH_HOME"] = str(home.resolve())
-    env["ORCH_ARTIFACTS"] = str(Path(artifacts_root).resolve())
+    local = not artifacts.startswith("s3://")
+    env["ORCH_ARTIFACTS"] = str(Path(artifacts).resolve()) if local else artifacts
     url = make_url(store_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         url = url.set(database=str(Path(url.database).resolve()))
@@ -70,7 +71,7 @@ def start_run(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=child_env(store.url, home, artifacts.root),
+            env=child_env(store.url, home, artifacts.location),
             start_new_session=True,
         )
     threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()

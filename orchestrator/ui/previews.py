@@ -93,7 +93,8 @@ def _frame(artifacts: Any, ref: ArtifactRef) -> dict[str, Any]:
         total_rows = len(frame)
         head = frame.head(ROWS)
     else:
-        head, total_rows = _first_batch(artifacts.path(ref), ref.serializer)
+        with artifacts.local_file(ref) as path:  # downloaded first from object storage
+            head, total_rows = _first_batch(path, ref.serializer)
         note = "large file: rows read from its first batch, content hash not re-checked"
         if head is None:
             return {"columns": [], "index": [], "rows": [], "shape": [0, 0], "note": note}
