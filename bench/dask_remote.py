@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,10 @@ from orchestrator.model.graph import Graph  # noqa: E402
 from orchestrator.model.pipeline import Pipeline  # noqa: E402
 from orchestrator.state import StepState  # noqa: E402
 from orchestrator.store.metadata import MetadataStore  # noqa: E402
+
+# the image's Python is Debian's 3.11.x, this one may be another 3.11.y: said once here
+warnings.filterwarnings("ignore", message="Mismatched versions found")
+warnings.filterwarnings("ignore", message="Port 8787 is already in use")
 
 BUCKET = "orch-bench"
 S3_ENV = {
@@ -202,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
             f"python {platform.python_version()} on {platform.system()} {platform.machine()}, "
             f"{os.cpu_count()} CPUs; best (median) of {reps} repetitions, each on fresh "
             f"stores; 2 Dask workers x 1 thread in every set-up; docker cluster started in "
-            f"{cluster_s:.1f} s ({image})"
+            f"{cluster_s:.1f} s ({image}; its Python {cluster.python()})"
         )
         print("ms/step = wall time of Engine.run / number of steps")
         header = f"{'shape':<16}{'steps':>6}  {'set-up':<14}" + "".join(f"{p:>22}" for p in PHASES)

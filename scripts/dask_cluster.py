@@ -125,6 +125,11 @@ class DockerDaskCluster:
             info = client.scheduler_info(n_workers=-1)["workers"]
         return {w["name"]: addr for addr, w in info.items()}
 
+    def python(self) -> str:
+        """The Python version in the image (Debian's, e.g. 3.11.2)."""
+        return _docker("exec", f"{self.prefix}-scheduler", "python", "-c",
+                       "import platform; print(platform.python_version())")  # fmt: skip
+
     def wait_for_workers(self, n: int, timeout: float = JOIN_TIMEOUT) -> None:
         """Until `n` workers have joined; a container that exits meanwhile is an error."""
         from distributed import Client

@@ -114,7 +114,7 @@ class DaskExecutor(Executor):
             return
         if msg.get("expected"):  # retired on purpose: Dask moves its tasks, nothing is lost
             return
-        lost = []
+        lost, worker = [], msg.get("worker")
         for key in msg.get("processing-tasks", ()):
             entry = self._running.pop(str(key), None)
             if entry is None:
@@ -123,10 +123,8 @@ class DaskExecutor(Executor):
             task = self._tasks.pop(id(fut), None)
             if task is not None:
                 lost.append(task)
-            if not fut.done():
-                worker = msg.get("worker", "?")
-                error = f"step '{name}': its Dask worker {worker} was lost during the attempt"
-                fut.set_result(StepResult(False, [], error, None, "", 0.0))
+            error = f"step '{name}': its Dask worker {worker} was lost during the attempt"
+            _settle(fut, StepResult(False, [], error, None, "", 0.0))
         if lost:
             await self.client.cancel(lost, asynchronous=True)
 
@@ -147,14 +145,12 @@ class DaskExecutor(Executor):
             if fut.done():
                 return
             try:
-                fut.set_result(StepResult.from_json(t.result()))
+                result = StepResult.from_json(t.result())
             except BaseException as exc:  # noqa: BLE001 - a lost worker or a cancelled task
                 why = pack_error(exc)[0]
-                fut.set_result(
-                    StepResult(
-                        False, [], f"step '{inv.step}': its Dask task failed ({why})", None, "", 0.0
-                    )
-                )
+                error = f"step '{inv.step}': its Dask task failed ({why})"
+                result = StepResult(False, [], error, None, "", 0.0)
+            _settle(fut, result)
 
         task.add_done_callback(done)
         return fut
@@ -176,6 +172,12 @@ class DaskExecutor(Executor):
         finally:
             if self._cluster is not None:
                 self._cluster.close()
+
+
+def _settle(fut: cf.Future[StepResult], result: StepResult) -> None:
+    """The attempt's outcome, unless the other thread (task done, worker lost) was first."""
+    with contextlib.suppress(cf.InvalidStateError):
+        fut.set_result(result)
 
 
 def _sqlite_file(db_url: str | None) -> str | None:

@@ -344,3 +344,16 @@ def test_stores_the_workers_cannot_see_are_one_clear_error(
     )
     # nothing ran: no run was recorded in either store
     assert orch.runs() == []
+
+
+def test_image_build_with_an_unknown_extra_is_a_clear_error() -> None:
+    args = ["image", "build", "--tag", "x:1", "--extra", "dask", "--extra", "dusk"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: --extra dusk: orchestrator has no such extra (choose from ")
+    assert "dask" in lines[0] and "postgres" in lines[0] and "s3" in lines[0]
