@@ -97,3 +97,92 @@ def _drop_database(pg_server: str, name: str) -> None:
 
 
 # ============================ end of PostgreSQL fixtures ==============================
+
+
+# =====================================================================================
+# Object storage fixtures (ORCH_ARTIFACTS=s3://...). Keep this section self-contained.
+#
+# * `s3_server` (session): runs `bash scripts/start-s3.sh` (moto's S3 server on loopback;
+#   idempotent, under a lock) and returns its endpoint URL, `http://127.0.0.1:PORT`;
+# * `s3_bucket`: a fresh, uniquely named bucket for one test, emptied and deleted
+#   afterwards; the test's process environment points boto3 at the server with test
+#   credentials (`S3Bucket.env` holds the same variables, for subprocesses), and
+#   `S3Bucket.url` is the `s3://BUCKET/artifacts` location to give ORCH_ARTIFACTS.
+# =====================================================================================
+import dataclasses  # noqa: E402
+import sys  # noqa: E402
+
+_S3_SCRIPT = _PG_SCRIPT.with_name("start-s3.sh")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> str:
+    proc = subprocess.run(
+        ["bash", str(_S3_SCRIPT)],
+        cwd=_S3_SCRIPT.parents[1],
+        env={**os.environ, "ORCH_S3_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"{_S3_SCRIPT.name} exited {proc.returncode}\n--- stdout ---\n{proc.stdout}"
+            f"\n--- stderr ---\n{proc.stderr}",
+            pytrace=False,
+        )
+    url = proc.stdout.strip().splitlines()[-1]
+    assert url.startswith("http://"), proc.stdout
+    return url
+
+
+@dataclasses.dataclass
+class S3Bucket:
+    name: str
+    endpoint: str
+    env: dict[str, str]  # what a subprocess needs to reach it (credentials, endpoint)
+    client: Any  # a boto3 S3 client, for tests to look at (or damage) objects
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.name}/artifacts"
+
+    def keys(self) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
+        return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Bucket]:
+    import boto3
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "orchtestkey" + uuid.uuid4().hex[:8],
+        "AWS_SECRET_ACCESS_KEY": "orchtestsecret" + uuid.uuid4().hex,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "ORCH_S3_ENDPOINT": s3_server,
+    }
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    client = boto3.client("s3", endpoint_url=s3_server)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"orch-test-{worker}-{uuid.uuid4().hex[:12]}".lower()
+    client.create_bucket(Bucket=name)
+    try:
+        yield S3Bucket(name, s3_server, env, client)
+    finally:
+        _empty_bucket(client, name)
+
+
+def _empty_bucket(client: Any, name: str) -> None:
+    for up in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        client.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=name, Key=obj["Key"])
+    client.delete_bucket(Bucket=name)
+
+
+# ============================ end of object storage fixtures ===========================

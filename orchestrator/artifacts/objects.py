@@ -11,6 +11,8 @@ against one store names the same object in any other. Invariants:
   aborts unfinished uploads older than its grace period;
 * writing content that is already stored uploads it again: it repairs a damaged object and
   refreshes its last-modified time, which gc's grace period reads as a file's mtime;
+* the spool file is a temporary file of the writing process (`TMPDIR`), never under
+  the bucket's names;
 * every read (and `verify`) re-hashes the bytes; a missing or corrupt object is one
   `ArtifactError` naming the object's URL; a large object is downloaded to a spool file
   and read through a private mapping, as a local file is;
@@ -126,9 +128,13 @@ class ObjectArtifactStore(ArtifactStore):
     # -- the client ----------------------------------------------------------------------
     @property
     def client(self) -> Any:
+        """The boto3 client of this process (a forked child makes its own, and its own lock,
+        which a thread of the parent may have held when it forked)."""
+        if self._pid != os.getpid():
+            self._lock, self._client, self._pid = threading.Lock(), None, os.getpid()
         with self._lock:
-            if self._client is None or self._pid != os.getpid():
-                self._client, self._pid = _make_client(), os.getpid()
+            if self._client is None:
+                self._client = _make_client()
             return self._client
 
     def _fail(self, exc: BaseException, what: str, ref: ArtifactRef | None = None) -> ArtifactError:
@@ -152,12 +158,17 @@ class ObjectArtifactStore(ArtifactStore):
         self._upload(tmp, ref)
 
     def _upload(self, src: Path, ref: ArtifactRef) -> None:
+        """One PUT of the whole file, or (large) a multipart upload completed at its end."""
         from boto3.s3.transfer import TransferConfig
 
-        config = TransferConfig(
-            multipart_threshold=MULTIPART_FROM, multipart_chunksize=MULTIPART_FROM
-        )
         try:
+            if ref.size < MULTIPART_FROM:
+                with open(src, "rb") as f:
+                    self.client.put_object(Bucket=self.bucket, Key=self.key(ref), Body=f)
+                return
+            config = TransferConfig(
+                multipart_threshold=MULTIPART_FROM, multipart_chunksize=MULTIPART_FROM
+            )
             self.client.upload_file(str(src), self.bucket, self.key(ref), Config=config)
         except Exception as exc:  # noqa: BLE001 - botocore's errors become ours
             what = f"cannot write artifact {ref.hash[:12]} to {self.where(ref)}"
@@ -290,17 +301,29 @@ class ObjectArtifactStore(ArtifactStore):
         return found
 
     def remove(self, objects: list[StoredObject]) -> None:
+        """Abort the unfinished uploads, delete the objects (up to 1000 per request)."""
         start = len(f"s3://{self.bucket}/")
+        keys = [o.name[start:] for o in objects if o.upload is None]
         try:
             for obj in objects:
-                key = obj.name[start:]
                 if obj.upload is not None:
                     with contextlib.suppress(Exception):  # completed or aborted meanwhile
                         self.client.abort_multipart_upload(
-                            Bucket=self.bucket, Key=key, UploadId=obj.upload
+                            Bucket=self.bucket, Key=obj.name[start:], UploadId=obj.upload
                         )
-                else:
-                    self.client.delete_object(Bucket=self.bucket, Key=key)
+            for i in range(0, len(keys), 1000):
+                batch = [{"Key": k} for k in keys[i : i + 1000]]
+                got = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+                if got.get("Errors"):
+                    first = got["Errors"][0]
+                    raise ArtifactError(
+                        f"cannot delete s3://{self.bucket}/{first.get('Key')}: "
+                        f"{first.get('Code')} {first.get('Message', '')}".rstrip()
+                    )
+        except ArtifactError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, f"cannot delete artifacts in {self.location}") from None
 

@@ -77,6 +77,7 @@ class Orch:
 
     def __init__(self, home: Path, cwd: Path) -> None:
         self.home, self.cwd = home, cwd
+        self.bucket: Any = None  # the test S3 bucket holding the artifacts, if any
         env = {k: v for k, v in os.environ.items() if k not in _FOREIGN}
         env["ORCH_HOME"] = str(home)
         # Tests edit source files several times a second; stale .pyc files keyed by
@@ -151,6 +152,16 @@ class Orch:
 
     def artifact_files(self, hash_: str) -> list[Path]:
         return sorted(self.artifacts.glob(f"*/{hash_}.*"))
+
+    def artifact_bytes(self, hash_: str) -> bytes:
+        """The stored bytes of the one artifact `hash_`: its file, or its object when the
+        artifacts are in the test bucket."""
+        if self.bucket is None:
+            (path,) = self.artifact_files(hash_)
+            return path.read_bytes()
+        (key,) = [k for k in self.bucket.keys() if k.rsplit("/", 1)[-1].startswith(hash_ + ".")]
+        got = self.bucket.client.get_object(Bucket=self.bucket.name, Key=key)
+        return bytes(got["Body"].read())
 
 
 def wait_for(

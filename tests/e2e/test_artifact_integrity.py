@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from orchtest import DEMO_STEPS, Orch, Project, states, step_of
 
+# it handles the artifact files itself; its object-storage version: test_cache_on_object_storage.py
+pytestmark = pytest.mark.local_artifacts
+
 
 def _garbage_other_size(p: Path) -> None:
     p.write_bytes(b"\x00garbage\xff" * 7)

@@ -6,7 +6,11 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from orchtest import DEMO_STEPS, Orch, Project, states, step_of, wait_for
+
+# it handles the artifact files itself; its object-storage version: test_cache_on_object_storage.py
+pytestmark = pytest.mark.local_artifacts
 
 ORPHAN = "ff" + "0123456789abcdef" * 2
 ALL_CACHED = dict.fromkeys(DEMO_STEPS, "cached")

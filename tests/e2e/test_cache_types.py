@@ -101,8 +101,7 @@ def _seen(orch: Orch, doc: dict) -> dict[str, dict]:
     for s in doc["steps"]:
         if s["name"].startswith("seen_"):
             (ref,) = s["outputs"]
-            (path,) = orch.artifact_files(ref["hash"])
-            out[s["name"][5:]] = json.loads(json.loads(path.read_text()))
+            out[s["name"][5:]] = json.loads(json.loads(orch.artifact_bytes(ref["hash"])))
     return out
 
 
