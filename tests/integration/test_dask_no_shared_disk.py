@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ from dask_cluster import DockerDaskCluster  # noqa: E402
 from orchtest import Orch, Project, states, step_of, wait_for  # noqa: E402
 
 CLASSIFICATION_STEPS = ["ingest", "validate", "features", "train", "evaluate", "deploy"]
-BUCKET = "orch-dask"
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "orch-test",
     "AWS_SECRET_ACCESS_KEY": "orch-test-secret",
@@ -45,38 +43,16 @@ CREDENTIALS = {
 # -- fixtures ---------------------------------------------------------------------------
 
 
-def _script(name: str, *args: str, env: dict[str, str] | None = None) -> str:
-    """Run one of scripts/*.sh; its last line of stdout."""
+def built_test_image() -> str:
+    """The test image's tag (built by scripts/test-image.sh unless it exists)."""
     proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / name), *args],
+        ["bash", str(ROOT / "scripts" / "test-image.sh")],
         capture_output=True,
         text=True,
         timeout=1500,
-        env=env,
     )
-    assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"test-image.sh exited {proc.returncode}\n{proc.stderr[-3000:]}"
     return proc.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="module")
-def s3_env() -> dict[str, str]:
-    """A bucket on the S3 server; the environment a process needs to reach it."""
-    import boto3
-
-    endpoint = _script("start-s3.sh", env=os.environ | {"ORCH_S3_PYTHON": sys.executable})
-    env = CREDENTIALS | {"ORCH_S3_ENDPOINT": endpoint}
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-    )
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +62,10 @@ def code_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(code_dir: Path, s3_env: dict[str, str]) -> Iterator[DockerDaskCluster]:
-    image = _script("test-image.sh")
-    started = DockerDaskCluster.start(image, workers=2, code=[code_dir], env=s3_env)
+def cluster(code_dir: Path, s3_server: str) -> Iterator[DockerDaskCluster]:
+    # credentials of the server's one account: every test's bucket (`s3_bucket`) is seen
+    env = CREDENTIALS | {"ORCH_S3_ENDPOINT": s3_server}
+    started = DockerDaskCluster.start(built_test_image(), workers=2, code=[code_dir], env=env)
     try:
         yield started
     finally:
@@ -105,32 +82,16 @@ def orch(
     tmp_path: Path,
     project: Project,
     pg_url: str,
-    s3_env: dict[str, str],
+    s3_bucket: Any,
     cluster: DockerDaskCluster,
 ) -> Orch:
     runner = Orch(tmp_path / "orch-home", project.root)
-    runner.env.update(s3_env)
+    runner.env.update(s3_bucket.env)
     runner.env["ORCH_DB_URL"] = pg_url
-    runner.env["ORCH_ARTIFACTS"] = f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}"
+    runner.env["ORCH_ARTIFACTS"] = s3_bucket.url
     runner.env["ORCH_DASK_ADDRESS"] = cluster.address
     runner.home.mkdir(parents=True)
     return runner
-
-
-def stored_objects(orch: Orch, s3_env: dict[str, str]) -> list[str]:
-    """The keys under the run's artifact prefix on the S3 server."""
-    import boto3
-
-    prefix = orch.env["ORCH_ARTIFACTS"].removeprefix(f"s3://{BUCKET}/")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_env["ORCH_S3_ENDPOINT"],
-        aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
-        region_name=s3_env["AWS_DEFAULT_REGION"],
-    )
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/")
-    return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
 def local_files(folder: Path) -> list[Path]:
@@ -215,7 +176,7 @@ def killed(n: int = 3):
 
 
 def test_classification_on_workers_without_the_runners_disk_then_local_rerun_is_cached(
-    orch: Orch, cluster: DockerDaskCluster, s3_env: dict[str, str]
+    orch: Orch, cluster: DockerDaskCluster, s3_bucket: Any
 ) -> None:
     with Client(cluster.address, timeout=30) as client:
         # the workers see the code folder but not ORCH_HOME, which exists here
@@ -228,7 +189,7 @@ def test_classification_on_workers_without_the_runners_disk_then_local_rerun_is_
     assert all(s["attempts"] == 1 and s["outputs"] for s in first["steps"])
     assert orch.runs()[0]["executor"] == "dask"
     # the artifacts are objects on the S3 server, none is a file under ORCH_HOME
-    objects = stored_objects(orch, s3_env)
+    objects = s3_bucket.keys()
     hashes = {o["hash"] for s in first["steps"] for o in s["outputs"]}
     assert hashes <= {Path(k).name.split(".")[0] for k in objects}, objects
     assert local_files(orch.home / "artifacts") == []
