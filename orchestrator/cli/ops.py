@@ -252,9 +252,20 @@ def image_build(
     requirements: Annotated[
         Path | None, typer.Option("--requirements", "-r", help="Extra requirements to install.")
     ] = None,
+    extra: Annotated[
+        list[str] | None,
+        typer.Option("--extra", help="An optional part of orchestrator to install (dask, ...)."),
+    ] = None,
 ) -> None:
     """Build an image with orchestrator, its dependencies and (optionally) your code."""
     from orchestrator.execution.image import build_image
 
-    image_id = build_image(tag, base, code, requirements, log=lambda m: typer.echo(m, err=True))
+    image_id = build_image(
+        tag,
+        base,
+        code,
+        requirements,
+        log=lambda m: typer.echo(m, err=True),
+        extras=tuple(extra or ()),
+    )
     typer.echo(f"built {tag} ({image_id[:19]})")

@@ -29,14 +29,41 @@ ENV PATH=/opt/orch/bin:$PATH PYTHONDONTWRITEBYTECODE=1
 """
 
 
-def project_source() -> str:
-    """The folder holding our pyproject.toml for a source checkout, else our requirement."""
+def project_source(extras: tuple[str, ...] = ()) -> str:
+    """The folder holding our pyproject.toml for a source checkout, else our requirement;
+    with `extras` (`dask`, `postgres`, ...) in brackets."""
     import orchestrator
 
     root = Path(orchestrator.__file__).resolve().parents[1]
+    wanted = f"[{','.join(extras)}]" if extras else ""
     if (root / "pyproject.toml").exists():
-        return str(root)
-    return f"orchestrator=={orchestrator.__version__}"
+        return f"{root}{wanted}"
+    return f"orchestrator{wanted}=={orchestrator.__version__}"
+
+
+def check_extras(extras: tuple[str, ...]) -> None:
+    """One clear error for an extra the package does not declare (in the checkout's
+    pyproject.toml, else in the installed package's metadata)."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    import orchestrator
+
+    pyproject = Path(orchestrator.__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.exists():
+        project = tomllib.loads(pyproject.read_text())["project"]
+        known = set(project.get("optional-dependencies", {}))
+    else:
+        try:
+            known = set(metadata("orchestrator").get_all("Provides-Extra") or [])
+        except PackageNotFoundError:  # pragma: no cover - neither a checkout nor installed
+            return
+    unknown = [e for e in extras if e not in known]
+    if unknown:
+        raise ExecutorError(
+            f"--extra {unknown[0]}: orchestrator has no such extra "
+            f"(choose from {', '.join(sorted(known))})"
+        )
 
 
 def build_image(
@@ -45,7 +72,11 @@ def build_image(
     code: Path | None = None,
     requirements: Path | None = None,
     log: Callable[[str], object] = print,
+    extras: tuple[str, ...] = (),
 ) -> str:
+    """Build `tag` from `base`: orchestrator with `extras` (e.g. `dask` for an image a Dask
+    worker runs in), the `requirements`, and the folder `code` at /app."""
+    check_extras(extras)
     import docker
     import docker.errors
 
@@ -71,9 +102,9 @@ def build_image(
             "-q",
             "--wheel-dir",
             str(wheels),
-            project_source(),
+            project_source(extras),
         ]
-        reqs = "orchestrator"
+        reqs = f"'orchestrator[{','.join(extras)}]'" if extras else "orchestrator"
         if requirements is not None:
             shutil.copy(requirements, ctx / "requirements.txt")
             cmd += ["-r", str(requirements)]

@@ -4,18 +4,20 @@
 JSON in, plain JSON out. It resolves the step by reference (`module:qualname` or
 `/path/file.py:qualname`), validates the parameters back into their types, reads inputs
 from the artifact store named by its location (a folder every worker sees, or an `s3://`
-URL each worker opens with its own credentials; verifying hashes), writes outputs to the
-artifact store (or to a scratch folder the executor adopts), and never raises. Small
-values are inline: an input's bytes come in its reference, an output's go back in the
-result.
+URL for workers that share no disk; verifying hashes), writes outputs to that store (or
+to a scratch folder the executor adopts), and never raises. Small values are inline: an
+input's bytes come in its reference, an output's go back in the result. An object store
+is opened once per worker process and kept (its client and connections are worth
+reusing).
 
 As a command (the entry point of our container images)::
 
     python -m orchestrator.execution.remote INVOCATION.json RESULT.json \
         --artifacts LOCATION [--out DIR]
 
-This module is a composition root, like the CLI: it may open the metadata store, which a
-step reaches through `current().registry` when `ORCH_DB_URL` is given.
+LOCATION is a folder or an `s3://` URL. This module is a composition root, like the CLI: it
+may open the metadata store, which a step reaches through `current().registry` when
+`ORCH_DB_URL` is given.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from orchestrator.artifacts.location import open_artifacts
+from orchestrator.artifacts.location import is_object_url, open_artifacts
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.execution.worker import (
     StepInvocation,
@@ -41,15 +43,27 @@ from orchestrator.execution.worker import (
 )
 
 
+def _artifacts(location: str) -> ArtifactStore:
+    """The artifact store at `location`: a folder, or an object store's URL (kept)."""
+    if is_object_url(location):
+        return _object_store(location)
+    return open_artifacts(location)
+
+
 @functools.cache
-def _registry_factory(db_url: str | None, root: str) -> Any:
+def _object_store(url: str) -> ArtifactStore:
+    return open_artifacts(url)
+
+
+@functools.cache
+def _registry_factory(db_url: str | None, location: str) -> Any:
     if not db_url:
         return None
 
     def make() -> Any:
         from orchestrator.store.registry import StoreRegistry
 
-        return StoreRegistry(_store(db_url), open_artifacts(root))
+        return StoreRegistry(_store(db_url), _artifacts(location))
 
     return make
 
@@ -63,7 +77,7 @@ def _store(db_url: str) -> Any:
 
 def run_invocation(
     invocation: dict[str, Any],
-    artifact_root: str,
+    artifact_location: str,
     db_url: str | None = None,
     out_dir: str | None = None,
 ) -> dict[str, Any]:
@@ -76,9 +90,13 @@ def run_invocation(
         text, tb = pack_error(exc)
         msg = f"cannot load step '{invocation.get('step')}' ({invocation.get('step_ref')}): {text}"
         return StepResult(False, [], msg, tb, "", 0.0).to_json()
-    artifacts = open_artifacts(artifact_root)
+    try:
+        artifacts = _artifacts(artifact_location)
+    except BaseException as exc:  # noqa: BLE001 - failures cross the boundary as data
+        msg = f"step '{inv.step}': cannot open the artifact store {artifact_location}: "
+        return StepResult(False, [], msg + pack_error(exc)[0], None, "", 0.0).to_json()
     out = ArtifactStore(Path(out_dir)) if out_dir else None
-    factory = _registry_factory(db_url, artifact_root)
+    factory = _registry_factory(db_url, artifact_location)
     return execute(inv, step, artifacts, registry_factory=factory, out=out).to_json()
 
 

@@ -306,7 +306,7 @@ from orchestrator import pipeline, step
 HERE = Path(__file__).parent
 
 
-@step
+@step(retries=1, retry_backoff=0)
 def victim(n: int = 5) -> int:
     with open(HERE / "pids.txt", "a") as f:
         f.write(f"{os.getpid()}\\n")
@@ -487,13 +487,10 @@ def test_timeout_on_dask_fails_the_step_and_the_run_finishes(orch: Orch, project
 # -- 5. a worker killed during a step -----------------------------------------------------
 
 
-def test_worker_killed_during_a_step_is_rerun_by_dask(orch: Orch, project: Project) -> None:
-    """What happens: the scheduler notices the lost worker and re-runs the task on another
-    worker (the surviving one, or the process the nanny restarted); `allowed_failures`
-    (3 by default) is not exhausted by one death, so the step succeeds. The engine saw a
-    single attempt (the re-run is inside Dask), so `attempts` stays 1.
-    """
-    project.write("killed.py", KILL_PIPELINE)
+def _run_and_kill_the_victim(orch: Orch, project: Project, retries: int) -> tuple[int, str, int]:
+    """Run KILL_PIPELINE on a LocalCluster, SIGKILL the worker process running `victim`,
+    then let the step (and any re-run) return; the exit code, stdout and the killed pid."""
+    project.write("killed.py", KILL_PIPELINE.replace("retries=1", f"retries={retries}"))
     pids_file, release = project.path("pids.txt"), project.path("release")
     proc = orch.popen("run", "killed.py:killed", "--json", *DASK, log=project.root / "cli")
     try:
@@ -522,19 +519,50 @@ def test_worker_killed_during_a_step_is_rerun_by_dask(orch: Orch, project: Proje
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    out = (project.root / "cli.out").read_text()
     err = (project.root / "cli.err").read_text()
-    assert code == 0, f"exit {code}\n{out}\n{err}"
     assert "Traceback" not in err, err
+    return code, (project.root / "cli.out").read_text(), victim_pid
+
+
+def test_worker_killed_during_a_step_ends_the_attempt_and_a_retry_succeeds(
+    orch: Orch, project: Project
+) -> None:
+    """What happens: the scheduler reports the lost worker (a `remove-worker` event); the
+    executor fails the attempt with an error naming the worker and drops the Dask task,
+    and the engine's retry (the step allows one) runs attempt 2 in a live worker process
+    (the surviving one, or the process the nanny restarted). Both attempts are recorded.
+    """
+    code, out, victim_pid = _run_and_kill_the_victim(orch, project, retries=1)
+    assert code == 0, out
     run = json.loads(out)
     assert run["status"] == "succeeded"
     assert states(run) == {"victim": "succeeded", "downstream": "succeeded"}
-    assert step_of(run, "victim")["attempts"] == 1
+    assert step_of(run, "victim")["attempts"] == 2
     assert value_of(orch, run, "downstream") == 6
-    # the task ran twice: in the killed process, then in another live one
-    pids = [int(p) for p in pids_file.read_text().split()]
-    assert len(pids) == 2, pids
-    assert pids[0] == victim_pid and pids[1] != victim_pid
+    history = step_of(orch.show(run["run_id"]), "victim")["attempt_history"]
+    assert [(a["attempt"], a["state"]) for a in history] == [(1, "failed"), (2, "succeeded")]
+    assert history[0]["error"].startswith("step 'victim': its Dask worker tcp://127.0.0.1:")
+    assert history[0]["error"].endswith(" was lost during the attempt"), history[0]
+    # attempt 1 ran in the killed process; attempt 2 (the last to start) in a live one.
+    # (Dask may have begun a re-run of attempt 1 elsewhere before it was told to drop it.)
+    pids = [int(p) for p in project.path("pids.txt").read_text().split()]
+    assert pids[0] == victim_pid and pids[-1] != victim_pid, pids
+    assert 2 <= len(pids) <= 3, pids
+
+
+def test_worker_killed_during_a_step_without_retries_fails_it_clearly(
+    orch: Orch, project: Project
+) -> None:
+    code, out, _ = _run_and_kill_the_victim(orch, project, retries=0)
+    assert code == 1, out
+    run = json.loads(out)
+    assert run["status"] == "failed"
+    assert states(run) == {"victim": "failed", "downstream": "skipped"}
+    victim = step_of(run, "victim")
+    assert victim["attempts"] == 1
+    assert victim["error"].startswith("step 'victim': its Dask worker tcp://127.0.0.1:")
+    assert victim["error"].endswith(" was lost during the attempt"), victim
+    assert step_of(run, "downstream")["reason"] == "upstream step 'victim' failed"
 
 
 # -- 6. an external scheduler: --dask-address and ORCH_DASK_ADDRESS -------------------------
