@@ -6,7 +6,10 @@ executor's warm container pool (the default) and a container per step
 by side: a chain of small no-op steps (a list of ints in, a list out), and a chain of
 scikit-learn steps (a logistic regression on the digits dataset). Each chain runs twice
 in one engine: "cold" pays the engine's first container start (as one `orch run` does),
-"warm" runs on the containers the pool kept. Needs a Docker engine and the test image:
+"warm" runs on the containers the pool kept. Last, prewarming: a fresh engine runs a
+host step (a 0.5 s ingest on the thread pool) and then small steps in containers, with
+the pool's prewarm (containers start as soon as the run has a step to compute) and
+without it. Needs a Docker engine and the test image:
 
     python bench/docker_overhead.py [--image TAG] [--steps N] [--sklearn-steps N]
 
@@ -52,6 +55,12 @@ def fit(xs: list[int] | None = None, i: int = 0) -> list[int]:
     x, y = load_digits(return_X_y=True)
     model = LogisticRegression(max_iter=200).fit(x[:600], y[:600])
     return [*(xs or []), round(float(model.score(x[600:], y[600:])) * 1000), i]
+
+
+@step(hints={"executor": "thread"})
+def ingest(i: int = 0) -> list[int]:
+    time.sleep(0.5)
+    return [i]
 
 
 def chain(fn: Any, n: int, salt: int) -> Pipeline:
@@ -105,11 +114,51 @@ def table(title: str, image: str, fn: Any, n: int, salt: int) -> None:
     print(f"warm pool over thread: {over * 1000:.1f} ms per step (target <= 50 ms: {ok})")
 
 
+def first_run(image: str, prewarm: bool, salt: int) -> float:
+    """Seconds of a fresh engine's first run: a host ingest, then three container steps."""
+    tmp = Path(tempfile.mkdtemp(prefix="orch-dbench-"))
+    spec = [{"name": "ingest", "step": ingest, "params": {"i": salt}}]
+    spec += [
+        {"name": f"s{i}", "step": small, "inputs": {"xs": "ingest" if i == 1 else f"s{i - 1}"}}
+        for i in range(1, 4)
+    ]
+    original = DockerExecutor.prewarm
+    if not prewarm:
+        DockerExecutor.prewarm = Executor.prewarm  # type: ignore[method-assign]
+    try:
+        store = MetadataStore(f"sqlite:///{tmp}/db.sqlite")
+        artifacts = ArtifactStore(tmp / "artifacts")
+        engine = Engine(store, artifacts, _factory(artifacts, image, True))
+        t0 = time.perf_counter()
+        result = engine.run(Pipeline.from_spec("prewarm", spec), target="b", executor="docker")
+        took = time.perf_counter() - t0
+        assert result.status == "succeeded", [(s.name, s.error) for s in result.steps]
+        engine.close()
+        store.close()
+        return took
+    finally:
+        DockerExecutor.prewarm = original  # type: ignore[method-assign]
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prewarm_table(image: str, rounds: int) -> None:
+    figures: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(rounds):
+        for on in (False, True):
+            figures[on].append(first_run(image, on, salt=1000 + 2 * r + on))
+    print("\nfirst run of a fresh engine: 0.5 s host ingest, then 3 small container steps")
+    print(f"{'prewarm':<10} {'median s':>10} {'runs':>30}")
+    for on, runs in figures.items():
+        med = sorted(runs)[len(runs) // 2]
+        print(f"{'on' if on else 'off':<10} {med:10.3f} {' '.join(f'{x:.3f}' for x in runs):>30}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--sklearn-steps", type=int, default=4)
+    ap.add_argument("--prewarm-rounds", type=int, default=3)
     args = ap.parse_args()
     image = (
         args.image
@@ -124,6 +173,7 @@ def main() -> None:
     measure("pool", image, small, 2, salt=-10)  # warm the engine connection and page cache
     table("small no-op steps", image, small, args.steps, salt=1)
     table("scikit-learn steps", image, fit, args.sklearn_steps, salt=100)
+    prewarm_table(image, args.prewarm_rounds)
 
 
 if __name__ == "__main__":

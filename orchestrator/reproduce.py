@@ -6,7 +6,10 @@ input hash is an output hash of the step run that made it). `reproduce` rebuilds
 
 1. the package versions recorded for the run are compared with the installed ones, and
    a mismatch is an error before anything runs (`ignore_packages` runs anyway and
-   names the packages in the verdict);
+   names the packages in the verdict). With `image` (a base image holding the
+   orchestrator), the rebuild runs instead on the Docker executor in an image holding the
+   recorded versions (`orchestrator.execution.pinned`: built once, reused by its tag);
+   what that image still cannot match (another Python) is named in the verdict;
 2. every `FileInput` of the lineage must still hold the data it held (by content hash,
    read from the run's working folder): a missing or changed file is an error naming
    the input and the step;
@@ -33,6 +36,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +86,9 @@ class Outcome:
 
     plan: Plan
     steps: list[StepCheck]
-    packages: list[str]  # package mismatches run anyway (ignore_packages)
+    packages: list[str]  # package mismatches run anyway (ignore_packages, or the image's)
+    image: str | None = None  # the image the rebuild ran in (`--image`)
+    pins: dict[str, str] = dataclasses.field(default_factory=dict)  # pinned in that image
 
     @property
     def first_difference(self) -> StepCheck | None:
@@ -116,6 +122,8 @@ class Outcome:
             "steps": [_check_json(s) for s in self.steps],
             "sources": sorted(self.plan.sources),
             "package_mismatches": self.packages,
+            "image": self.image,
+            "pinned": self.pins,
         }
 
 
@@ -244,18 +252,22 @@ def _child_env(src: Path, home: Path) -> dict[str, str]:
     return env
 
 
-def rebuild(p: Plan, tmp: Path) -> tuple[Workspace, str]:
-    """Run the lineage from the snapshot in a fresh store under `tmp`: (that store, run id)."""
+def rebuild(p: Plan, tmp: Path, image: str | None = None) -> tuple[Workspace, str]:
+    """Run the lineage from the snapshot in a fresh store under `tmp`: (that store, run id).
+    With `image`, on the Docker executor with that image."""
     src, home = tmp / "src", tmp / "home"
     _write_sources(p.sources, src)
     params = tmp / "params.json"
     params.write_text(json.dumps(p.run["params"] or {}))
     executor = p.run["executor"] if p.run["executor"] in _EXECUTORS else "thread"
+    env = _child_env(src, home)
+    if image is not None:
+        executor, env["ORCH_IMAGE"] = "docker", image
     args = ["run", _target(p, src), "--params-file", str(params), "--to", p.steps[-1]["name"]]
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator", *args, "--executor", executor, "--json"],
         cwd=p.env["cwd"] if Path(p.env["cwd"]).is_dir() else tmp,  # inputs were checked
-        env=_child_env(src, home),
+        env=env,
         capture_output=True,
         text=True,
     )
@@ -325,22 +337,61 @@ def _code(registry: StoreRegistry, row: dict[str, Any]) -> dict[str, str] | None
     return registry.step_code(str(key)) if key else None
 
 
+def imported_distributions(registry: StoreRegistry, p: Plan) -> set[str]:
+    """The distributions whose modules the lineage's steps import (their fingerprints'
+    `package MODULE` parts, mapped to distributions as installed here)."""
+    import importlib.metadata
+
+    by_module = importlib.metadata.packages_distributions()
+    found: set[str] = set()
+    for row in p.steps:
+        for part in _code(registry, row) or {}:
+            if part.startswith("package "):
+                found.update(by_module.get(part.removeprefix("package "), []))
+    return found
+
+
+def _in_image(
+    registry: StoreRegistry, p: Plan, base: str, log: Callable[[str], object]
+) -> tuple[str, dict[str, str], list[str]]:
+    """(image, pins, what it still differs in) for a rebuild with the recorded versions."""
+    from orchestrator.execution.pinned import pinned_image
+
+    needed = imported_distributions(registry, p)
+    pinned = pinned_image(base, dict(p.env["packages"]), needed, log)
+    left = (
+        []
+        if pinned.python == p.env["python"]
+        else [f"python {p.env['python']} (image: {pinned.python})"]
+    )
+    return pinned.image, pinned.pins, left
+
+
 def reproduce(
-    registry: StoreRegistry, name: str, selector: str, ignore_packages: bool = False
+    registry: StoreRegistry,
+    name: str,
+    selector: str,
+    ignore_packages: bool = False,
+    image: str | None = None,
+    log: Callable[[str], object] = print,
 ) -> Outcome:
-    """Rebuild `name` at `selector` from its lineage and compare it; see the module doc."""
+    """Rebuild `name` at `selector` from its lineage and compare it; see the module doc.
+    `image`: the base image of a rebuild in the recorded versions (None: here)."""
     p = plan(registry, name, selector)
-    packages = package_mismatches(p.env)
-    if packages and not ignore_packages:
+    packages, pins, run_in = package_mismatches(p.env), {}, None
+    if packages and image is None and not ignore_packages:
         raise OrchestratorError(
             f"{p.label} was built with other package versions: {'; '.join(packages)}; "
-            "install those, or pass --ignore-packages to rebuild anyway"
+            "install those, pass --image to rebuild in a container with them, "
+            "or --ignore-packages to rebuild anyway"
         )
     check_inputs(p)
+    if image is not None:
+        run_in, pins, packages = _in_image(registry, p, image, log)
     with tempfile.TemporaryDirectory(prefix="orch-reproduce-") as tmp:
-        rebuilt, run_id = rebuild(p, Path(tmp))
+        rebuilt, run_id = rebuild(p, Path(tmp), run_in)
         try:
             checks = compare(p, registry, rebuilt.registry(), run_id, packages)
-            return Outcome(p, checks, packages)
+            return Outcome(p, checks, packages, run_in, pins)
         finally:
             rebuilt.close()

@@ -1,4 +1,4 @@
-"""`orch reproduce MODEL:VERSION [--verify]`: rebuild a model version from its lineage.
+"""`orch reproduce MODEL:VERSION [--verify] [--image]`: rebuild a model version from its lineage.
 
 The work is `orchestrator.reproduce`; this module parses `MODEL:VERSION` (a number, `v3`,
 an alias, or `production` when the version is left out) and prints the verdict. A model
@@ -49,6 +49,9 @@ def print_outcome(outcome: Outcome, verify: bool) -> None:
         f"rebuilt {p.label} from run {p.version.run_id} in a temporary store "
         f"({len(p.steps)} steps, {len(p.sources)} source files from the snapshot)"
     )
+    if outcome.image is not None:
+        pins = ", ".join(f"{n}=={v}" for n, v in outcome.pins.items()) or "none needed"
+        typer.echo(f"ran in image {outcome.image} (pinned: {pins})")
     for line in outcome.packages:
         typer.echo(f"warning: package differs from the run's: {line}")
     if verify:
@@ -65,6 +68,18 @@ def print_outcome(outcome: Outcome, verify: bool) -> None:
     typer.echo(f"model artifact {_short(model.rebuilt)} {same} the registered one")
 
 
+def _base_image(option: str | None) -> str:
+    import os
+
+    base = option or os.environ.get("ORCH_IMAGE")
+    if not base:
+        raise OrchestratorError(
+            "--image needs a base image holding the orchestrator: pass --base-image or set "
+            "ORCH_IMAGE (make one with `orch image build --tag TAG`)"
+        )
+    return base
+
+
 @app.command("reproduce")
 def reproduce_cmd(
     ref: Annotated[str, typer.Argument(help="MODEL:VERSION (3, v3 or an alias).")],
@@ -75,13 +90,36 @@ def reproduce_cmd(
         bool,
         typer.Option("--ignore-packages", help="Rebuild even if package versions differ."),
     ] = False,
+    image: Annotated[
+        bool,
+        typer.Option(
+            "--image",
+            help="Rebuild on the Docker executor in an image holding the recorded package "
+            "versions (built from the base image, then reused).",
+        ),
+    ] = False,
+    base_image: Annotated[
+        str | None,
+        typer.Option(
+            "--base-image",
+            help="With --image: the image to add the recorded versions to (default: ORCH_IMAGE).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild a model version from its lineage (snapshotted code, same params and data)."""
     from orchestrator.reproduce import reproduce
 
     name, selector = parse_ref(ref)
-    outcome = reproduce(_registry(name), name, selector, ignore_packages=ignore_packages)
+    base = _base_image(base_image) if image else None
+    outcome = reproduce(
+        _registry(name),
+        name,
+        selector,
+        ignore_packages=ignore_packages,
+        image=base,
+        log=lambda m: typer.echo(m, err=True),
+    )
     if as_json:
         print(_json(outcome.to_json()))
     else:

@@ -169,6 +169,7 @@ class _Run:
         self.memo: dict[str, Any] = {}
         self.maps = Mapper(self)
         self._routes: dict[int, Executor] = {}
+        self.prewarmed: set[str] = set()  # steps whose executors were told (`prewarm`)
 
     @property
     def placement(self) -> Placement:
@@ -242,6 +243,20 @@ class _Run:
             else:
                 self.to_submit.append((name, parts, 1))
                 state.report(name, StepState.PENDING, cache_key=parts.key, reason=reason)
+                self.prewarm(name)
+
+    def prewarm(self, name: str) -> None:
+        """A miss: tell each executor which steps it will likely run soon, this one and
+        (a top-level step) the ones downstream of it, each step once a run."""
+        names = {name} if name in self.state.parent_map else {name, *self.g.descendants(name)}
+        by_executor: dict[int, tuple[Executor, list[Any]]] = {}
+        for n in sorted(names - self.prewarmed):
+            node = self.state.node(n) if n == name else self.g.nodes[n]
+            ex = self.route(node)
+            by_executor.setdefault(id(ex), (ex, []))[1].append(node.step)
+        self.prewarmed |= names
+        for ex, steps in by_executor.values():
+            ex.prewarm(steps, self.run_id)
 
     def gate(self, name: str) -> bool:
         """Whether ready `name` stops at its condition: false (skipped with its descendants,

@@ -22,10 +22,17 @@ Invariants, checked after every attempt:
   exit without a result; the agent then exits.
 With `--learn`, the modules an attempt imported from site-packages (never the user's
 code) are imported into the agent after it, so later attempts start with them loaded.
+
+What makes an attempt cheap: the agent warms the library state every attempt would
+build again (pydantic's plugin lookup and validators of the builtin types, never user
+code), freezes its objects out of the garbage collector's reach before each fork (so
+the child's collections do not copy the agent's memory page by page), and the child
+calls the worker entry point directly and reports only the modules the agent lacks.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -74,7 +81,7 @@ def _reap() -> None:
             return
 
 
-def _child(folder: Path, env: dict[str, str], root: str) -> int:
+def _child(folder: Path, env: dict[str, str], root: str, known: frozenset[str]) -> int:
     """In the forked child: the attempt, with nothing of the agent's state but its imports."""
     os.setsid()
     log = os.open(folder / "output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -87,17 +94,20 @@ def _child(folder: Path, env: dict[str, str], root: str) -> int:
 
     tempfile.tempdir = None
     os.chdir(folder / "work")
-    args = [str(folder / "invocation.json"), str(folder / "result.json"), "--artifacts", root]
-    code = remote.main([*args, "--out", str(folder / "out")])
-    (folder / "modules.json").write_text(json.dumps(_third_party()))
+    code = remote.run_files(
+        folder / "invocation.json", folder / "result.json", root, str(folder / "out")
+    )
+    if new := _third_party(known):
+        (folder / "modules.json").write_text(json.dumps(new))
     return code
 
 
-def _third_party() -> list[str]:
-    """Modules loaded from site-packages (safe to preload: the image's own, fixed)."""
+def _third_party(known: frozenset[str] = frozenset()) -> list[str]:
+    """Modules loaded from site-packages (safe to preload: the image's own, fixed), but
+    for those in `known` (the agent's own at the fork)."""
     names = set()
-    for name, mod in list(sys.modules.items()):
-        file = getattr(mod, "__file__", None) or ""
+    for name in sys.modules.keys() - known:
+        file = getattr(sys.modules.get(name), "__file__", None) or ""
         if name.endswith("__main__") or name == "orchestrator.execution.agent":
             continue
         if "site-packages" in file or "dist-packages" in file:
@@ -134,13 +144,15 @@ def run_attempt(folder: Path, env: dict[str, str], root: str) -> dict[str, Any]:
     for sub in ("home", "tmp", "work", "out"):
         (folder / sub).mkdir(exist_ok=True)
     before, t0 = oom_kills(), time.perf_counter()
+    known = frozenset(sys.modules)
     sys.stdout.flush()
     sys.stderr.flush()
+    gc.freeze()  # the agent's objects stay out of the child's collections (and unshared)
     pid = os.fork()
     if pid == 0:
         code = 70
         try:
-            code = _child(folder, env, root)
+            code = _child(folder, env, root, known)
         except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
             traceback.print_exc()
         finally:
@@ -170,7 +182,18 @@ def after_attempt(folder: Path, learn: bool) -> None:
         _learn(folder)
 
 
+def warm_up() -> None:
+    """Build once the library state each attempt would otherwise build for itself:
+    pydantic's plugin lookup (it reads every installed package's entry points) and the
+    validators of the builtin parameter types."""
+    from orchestrator.model.types import validate_value
+
+    for annotation, value in ((int, 1), (float, 1.0), (str, ""), (bool, True)):
+        validate_value(annotation, value, "warm-up")
+
+
 def serve(control: Path, root: str, learn: bool) -> None:
+    warm_up()
     old = os.umask(0)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path = control / "agent.sock"

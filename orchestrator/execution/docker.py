@@ -223,6 +223,25 @@ class DockerExecutor(Executor):
         network = self._env_and_network(step)[1]
         return PoolKey(image, str(hints.get("user", NOBODY)), network, cpus, memory, tuple(mounts))
 
+    def prewarm(self, steps: list[Step[Any]], run_id: str) -> None:
+        """Start in the background a warm container for each settings `steps` will run
+        with, unless one is idle or starting: its start-up overlaps the steps before."""
+        wanted: dict[PoolKey, list[Step[Any]]] = {}
+        for step in steps:
+            if self._pooled(step):
+                image = str(step.hints.get("image") or self.image)
+                key = self._pool_key(step, image, _code_mounts(step, step.ref))
+                wanted.setdefault(key, []).append(step)
+        if not wanted:
+            return
+        try:
+            self.client()
+        except Exception:  # noqa: BLE001 - the step's own attempt reports the engine's error
+            return
+        for key, group in wanted.items():
+            labels = {"orchestrator.model.step": group[0].name, "orchestrator.engine": run_id}
+            self.pool.prewarm(key, labels)
+
     def _pooled_attempt(
         self,
         fut: cf.Future[StepResult],
@@ -255,7 +274,7 @@ class DockerExecutor(Executor):
             self._warm.pop(id(fut), None)
             self.pool.release(warm, reuse)
             if folder.name:  # made: remove it with what the attempt left there
-                shutil.rmtree(folder, ignore_errors=True)
+                self.pool.remove_later(folder)
 
     def _env_and_network(self, step: Step[Any]) -> tuple[dict[str, str], bool]:
         """The attempt's environment (beyond the image's) and whether it has the network."""

@@ -75,6 +75,11 @@ class Executor(abc.ABC):
         """Stop a running invocation (timeouts); False when it cannot be interrupted."""
         return False
 
+    def prewarm(self, steps: list[Step[Any]], run_id: str) -> None:
+        """A hint that `steps` of run `run_id` will be submitted soon: get ready for them
+        in the background (the Docker executor starts their containers). Default: nothing."""
+        return None
+
     def shutdown(self) -> None:
         return None
 

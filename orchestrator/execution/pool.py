@@ -14,10 +14,15 @@ the agent says it is fit for reuse (no OOM kill, no process left behind, a resul
 written) and nobody killed it meanwhile; anything else removes it. Every container of the
 Docker executor, pooled or not, is listed with its `Reaper` from creation to removal, and
 `close()` removes the pool's containers.
+
+`prewarm(key, labels)` starts a container for a key in the background (the engine asks
+as soon as a run has a step to compute that will run here, before it is ready): an
+attempt that finds no idle container takes one being started rather than start another.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import dataclasses
 import json
@@ -132,8 +137,10 @@ class ContainerPool:
         self._lock = threading.Lock()
         self._idle: dict[PoolKey, list[Warm]] = {}
         self._busy: set[int] = set()
+        self._starting: dict[PoolKey, list[cf.Future[Warm]]] = {}
         self._all: dict[int, Warm] = {}
         self.started = 0  # containers started over the pool's life
+        self._sweeper: cf.ThreadPoolExecutor | None = None
 
     # -- taking and giving back ------------------------------------------------------------
     def acquire(self, key: PoolKey, labels: dict[str, str]) -> Warm:
@@ -143,10 +150,44 @@ class ContainerPool:
                 warm = idle.pop()
                 self._busy.add(id(warm))
                 return warm
-        warm = self._start(key, labels)
+            starting = self._starting.get(key, [])
+            coming = starting.pop() if starting else None
+        warm = self._started(coming) if coming is not None else None
+        warm = warm or self._start(key, labels)
         with self._lock:
             self._busy.add(id(warm))
         return warm
+
+    def prewarm(self, key: PoolKey, labels: dict[str, str], count: int = 1) -> None:
+        """Have `count` containers for `key` idle or starting; start the rest now in the
+        background (an attempt then takes one, see `acquire`)."""
+        with self._lock:
+            have = len(self._idle.get(key, [])) + len(self._starting.get(key, []))
+            for _ in range(min(count, self.idle_per_key) - have):
+                fut: cf.Future[Warm] = cf.Future()
+                self._starting.setdefault(key, []).append(fut)
+                threading.Thread(
+                    target=self._start_into, args=(key, labels, fut), daemon=True
+                ).start()
+
+    def _start_into(self, key: PoolKey, labels: dict[str, str], fut: cf.Future[Warm]) -> None:
+        try:
+            fut.set_result(self._start(key, labels))
+        except BaseException as exc:  # noqa: BLE001 - the attempt that takes it starts its own
+            fut.set_exception(exc)
+            return
+        with self._lock:
+            if fut not in self._starting.get(key, []):
+                return  # taken by an attempt, which waits on it
+            self._starting[key].remove(fut)
+            self._idle.setdefault(key, []).append(fut.result())
+
+    def _started(self, fut: cf.Future[Warm]) -> Warm | None:
+        """The container a prewarm is starting, once ready; None if it failed to start."""
+        try:
+            return fut.result()
+        except Exception:  # noqa: BLE001 - the caller starts one itself and reports that
+            return None
 
     def release(self, warm: Warm, reuse: bool) -> None:
         with self._lock:
@@ -172,12 +213,27 @@ class ContainerPool:
         shutil.rmtree(warm.control, ignore_errors=True)
         shutil.rmtree(warm.work, ignore_errors=True)
 
+    def remove_later(self, folder: Path) -> None:
+        """Remove an attempt's folder off the step's path (its result is read already)."""
+        with self._lock:
+            if self._sweeper is None:
+                self._sweeper = cf.ThreadPoolExecutor(1, thread_name_prefix="orch-pool-sweep")
+            self._sweeper.submit(shutil.rmtree, folder, ignore_errors=True)
+
     def close(self) -> None:
-        """Remove every container of the pool, idle or busy."""
+        """Remove every container of the pool, idle or busy, and the folders of its
+        attempts."""
+        with self._lock:
+            starting = [f for futs in self._starting.values() for f in futs]
+            self._starting.clear()
+        cf.wait(starting, timeout=_READY_TIMEOUT)  # then they are listed in `_all`
         with self._lock:
             everything = list(self._all.values())
+            sweeper, self._sweeper = self._sweeper, None
         for warm in everything:
             self.discard(warm)
+        if sweeper is not None:
+            sweeper.shutdown(wait=True)
 
     # -- talking to the agent --------------------------------------------------------------
     def request(self, warm: Warm, message: dict[str, Any]) -> dict[str, Any]:

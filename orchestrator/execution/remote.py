@@ -107,12 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", required=True)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    invocation = json.loads(args.invocation.read_text())
-    result = run_invocation(invocation, args.artifacts, os.environ.get("ORCH_DB_URL"), args.out)
-    fd, tmp = tempfile.mkstemp(dir=args.result.parent, prefix=".result-")
+    return run_files(args.invocation, args.result, args.artifacts, args.out)
+
+
+def run_files(invocation_file: Path, result_file: Path, artifacts: str, out: str | None) -> int:
+    """`main` without its argument parsing (the warm container's agent calls this): the
+    invocation read from a file, the result written atomically; 0 if the step succeeded."""
+    invocation = json.loads(invocation_file.read_text())
+    result = run_invocation(invocation, artifacts, os.environ.get("ORCH_DB_URL"), out)
+    fd, tmp = tempfile.mkstemp(dir=result_file.parent, prefix=".result-")
     with os.fdopen(fd, "w") as f:
         json.dump(result, f)
-    os.replace(tmp, args.result)
+    os.replace(tmp, result_file)
     if not result["ok"]:
         print(f"step '{invocation.get('step')}' failed: {result['error']}", file=sys.stderr)
     return 0 if result["ok"] else 1

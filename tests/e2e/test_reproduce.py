@@ -150,7 +150,8 @@ def test_package_mismatch_is_reported_before_anything_runs(
     line = one_error(reproduce(orch, "iris:1", "--verify"))
     assert line == (
         f"error: model 'iris' v1 was built with other package versions: scikit-learn 0.20.0 "
-        f"(installed: {installed}); install those, or pass --ignore-packages to rebuild anyway"
+        f"(installed: {installed}); install those, pass --image to rebuild in a container "
+        "with them, or --ignore-packages to rebuild anyway"
     )
     write_project(project)
     res = reproduce(orch, "iris:1", "--ignore-packages", "--json")

@@ -108,6 +108,27 @@ FLOW = textwrap.dedent(
     @pipeline
     def fresh(n: int = 1):
         fresh_two(fresh_one(n=n))
+
+    @step(hints={"executor": "thread"})
+    def on_host(n: int = 1) -> list[str]:
+        import time
+        run = f"label=orchestrator.engine={current().run_id}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # a container of this run, started meanwhile
+            cmd = ["docker", "ps", "-q", "--no-trunc", "--filter", run]
+            found = subprocess.run(cmd, capture_output=True, text=True).stdout.split()
+            if found:
+                return found
+            time.sleep(0.1)
+        return []
+
+    @step
+    def in_container(seen: list[str]) -> str:
+        return socket.gethostname()
+
+    @pipeline
+    def warmed(n: int = 1):
+        in_container(on_host(n=n))
     """
 )
 
@@ -230,3 +251,13 @@ def test_per_step_containers_remain_an_option(bench: Bench, flow: Any) -> None:
     result = bench.run(flow, "fresh")
     assert bench.value(result, "fresh_one") != bench.value(result, "fresh_two")
     assert bench.docker is not None and bench.docker.pool.started == 0
+
+
+def test_a_container_is_started_while_the_steps_before_the_first_container_step_run(
+    bench: Bench, flow: Any
+) -> None:
+    result = bench.run(flow, "warmed")
+    seen = bench.value(result, "on_host")  # running on the host, before any container step
+    assert len(seen) == 1, seen
+    assert seen[0].startswith(bench.value(result, "in_container"))  # and the step took it
+    assert bench.docker is not None and bench.docker.pool.started == 1
