@@ -95,16 +95,25 @@ class KeyMaker:
         return out
 
     def make(self, node: Node, inputs: dict[str, str]) -> KeyParts:
+        return self.make_many(node, [inputs])[0]
+
+    def make_many(self, node: Node, inputs: list[dict[str, str]]) -> list[KeyParts]:
+        """The keys of `node` with each of `inputs` (a mapped step's children): its code
+        and parameters are read once, and the children share them."""
         code, code_digest = self.code(node.step)
         cond = node.condition
         if isinstance(cond, Condition) and cond.predicate is not None:
             code = {**code, **_predicate_code(cond.predicate)}
             code_digest = digest(code)
         params = self.params(node)
-        ordered = dict(sorted(inputs.items()))
+        params_json = dumps(params)
         salt = node.step.version
-        key = cache_key(code_digest, dumps(params), [f"{k}={v}" for k, v in ordered.items()], salt)
-        return KeyParts(key, code, params, ordered, salt)
+        out = []
+        for one in inputs:
+            ordered = dict(sorted(one.items()))
+            hashes = [f"{k}={v}" for k, v in ordered.items()]
+            out.append(KeyParts(cache_key(code_digest, params_json, hashes, salt), code, params, ordered, salt))
+        return out
 
 
 def _predicate_code(predicate: Any) -> dict[str, str]:

@@ -166,6 +166,9 @@ class _Run:
         self.executor = executor
         self._placement: Placement | None = None
         self.to_submit: list[Retry] = []
+        self.keys: dict[str, KeyParts] = {}  # keys made ahead of their step's turn
+        self.ahead_seen: set[str] = set()  # steps `read_ahead` has looked at
+        self.hits: dict[str, Hit] = {}
         self.memo: dict[str, Any] = {}
         self.maps = Mapper(self)
         self._routes: dict[int, Executor] = {}
@@ -180,6 +183,7 @@ class _Run:
     # -- the loop ---------------------------------------------------------------------------
     def execute(self, hits: dict[str, Hit]) -> RunResult:
         t0 = time.perf_counter()
+        self.hits = hits
         status = RunStatus.FAILED
         self.info("run started", steps=len(self.state.order), executor=self.executor)
         try:
@@ -226,12 +230,17 @@ class _Run:
             if node.mapped and name not in state.parent_map:
                 self.maps.expand(name)
                 continue
-            inputs = {a: r.hash for a, r in state.inputs(name).items()}
-            try:
-                parts = self.e.keys.make(node, inputs)
-            except OrchestratorError as exc:
-                self.finish_failed(name, None, str(exc))
-                continue
+            parts = self.keys.pop(name, None)
+            if parts is None and state.queue:
+                self.read_ahead(name)
+                parts = self.keys.pop(name, None)
+            if parts is None:
+                inputs = {a: r.hash for a, r in state.inputs(name).items()}
+                try:
+                    parts = self.e.keys.make(node, inputs)
+                except OrchestratorError as exc:
+                    self.finish_failed(name, None, str(exc))
+                    continue
             cache_only = name in self.cache_only
             hit, reason = self.resolver.lookup(name, node.step, parts, cache_only=cache_only)
             if hit is not None:
@@ -242,6 +251,40 @@ class _Run:
             else:
                 self.to_submit.append((name, parts, 1))
                 state.report(name, StepState.PENDING, cache_key=parts.key, reason=reason)
+
+    def read_ahead(self, name: str) -> None:
+        """`name` and the steps queued since the last read ahead are ready at once: make
+        their keys (a step's children together, `KeyMaker.make_many`) and read what their
+        lookups need in one go (`CacheResolver.read_ahead`). A step whose key cannot be
+        made here is left to `resolve_ready`, which reports why."""
+        state, hits = self.state, self.hits
+        fresh = [name]
+        for other in reversed(state.queue):  # the newest are at the end
+            if other in self.ahead_seen:
+                break
+            fresh.append(other)
+        self.ahead_seen.update(fresh)
+        groups: dict[str, list[str]] = {}
+        for n in fresh:
+            node = state.node(n)
+            if n in hits or node.condition is not None or (node.mapped and n not in state.parent_map):
+                continue
+            groups.setdefault(state.parent_map.get(n, n), []).append(n)
+        if sum(len(g) for g in groups.values()) < 2:
+            return
+        wanted = []
+        for owner, names in groups.items():
+            node = self.g.nodes[owner]
+            inputs = [{a: r.hash for a, r in state.inputs(n).items()} for n in names]
+            try:
+                made = self.e.keys.make_many(node, inputs)
+            except OrchestratorError:
+                continue
+            for n, parts in zip(names, made, strict=True):
+                self.keys[n] = parts
+                if n not in self.cache_only:
+                    wanted.append((n, node.step, parts))
+        self.resolver.read_ahead(wanted)
 
     def gate(self, name: str) -> bool:
         """Whether ready `name` stops at its condition: false (skipped with its descendants,

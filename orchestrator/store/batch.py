@@ -206,6 +206,18 @@ class HeldConnection:
         entry = self.cache_get(key)
         return (entry, None) if entry else (None, self.history(pipeline, step, limit))
 
+    def cache_many(self, keys: list[str]) -> dict[str, Row]:
+        try:
+            return self.writer.cache.rows_many(self.conn, keys)
+        finally:
+            self.conn.rollback()
+
+    def histories(self, pipeline: str, steps: list[str], limit: int) -> dict[str, list[Row]]:
+        try:
+            return self.writer.cache.histories_rows(self.conn, pipeline, steps, limit)
+        finally:
+            self.conn.rollback()
+
     def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
         return {}
 

@@ -16,6 +16,7 @@ import sqlite3
 from typing import Any
 
 from orchestrator.store import schema as t
+from orchestrator.store.cache_index import CHUNK
 
 _JSON = {
     c.name
@@ -176,6 +177,44 @@ class SqliteFastPath:
         """`(entry, None)` when `key` has an entry, else `(None, the step's history)`."""
         entry = self.cache_get(key)
         return (entry, None) if entry else (None, self.history(pipeline, step, limit))
+
+    def cache_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The entries of those of `keys` that have one, by key (one read per `CHUNK`)."""
+        out = {}
+        for i in range(0, len(keys), CHUNK):
+            chunk = keys[i : i + CHUNK]
+            sql = (
+                "SELECT cache_key, outputs, run_id FROM cache_entries "
+                f"WHERE cache_key IN ({', '.join('?' * len(chunk))})"
+            )
+            for k, o, r in self.conn.execute(sql, chunk):
+                out[k] = {"cache_key": k, "outputs": json.loads(o), "run_id": r}
+        return out
+
+    def histories(
+        self, pipeline: str, steps: list[str], limit: int
+    ) -> dict[str, list[dict[str, Any]]]:
+        """`history` of each of `steps` that has entries (one read per `CHUNK`)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for i in range(0, len(steps), CHUNK):
+            chunk = steps[i : i + CHUNK]
+            sql = (
+                "SELECT step, cache_key, code, params, inputs, run_id FROM (SELECT *, "
+                "row_number() OVER (PARTITION BY step ORDER BY created_at DESC) AS newest "
+                "FROM cache_entries WHERE pipeline = ? AND step IN "
+                f"({', '.join('?' * len(chunk))})) WHERE newest <= ? ORDER BY newest DESC"
+            )
+            for step, k, c, p, i_, r in self.conn.execute(sql, (pipeline, *chunk, limit)):
+                out.setdefault(step, []).append(
+                    {
+                        "cache_key": k,
+                        "code": json.loads(c),
+                        "params": json.loads(p),
+                        "inputs": json.loads(i_),
+                        "run_id": r,
+                    }
+                )
+        return out
 
     def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, dict[str, Any]]:
         """Nothing: a lookup here costs microseconds, not a round trip."""
