@@ -112,7 +112,8 @@ class KeyMaker:
         for one in inputs:
             ordered = dict(sorted(one.items()))
             hashes = [f"{k}={v}" for k, v in ordered.items()]
-            out.append(KeyParts(cache_key(code_digest, params_json, hashes, salt), code, params, ordered, salt))
+            key = cache_key(code_digest, params_json, hashes, salt)
+            out.append(KeyParts(key, code, params, ordered, salt))
         return out
 
 

@@ -266,8 +266,8 @@ class _Run:
         self.ahead_seen.update(fresh)
         groups: dict[str, list[str]] = {}
         for n in fresh:
-            node = state.node(n)
-            if n in hits or node.condition is not None or (node.mapped and n not in state.parent_map):
+            node, child = state.node(n), n in state.parent_map
+            if n in hits or node.condition is not None or (node.mapped and not child):
                 continue
             groups.setdefault(state.parent_map.get(n, n), []).append(n)
         if sum(len(g) for g in groups.values()) < 2:

@@ -56,9 +56,7 @@ class CacheIndex:
         c = t.cache_entries.c
         out: dict[str, Row] = {}
         for i in range(0, len(keys), CHUNK):
-            q = select(c.cache_key, c.outputs, c.run_id).where(
-                c.cache_key.in_(keys[i : i + CHUNK])
-            )
+            q = select(c.cache_key, c.outputs, c.run_id).where(c.cache_key.in_(keys[i : i + CHUNK]))
             for key, outputs, run_id in conn.execute(q):
                 out[key] = {"cache_key": key, "outputs": outputs, "run_id": run_id}
         return out
