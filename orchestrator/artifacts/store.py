@@ -271,6 +271,9 @@ def _json_problem(value: Any) -> str | None:
     return None
 
 
+_PLAIN_JSON = frozenset({type(None), bool, int, float, str})
+
+
 def choose_serializer(value: Any, requested: str | None = None) -> str:
     """The serializer for a value: by its type, or the one the step asked for."""
     if requested:
@@ -279,6 +282,8 @@ def choose_serializer(value: Any, requested: str | None = None) -> str:
                 f"unknown serializer '{requested}'; known: {', '.join(SERIALIZERS)}"
             )
         return _SERIES_FORMAT.get(requested, requested) if _is_series(value) else requested
+    if type(value) in _PLAIN_JSON:  # the common small values: JSON, no further checks
+        return "json"
     mod = type(value).__module__.split(".")[0]
     if mod == "pandas":
         import pandas as pd
@@ -465,6 +470,14 @@ class ArtifactStore:
         """The reference and bytes `value` would be stored as; nothing is written (for
         small values that may never need a file: a mapped step's elements)."""
         name = choose_serializer(value, serializer)
+        if name == "json":  # built in memory anyway: hashed at once
+            try:
+                data = _json_dumps(value)
+            except Exception as exc:
+                raise ArtifactError(
+                    f"cannot serialize {_type_path(value)} with {name}: {exc}"
+                ) from None
+            return ArtifactRef(hash_bytes(data), name, _type_path(value), len(data)), data
         buf = io.BytesIO()
         sink = _HashingFile(buf)
         self._dump(name, value, sink)

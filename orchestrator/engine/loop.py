@@ -39,6 +39,7 @@ step is cache-only too, the miss is found before the run is recorded and raised 
 
 from __future__ import annotations
 
+import collections
 import time
 import uuid
 from collections.abc import Callable
@@ -165,7 +166,7 @@ class _Run:
         self.cancel = CancelWatch(engine.store, run_id)
         self.executor = executor
         self._placement: Placement | None = None
-        self.to_submit: list[Retry] = []
+        self.to_submit: collections.deque[Retry] = collections.deque()
         self.keys: dict[str, KeyParts] = {}  # keys made ahead of their step's turn
         self.ahead_seen: set[str] = set()  # steps `read_ahead` has looked at
         self.hits: dict[str, Hit] = {}
@@ -267,7 +268,11 @@ class _Run:
         groups: dict[str, list[str]] = {}
         for n in fresh:
             node, child = state.node(n), n in state.parent_map
-            if n in hits or node.condition is not None or (node.mapped and not child):
+            if (
+                n in hits
+                or (node.condition is not None and not child)
+                or (node.mapped and not child)
+            ):
                 continue
             groups.setdefault(state.parent_map.get(n, n), []).append(n)
         if sum(len(g) for g in groups.values()) < 2:
@@ -307,12 +312,12 @@ class _Run:
     def submit(self) -> None:
         """Start what may start, each once the steps it reads are recorded finished
         (`commit_inputs`); their `running` rows join the batch (see `wait`)."""
-        keep, starting = [], []
+        waiting, keep, starting = self.to_submit, [], []
         full: set[int] = set()
-        for i, retry in enumerate(self.to_submit):
+        for _ in range(len(waiting)):
             if full and len(full) == len(self.e._executors):  # none has room: stop looking
-                keep.extend(self.to_submit[i:])
                 break
+            retry = waiting.popleft()
             name = retry[0]
             child = name in self.state.parent_map
             ex = self.route(self.state.node(name))
@@ -327,7 +332,7 @@ class _Run:
             if child:
                 self.maps.started(name, store=not ex.in_process)
             starting.append((retry, ex))
-        self.to_submit = keep
+        waiting.extendleft(reversed(keep))  # in their order, before the rest
         self.commit_inputs([retry[0] for retry, _ in starting])
         for retry, ex in starting:
             inv = self.prepare(*retry)
