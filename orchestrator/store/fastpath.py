@@ -58,9 +58,9 @@ def _encoder(col: str) -> Any:
 
 
 def _rows(cols: tuple[str, ...], rows: Any) -> list[tuple[Any, ...]]:
-    """Rows (dicts) as tuples of encoded values in `cols` order. A JSON value shared by
-    several rows (one object: a step's parameters or code, given to each of its mapped
-    children) is encoded once."""
+    """Rows (dicts) as tuples of encoded values in `cols` order. A value shared by
+    several rows or columns (one object: a step's parameters or code, given to each of
+    its mapped children; the one time a cached step starts and ends at) is encoded once."""
     plan = [(c, _encoder(c)) for c in cols]
     shared: dict[int, Any] = {}
     out = []
@@ -70,13 +70,11 @@ def _rows(cols: tuple[str, ...], rows: Any) -> list[tuple[Any, ...]]:
             v = r.get(c)
             if f is None or v is None:
                 values.append(v)
-            elif f is _json:
-                enc = shared.get(id(v))
-                if enc is None:
-                    enc = shared[id(v)] = (_dumps(v), v)  # keeps v alive: its id stays its
-                values.append(enc[0])
-            else:
-                values.append(f(v))
+                continue
+            enc = shared.get(id(v))
+            if enc is None:
+                enc = shared[id(v)] = (f(v), v)  # keeps v alive: its id stays its own
+            values.append(enc[0])
         out.append(tuple(values))
     return out
 
