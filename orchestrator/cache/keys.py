@@ -165,8 +165,19 @@ def _size(d: dict[str, Any]) -> int:
     return sum(len(v) for v in d.values())
 
 
+_BLIND: dict[int, tuple[dict[str, str], list[str]]] = {}  # id(code) -> (code, its lines)
+
+
 def _not_followed(parts: KeyParts) -> list[str]:
-    return [f"not followed: {what}" for what in unfollowed(parts.code)]
+    """What the code fingerprint could not follow, as lines; read once per code object
+    (the children of a mapped step, and the steps of one function, share theirs)."""
+    got = _BLIND.get(id(parts.code))
+    if got is None or got[0] is not parts.code:
+        if len(_BLIND) > 1024:
+            _BLIND.clear()
+        lines = [f"not followed: {what}" for what in unfollowed(parts.code)]
+        got = _BLIND[id(parts.code)] = (parts.code, lines)
+    return list(got[1])
 
 
 def explain_hit(parts: KeyParts, run_id: str | None, how: str) -> dict[str, Any]:

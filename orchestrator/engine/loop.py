@@ -10,11 +10,15 @@ is the loop that drives them.
 
 The one loop: resolve ready steps (cache hit -> finished at once, children released in
 the same pass; miss -> to submit), start what may start, wait for the next completion,
-deadline or retry, handle it, repeat. State changes are committed in groups (the
-`Recorder`'s batch): before a step starts whose parent finished in the batch (a step
-never runs ahead of the record of its inputs), when the oldest uncommitted change is
-`COMMIT_WINDOW` seconds old, and whenever the loop would wait idle. So a quick step's
-start and end are one row each, and many steps share one commit.
+deadline or retry, handle it, repeat. Steps that become ready together (a mapped step's
+children, the branches of a fan) have their keys made and their cache entries read
+ahead at once (`read_ahead`): one read for all of them, not one each.
+
+State changes are committed in groups (the `Recorder`'s batch): before a step starts
+whose parent finished in the batch (a step never runs ahead of the record of its
+inputs), when the oldest uncommitted change is `COMMIT_WINDOW` seconds old, and
+whenever the loop would wait idle. So a quick step's start and end are one row each,
+and many steps share one commit.
 
 A step that fails for good marks its descendants skipped; independent branches go on.
 A ready step whose condition is false is skipped with its descendants, and the

@@ -23,6 +23,7 @@ after the lookup.)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -97,7 +98,9 @@ class CacheResolver:
         for cand, how in self._candidates(name, parts, use_cache):
             bad = self._first_bad(cand)
             if bad is None:
-                return cand, self._hit_reason(parts, cand.get("run_id"), how)
+                run_id = cand.get("run_id")
+                hit = functools.partial(explain_hit, parts, run_id, how)
+                return cand, self._reason(parts, run_id, how, hit)
             problems.append(bad)
             if how == "hit":
                 self.store.drop_cache_entries([parts.key])
@@ -116,15 +119,20 @@ class CacheResolver:
             }
         if self._missed is None:
             self._missed = self.store.cache_history(self.pipeline, name, fast=True)
+        if not self._missed:  # a first miss: one reason object per code, shared
+            first = functools.partial(explain_miss, parts, [])
+            return None, self._reason(parts, None, "first", first)
         return None, explain_miss(parts, self._missed)
 
-    def _hit_reason(self, parts: KeyParts, run_id: str | None, how: str) -> Reason:
-        """`explain_hit`, one object for the hits of one code from one run (a map's
+    def _reason(
+        self, parts: KeyParts, run_id: str | None, how: str, make: Callable[[], Reason]
+    ) -> Reason:
+        """One reason object for the steps of one code with the same verdict (a map's
         children share it, and the row encoder encodes a shared object once)."""
         memo = (run_id, how, id(parts.code))
         got = self._reasons.get(memo)
         if got is None or got[0] is not parts.code:
-            got = self._reasons[memo] = (parts.code, explain_hit(parts, run_id, how))
+            got = self._reasons[memo] = (parts.code, make())
         return got[1]
 
     def _candidates(self, name: str, parts: KeyParts, use_cache: bool) -> list[tuple[Entry, str]]:
