@@ -61,20 +61,19 @@ def _rows(cols: tuple[str, ...], rows: Any) -> list[tuple[Any, ...]]:
     """Rows (dicts) as tuples of encoded values in `cols` order. A value shared by
     several rows or columns (one object: a step's parameters or code, given to each of
     its mapped children; the one time a cached step starts and ends at) is encoded once."""
-    plan = [(c, _encoder(c)) for c in cols]
+    encoded = [(i, f) for i, c in enumerate(cols) if (f := _encoder(c)) is not None]
     shared: dict[int, Any] = {}
     out = []
     for r in rows:
-        values = []
-        for c, f in plan:
-            v = r.get(c)
-            if f is None or v is None:
-                values.append(v)
+        values = [r.get(c) for c in cols]
+        for i, f in encoded:
+            v = values[i]
+            if v is None:
                 continue
             enc = shared.get(id(v))
             if enc is None:
                 enc = shared[id(v)] = (f(v), v)  # keeps v alive: its id stays its own
-            values.append(enc[0])
+            values[i] = enc[0]
         out.append(tuple(values))
     return out
 
