@@ -32,8 +32,9 @@ step a later one depended on, and at most the last `COMMIT_WINDOW` of other chan
 running the pipeline again finds the finished steps in the cache, and `resume` reuses
 them even for steps with `cache=False`. A step that runs longer than `COMMIT_WINDOW`
 shows as running. Values of in-process steps stay in `memo` (by artifact hash) until
-every child has finished, so thread and sequential runs pass outputs without reloading
-them.
+every child has finished (`hold`, `let_go`: a value held twice, as an output and as an
+element, stays until both are done), so thread and sequential runs pass outputs without
+reloading them.
 
 In a partial run, steps upstream of the selection are cache-only: a hit is reused, a
 miss fails the step with the command to run first. When every step upstream of such a
@@ -175,6 +176,7 @@ class _Run:
         self.ahead_seen: set[str] = set()  # steps `read_ahead` has looked at
         self.hits: dict[str, Hit] = {}
         self.memo: dict[str, Any] = {}
+        self.held: collections.Counter[str] = collections.Counter()  # memo hash -> holders
         self.maps = Mapper(self)
         self._routes: dict[int, Executor] = {}
 
@@ -429,10 +431,26 @@ class _Run:
     def release(self, name: str, refs: list[ArtifactRef]) -> None:
         for parent in self.state.finish(name, refs):
             for r in self.state.outputs.get(parent, []):
-                for f in (r, *r.files()):
-                    self.memo.pop(f.hash, None)
+                for f in r.files():
+                    self.let_go(f.hash)
         if name in self.state.parent_map:
             self.maps.done(name)
+
+    def hold(self, hash_: str, value: Any) -> None:
+        """Keep `value` in `memo` for one more holder: a step's output until its children
+        finished, a mapped step's element until its children did. (One content may be
+        both: a child that returns its element.)"""
+        self.memo[hash_] = value
+        self.held[hash_] += 1
+
+    def let_go(self, hash_: str) -> None:
+        """One holder of a value in `memo` is done with it; the last one drops it."""
+        left = self.held[hash_] - 1
+        if left > 0:
+            self.held[hash_] = left
+            return
+        self.held.pop(hash_, None)
+        self.memo.pop(hash_, None)
 
     def finish_cached(self, name: str, parts: KeyParts, entry: Entry, reason: Reason) -> None:
         refs = [ArtifactRef.from_json(o) for o in entry["outputs"]]
@@ -453,7 +471,7 @@ class _Run:
         self.resolver.remember(self.record.succeeded(rep, parts, attempt, result))
         if result.values is not None:
             for ref, value in zip(result.outputs, result.values, strict=True):
-                self.memo[ref.hash] = value
+                self.hold(ref.hash, value)
         self.emit(name, StepState.SUCCEEDED, duration=result.duration)
         self.release(name, result.outputs)
 
