@@ -3,7 +3,8 @@
 Per scheduling round the engine writes a batch (step-run and attempt inserts and
 updates, artifacts, cache entries) and, per ready step, looks up one cache key. Through
 SQLAlchemy Core each statement costs tens of microseconds of Python before SQLite sees
-it; here it costs a few. Values are encoded exactly as the SQLAlchemy column types
+it; here it costs a few. A run's creation and its end go this way too (the rows and
+rules of store/runs.py). Values are encoded exactly as the SQLAlchemy column types
 encode them (JSON text, naive-UTC `YYYY-MM-DD HH:MM:SS.ffffff`), so both paths read each
 other's rows. Other databases use the portable SQLAlchemy path in `batch.py`.
 """
@@ -15,8 +16,12 @@ import json
 import sqlite3
 from typing import Any
 
+from orchestrator.errors import StoreError
+from orchestrator.state import RunStatus, StepState
 from orchestrator.store import schema as t
+from orchestrator.store.base import now
 from orchestrator.store.cache_index import CHUNK
+from orchestrator.store.db import first_line
 
 _JSON = {
     c.name
@@ -83,6 +88,12 @@ def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:
     return f"{verb} INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
 
 
+def _rollback(cur: sqlite3.Cursor) -> None:
+    """End a failed transaction (there may be none: its BEGIN itself may have failed)."""
+    if cur.connection.in_transaction:
+        cur.execute("ROLLBACK")
+
+
 class SqliteFastPath:
     """Writes batches and reads cache entries through one raw sqlite3 connection."""
 
@@ -108,6 +119,8 @@ class SqliteFastPath:
         )
         self.sql_art = _insert_sql(t.artifacts, self.art_cols, ignore=True)
         self.sql_entry = _insert_sql(t.cache_entries, self.entry_cols, ignore=True)
+        self.run_cols = tuple(c.name for c in t.runs.columns)
+        self.sql_run = _insert_sql(t.runs, self.run_cols, ignore=False)
 
     def write(self, batch: Any) -> None:
         cur = self.conn.cursor()
@@ -128,6 +141,60 @@ class SqliteFastPath:
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
+    def create_run(self, pipeline: dict[str, Any], run: dict[str, Any]) -> None:
+        """Upsert the pipeline's row and insert the run's (store/runs.py `new_rows`), in
+        one transaction."""
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            (pipe,) = _rows(("ref", "updated_at", "name"), [pipeline])
+            cur.execute("UPDATE pipelines SET ref = ?, updated_at = ? WHERE name = ?", pipe)
+            if not cur.rowcount:
+                cur.execute(
+                    "INSERT OR IGNORE INTO pipelines (ref, updated_at, name) VALUES (?, ?, ?)",
+                    pipe,
+                )
+            cur.execute(self.sql_run, _rows(self.run_cols, [run])[0])
+            cur.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            cur.execute("ROLLBACK")
+            raise StoreError(f"run {run['id']} already exists; it cannot start twice") from None
+        except sqlite3.Error as exc:
+            _rollback(cur)
+            raise StoreError(f"cannot record run {run['id']}: {first_line(exc)}") from None
+        except BaseException:
+            _rollback(cur)
+            raise
+        finally:
+            cur.close()
+
+    def finish_run(self, run_id: str, status: str, error: str | None) -> None:
+        """The run's end; unless it succeeded, its running steps become interrupted."""
+        stamp = _time(now())
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute(
+                "UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ?",
+                (status, stamp, error, run_id),
+            )
+            if status != RunStatus.SUCCEEDED:
+                for table in ("step_runs", "attempts"):
+                    cur.execute(
+                        f"UPDATE {table} SET state = ?, ended_at = ? "
+                        "WHERE run_id = ? AND state = ?",
+                        (StepState.INTERRUPTED, stamp, run_id, StepState.RUNNING),
+                    )
+            cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(cur)
+            raise StoreError(f"cannot record the end of run {run_id}: {first_line(exc)}") from None
+        except BaseException:
+            _rollback(cur)
             raise
         finally:
             cur.close()

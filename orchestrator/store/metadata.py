@@ -125,8 +125,9 @@ class MetadataStore:
         self.runs.finish(run_id, status, error)
 
     def _runs_path(self) -> Any:
-        """The hot path where it records runs too (PostgreSQL: a round trip each), else None."""
-        if self.db.dialect != "postgresql":
+        """The hot path where it records runs too (PostgreSQL: a round trip each; SQLite:
+        no SQLAlchemy statement to build), else None."""
+        if self.db.dialect not in ("postgresql", "sqlite"):
             return None
         hot = self.fast()
         return hot if hasattr(hot, "create_run") else None
