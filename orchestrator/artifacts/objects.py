@@ -149,13 +149,22 @@ class ObjectArtifactStore(ArtifactStore):
         return ArtifactError(scrub(f"{what}: {why}"))
 
     # -- writing -------------------------------------------------------------------------
-    def _temp(self) -> Path:
-        fd, tmp = tempfile.mkstemp(prefix="orch-spool-")
+    def _temp(self) -> tuple[int, str]:
+        """A local spool file (the value is hashed as it is written there, then uploaded
+        under its content address): `(fd, path)`."""
+        return tempfile.mkstemp(prefix="orch-spool-")
+
+    def _spool(self) -> Path:
+        fd, tmp = self._temp()
         os.close(fd)
         return Path(tmp)
 
-    def _commit(self, tmp: Path, ref: ArtifactRef) -> None:
-        self._upload(tmp, ref)
+    def _commit(self, tmp: str, ref: ArtifactRef) -> None:
+        try:
+            self._upload(Path(tmp), ref)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def _upload(self, src: Path, ref: ArtifactRef) -> None:
         """One PUT of the whole file, or (large) a multipart upload completed at its end."""
@@ -221,7 +230,7 @@ class ObjectArtifactStore(ArtifactStore):
     def _downloaded(self, ref: ArtifactRef) -> Iterator[Path]:
         from boto3.s3.transfer import TransferConfig
 
-        tmp = self._temp()
+        tmp = self._spool()
         config = TransferConfig(
             multipart_threshold=MULTIPART_FROM, multipart_chunksize=MULTIPART_FROM
         )

@@ -138,8 +138,14 @@ def file_hashes(output: dict[str, Any]) -> list[str]:
     return [h for i in items for h in file_hashes(i)]
 
 
+_BUILTIN_TYPES = {t: f"builtins:{t.__qualname__}" for t in (int, float, str, bool, list, dict)}
+
+
 def _type_path(value: Any) -> str:
     t = type(value)
+    known = _BUILTIN_TYPES.get(t)
+    if known is not None:  # the common small values (a mapped step's elements)
+        return known
     return f"{module_identity(t.__module__)}:{t.__qualname__}"
 
 
@@ -272,6 +278,9 @@ def _json_problem(value: Any) -> str | None:
     return None
 
 
+_PLAIN_JSON = frozenset({type(None), bool, int, float, str})
+
+
 def choose_serializer(value: Any, requested: str | None = None) -> str:
     """The serializer for a value: by its type, or the one the step asked for."""
     if requested:
@@ -280,6 +289,8 @@ def choose_serializer(value: Any, requested: str | None = None) -> str:
                 f"unknown serializer '{requested}'; known: {', '.join(SERIALIZERS)}"
             )
         return _SERIES_FORMAT.get(requested, requested) if _is_series(value) else requested
+    if type(value) in _PLAIN_JSON:  # the common small values: JSON, no further checks
+        return "json"
     mod = type(value).__module__.split(".")[0]
     if mod == "pandas":
         import pandas as pd
@@ -366,6 +377,22 @@ def _mapped_hash(path: Path) -> str:
         os.close(fd)
 
 
+def _small_file(path: str, size: int) -> bytes:
+    """The bytes of a file expected to hold `size` bytes: one read (of one byte more,
+    so a longer file is read whole as well), no buffered file object."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) > size:  # longer than recorded: the rest too
+            chunks = [data]
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    return data
+
+
 class _HashingFile(io.RawIOBase):
     """A write-only file that hashes each chunk on its way to disk: one pass, no copy."""
 
@@ -426,7 +453,8 @@ class ArtifactStore:
     def _file(self, ref: ArtifactRef) -> str:
         """`path(ref)` as a string, built without pathlib (a cached step checks each
         of its artifacts: this is on the hot path)."""
-        return os.path.join(self._root, ref.hash[:2], ref.hash + SERIALIZERS[ref.serializer][0])
+        h = ref.hash
+        return f"{self._root}{os.sep}{h[:2]}{os.sep}{h}{SERIALIZERS[ref.serializer][0]}"
 
     def put(self, value: Any, serializer: str | None = None, *, inline: bool = True) -> ArtifactRef:
         """Serialize `value` straight into a temporary file, hashing the bytes as they
@@ -442,12 +470,13 @@ class ArtifactStore:
             return small
         tmp = None
         try:
-            tmp = self._temp()
-            with open(tmp, "wb") as f:
+            fd, tmp = self._temp()
+            with open(fd, "wb") as f:
                 sink = _HashingFile(f)
                 self._dump(name, value, sink)
             ref = ArtifactRef(sink.hexdigest(), name, _type_path(value), sink.size)
             self._commit(tmp, ref)
+            tmp = None
         except OSError as exc:
             why = exc.strerror or str(exc)
             raise ArtifactError(
@@ -455,13 +484,21 @@ class ArtifactStore:
             ) from None
         finally:
             if tmp is not None:
-                tmp.unlink(missing_ok=True)
+                _unlink(tmp)
         return ref
 
     def encode(self, value: Any, serializer: str | None = None) -> tuple[ArtifactRef, bytes]:
         """The reference and bytes `value` would be stored as; nothing is written (for
         small values that may never need a file: a mapped step's elements)."""
         name = choose_serializer(value, serializer)
+        if name == "json":  # built in memory anyway: hashed at once
+            try:
+                data = _json_dumps(value)
+            except Exception as exc:
+                raise ArtifactError(
+                    f"cannot serialize {_type_path(value)} with {name}: {exc}"
+                ) from None
+            return ArtifactRef(hash_bytes(data), name, _type_path(value), len(data)), data
         buf = io.BytesIO()
         sink = _HashingFile(buf)
         self._dump(name, value, sink)
@@ -477,9 +514,11 @@ class ArtifactStore:
         """Store `data`, encoded by `encode` as `ref`."""
         tmp = None
         try:
-            tmp = self._temp()
-            tmp.write_bytes(data)
+            fd, tmp = self._temp()
+            with open(fd, "wb") as f:
+                f.write(data)
             self._commit(tmp, ref)
+            tmp = None
         except OSError as exc:
             raise ArtifactError(
                 f"cannot write artifact {ref.hash[:12]} under {self.location}: "
@@ -487,7 +526,7 @@ class ArtifactStore:
             ) from None
         finally:
             if tmp is not None:
-                tmp.unlink(missing_ok=True)
+                _unlink(tmp)
 
     def _dump(self, name: str, value: Any, sink: _HashingFile) -> None:
         try:
@@ -502,31 +541,47 @@ class ArtifactStore:
                 f"cannot serialize {_type_path(value)} with {name}: {exc}"
             ) from None
 
-    def _temp(self) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+    def _temp(self) -> tuple[int, str]:
+        """A new temporary file under the root, open for writing: `(fd, path)`."""
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self._root, prefix=".tmp-")
+        except FileNotFoundError:  # the root is made on the first write (or made again)
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._root, prefix=".tmp-")
         try:
             os.fchmod(fd, _FILE_MODE)  # mkstemp's 0600 would hide it from a container's user
-        finally:
+        except BaseException:
             os.close(fd)
-        return Path(tmp)
+            _unlink(tmp)
+            raise
+        return fd, tmp
 
-    def _commit(self, tmp: Path, ref: ArtifactRef) -> None:
-        """Make the finished temporary file `tmp` the artifact `ref` (under its final name)."""
-        self._place(tmp, self.path(ref))
+    def _commit(self, tmp: str, ref: ArtifactRef) -> None:
+        """Make the finished temporary file `tmp` the artifact `ref` (under its final name);
+        `tmp` is gone afterwards, whether this succeeds or raises."""
+        self._place(tmp, ref)
 
-    def _place(self, tmp: Path, path: Path) -> None:
+    def _place(self, tmp: str, ref: ArtifactRef) -> None:
         """Rename into place; content already stored intact is only touched."""
-        folder = path.parent
-        if folder.name not in self._dirs:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(folder.name)
+        path = self._file(ref)
+        shard = ref.hash[:2]
+        if shard not in self._dirs:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._dirs.add(shard)
         try:
             os.replace(tmp, path)  # replaces a damaged copy of the same content, too
+        except FileNotFoundError:  # the shard folder went away (a gc, a wiped store)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(tmp, path)
         except OSError:
-            if self.verify(ArtifactRef(path.name.split(".")[0], "", "", 0)) is not None:
+            try:
+                intact = hash_file(path) == ref.hash
+            except OSError:
+                intact = False
+            if not intact:
                 raise
             _touch(path)  # a shared file we may read but not replace
+            _unlink(tmp)
 
     def adopt(self, src: Path, ref: ArtifactRef) -> None:
         """Move a file written elsewhere (a container's scratch folder) into the store,
@@ -613,12 +668,13 @@ class ArtifactStore:
         path = self._file(ref)
         try:
             if ref.size < _MAP_FROM:
-                with open(path, "rb", buffering=0) as f:
-                    ok = hash_bytes(f.read()) == ref.hash
+                ok = hash_bytes(_small_file(path, ref.size)) == ref.hash
             else:
                 ok = _mapped_hash(Path(path)) == ref.hash
         except FileNotFoundError:
             return f"artifact {ref.hash[:12]} is missing: {path}"
+        except OSError as exc:  # a folder, a device, a file we may not read
+            return f"artifact {ref.hash[:12]} cannot be read ({exc.strerror or exc}): {path}"
         return None if ok else f"artifact {ref.hash[:12]} is corrupt (content hash differs): {path}"
 
     def where(self, ref: ArtifactRef) -> str:
@@ -673,6 +729,11 @@ def _stored(path: Path) -> StoredObject | None:
     except FileNotFoundError:
         return None
     return StoredObject(str(path), path.name.split(".")[0], st.st_size, st.st_mtime)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _is_temp(path: Path) -> bool:

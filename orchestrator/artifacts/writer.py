@@ -39,14 +39,23 @@ class BackgroundWriter:
         self._thread: threading.Thread | None = None
         self.handed = 0  # writes handed off so far (observable by tests and benches)
 
+    def start(self) -> None:
+        """Start the writer's thread (if it is not running), so the first write handed
+        off begins at once."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._serve, daemon=True, name="orch-artifact-writer"
+            )
+            self._thread.start()
+
     def hand_off(self, job: Job) -> None:
         """Queue `job` (it must not raise); blocks while `depth` writes already wait."""
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._serve, daemon=True, name="orch-artifact-writer"
-                )
-                self._thread.start()
+            self._start()
             self.handed += 1
         self._jobs.put(job)
 

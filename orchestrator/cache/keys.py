@@ -95,16 +95,26 @@ class KeyMaker:
         return out
 
     def make(self, node: Node, inputs: dict[str, str]) -> KeyParts:
+        return self.make_many(node, [inputs])[0]
+
+    def make_many(self, node: Node, inputs: list[dict[str, str]]) -> list[KeyParts]:
+        """The keys of `node` with each of `inputs` (a mapped step's children): its code
+        and parameters are read once, and the children share them."""
         code, code_digest = self.code(node.step)
         cond = node.condition
         if isinstance(cond, Condition) and cond.predicate is not None:
             code = {**code, **_predicate_code(cond.predicate)}
             code_digest = digest(code)
         params = self.params(node)
-        ordered = dict(sorted(inputs.items()))
+        params_json = dumps(params)
         salt = node.step.version
-        key = cache_key(code_digest, dumps(params), [f"{k}={v}" for k, v in ordered.items()], salt)
-        return KeyParts(key, code, params, ordered, salt)
+        out = []
+        for one in inputs:
+            ordered = dict(sorted(one.items()))
+            hashes = [f"{k}={v}" for k, v in ordered.items()]
+            key = cache_key(code_digest, params_json, hashes, salt)
+            out.append(KeyParts(key, code, params, ordered, salt))
+        return out
 
 
 def _predicate_code(predicate: Any) -> dict[str, str]:
@@ -155,8 +165,19 @@ def _size(d: dict[str, Any]) -> int:
     return sum(len(v) for v in d.values())
 
 
+_BLIND: dict[int, tuple[dict[str, str], list[str]]] = {}  # id(code) -> (code, its lines)
+
+
 def _not_followed(parts: KeyParts) -> list[str]:
-    return [f"not followed: {what}" for what in unfollowed(parts.code)]
+    """What the code fingerprint could not follow, as lines; read once per code object
+    (the children of a mapped step, and the steps of one function, share theirs)."""
+    got = _BLIND.get(id(parts.code))
+    if got is None or got[0] is not parts.code:
+        if len(_BLIND) > 1024:
+            _BLIND.clear()
+        lines = [f"not followed: {what}" for what in unfollowed(parts.code)]
+        got = _BLIND[id(parts.code)] = (parts.code, lines)
+    return list(got[1])
 
 
 def explain_hit(parts: KeyParts, run_id: str | None, how: str) -> dict[str, Any]:

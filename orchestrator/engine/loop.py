@@ -10,11 +10,15 @@ is the loop that drives them.
 
 The one loop: resolve ready steps (cache hit -> finished at once, children released in
 the same pass; miss -> to submit), start what may start, wait for the next completion,
-deadline or retry, handle it, repeat. State changes are committed in groups (the
-`Recorder`'s batch): before a step starts whose parent finished in the batch (a step
-never runs ahead of the record of its inputs), when the oldest uncommitted change is
-`COMMIT_WINDOW` seconds old, and whenever the loop would wait idle. So a quick step's
-start and end are one row each, and many steps share one commit.
+deadline or retry, handle it, repeat. Steps that become ready together (a mapped step's
+children, the branches of a fan) have their keys made and their cache entries read
+ahead at once (`read_ahead`): one read for all of them, not one each.
+
+State changes are committed in groups (the `Recorder`'s batch): before a step starts
+whose parent finished in the batch (a step never runs ahead of the record of its
+inputs), when the oldest uncommitted change is `COMMIT_WINDOW` seconds old, and
+whenever the loop would wait idle. So a quick step's start and end are one row each,
+and many steps share one commit.
 
 A step that fails for good marks its descendants skipped; independent branches go on.
 A ready step whose condition is false is skipped with its descendants, and the
@@ -28,8 +32,9 @@ step a later one depended on, and at most the last `COMMIT_WINDOW` of other chan
 running the pipeline again finds the finished steps in the cache, and `resume` reuses
 them even for steps with `cache=False`. A step that runs longer than `COMMIT_WINDOW`
 shows as running. Values of in-process steps stay in `memo` (by artifact hash) until
-every child has finished, so thread and sequential runs pass outputs without reloading
-them.
+every child has finished (`hold`, `let_go`: a value held twice, as an output and as an
+element, stays until both are done), so thread and sequential runs pass outputs without
+reloading them.
 
 In a partial run, steps upstream of the selection are cache-only: a hit is reused, a
 miss fails the step with the command to run first. When every step upstream of such a
@@ -39,6 +44,7 @@ step is cache-only too, the miss is found before the run is recorded and raised 
 
 from __future__ import annotations
 
+import collections
 import time
 import uuid
 from collections.abc import Callable
@@ -165,8 +171,12 @@ class _Run:
         self.cancel = CancelWatch(engine.store, run_id)
         self.executor = executor
         self._placement: Placement | None = None
-        self.to_submit: list[Retry] = []
+        self.to_submit: collections.deque[Retry] = collections.deque()
+        self.keys: dict[str, KeyParts] = {}  # keys made ahead of their step's turn
+        self.ahead_seen: set[str] = set()  # steps `read_ahead` has looked at
+        self.hits: dict[str, Hit] = {}
         self.memo: dict[str, Any] = {}
+        self.held: collections.Counter[str] = collections.Counter()  # memo hash -> holders
         self.maps = Mapper(self)
         self._routes: dict[int, Executor] = {}
         self.prewarmed: set[str] = set()  # steps whose executors were told (`prewarm`)
@@ -181,6 +191,7 @@ class _Run:
     # -- the loop ---------------------------------------------------------------------------
     def execute(self, hits: dict[str, Hit]) -> RunResult:
         t0 = time.perf_counter()
+        self.hits = hits
         status = RunStatus.FAILED
         self.info("run started", steps=len(self.state.order), executor=self.executor)
         try:
@@ -227,12 +238,17 @@ class _Run:
             if node.mapped and name not in state.parent_map:
                 self.maps.expand(name)
                 continue
-            inputs = {a: r.hash for a, r in state.inputs(name).items()}
-            try:
-                parts = self.e.keys.make(node, inputs)
-            except OrchestratorError as exc:
-                self.finish_failed(name, None, str(exc))
-                continue
+            parts = self.keys.pop(name, None)
+            if parts is None and state.queue:
+                self.read_ahead(name)
+                parts = self.keys.pop(name, None)
+            if parts is None:
+                inputs = {a: r.hash for a, r in state.inputs(name).items()}
+                try:
+                    parts = self.e.keys.make(node, inputs)
+                except OrchestratorError as exc:
+                    self.finish_failed(name, None, str(exc))
+                    continue
             cache_only = name in self.cache_only
             hit, reason = self.resolver.lookup(name, node.step, parts, cache_only=cache_only)
             if hit is not None:
@@ -258,6 +274,44 @@ class _Run:
         for ex, steps in by_executor.values():
             ex.prewarm(steps, self.run_id)
 
+    def read_ahead(self, name: str) -> None:
+        """`name` and the steps queued since the last read ahead are ready at once: make
+        their keys (a step's children together, `KeyMaker.make_many`) and read what their
+        lookups need in one go (`CacheResolver.read_ahead`). A step whose key cannot be
+        made here is left to `resolve_ready`, which reports why."""
+        state, hits = self.state, self.hits
+        fresh = [name]
+        for other in reversed(state.queue):  # the newest are at the end
+            if other in self.ahead_seen:
+                break
+            fresh.append(other)
+        self.ahead_seen.update(fresh)
+        groups: dict[str, list[str]] = {}
+        for n in fresh:
+            node, child = state.node(n), n in state.parent_map
+            if (
+                n in hits
+                or (node.condition is not None and not child)
+                or (node.mapped and not child)
+            ):
+                continue
+            groups.setdefault(state.parent_map.get(n, n), []).append(n)
+        if sum(len(g) for g in groups.values()) < 2:
+            return
+        wanted = []
+        for owner, names in groups.items():
+            node = self.g.nodes[owner]
+            inputs = [{a: r.hash for a, r in state.inputs(n).items()} for n in names]
+            try:
+                made = self.e.keys.make_many(node, inputs)
+            except OrchestratorError:
+                continue
+            for n, parts in zip(names, made, strict=True):
+                self.keys[n] = parts
+                if n not in self.cache_only:
+                    wanted.append((n, node.step, parts))
+        self.resolver.read_ahead(wanted)
+
     def gate(self, name: str) -> bool:
         """Whether ready `name` stops at its condition: false (skipped with its descendants,
         see `engine.conditions`) or unreadable (failed)."""
@@ -279,12 +333,12 @@ class _Run:
     def submit(self) -> None:
         """Start what may start, each once the steps it reads are recorded finished
         (`commit_inputs`); their `running` rows join the batch (see `wait`)."""
-        keep, starting = [], []
+        waiting, keep, starting = self.to_submit, [], []
         full: set[int] = set()
-        for i, retry in enumerate(self.to_submit):
+        for _ in range(len(waiting)):
             if full and len(full) == len(self.e._executors):  # none has room: stop looking
-                keep.extend(self.to_submit[i:])
                 break
+            retry = waiting.popleft()
             name = retry[0]
             child = name in self.state.parent_map
             ex = self.route(self.state.node(name))
@@ -299,7 +353,7 @@ class _Run:
             if child:
                 self.maps.started(name, store=not ex.in_process)
             starting.append((retry, ex))
-        self.to_submit = keep
+        waiting.extendleft(reversed(keep))  # in their order, before the rest
         self.commit_inputs([retry[0] for retry, _ in starting])
         for retry, ex in starting:
             inv = self.prepare(*retry)
@@ -392,10 +446,26 @@ class _Run:
     def release(self, name: str, refs: list[ArtifactRef]) -> None:
         for parent in self.state.finish(name, refs):
             for r in self.state.outputs.get(parent, []):
-                for f in (r, *r.files()):
-                    self.memo.pop(f.hash, None)
+                for f in r.files():
+                    self.let_go(f.hash)
         if name in self.state.parent_map:
             self.maps.done(name)
+
+    def hold(self, hash_: str, value: Any) -> None:
+        """Keep `value` in `memo` for one more holder: a step's output until its children
+        finished, a mapped step's element until its children did. (One content may be
+        both: a child that returns its element.)"""
+        self.memo[hash_] = value
+        self.held[hash_] += 1
+
+    def let_go(self, hash_: str) -> None:
+        """One holder of a value in `memo` is done with it; the last one drops it."""
+        left = self.held[hash_] - 1
+        if left > 0:
+            self.held[hash_] = left
+            return
+        self.held.pop(hash_, None)
+        self.memo.pop(hash_, None)
 
     def finish_cached(self, name: str, parts: KeyParts, entry: Entry, reason: Reason) -> None:
         refs = [ArtifactRef.from_json(o) for o in entry["outputs"]]
@@ -416,7 +486,7 @@ class _Run:
         self.resolver.remember(self.record.succeeded(rep, parts, attempt, result))
         if result.values is not None:
             for ref, value in zip(result.outputs, result.values, strict=True):
-                self.memo[ref.hash] = value
+                self.hold(ref.hash, value)
         self.emit(name, StepState.SUCCEEDED, duration=result.duration)
         self.release(name, result.outputs)
 

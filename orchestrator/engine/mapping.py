@@ -39,6 +39,7 @@ class Mapper:
         self.unwritten: dict[str, bytes] = {}  # element hash -> its bytes, not yet stored
         self.groups: list[list[str]] | None = None  # set by `_children` for a map of maps
         self.uses: collections.Counter[str] = collections.Counter()  # element -> children
+        self.holding: set[str] = set()  # elements this mapper holds in the run's memo
 
     def expand(self, name: str) -> None:
         """Resolve mapped step `name`: a cache hit for the whole map, or its children."""
@@ -130,7 +131,9 @@ class Mapper:
                 raise OrchestratorError(
                     f"step '{name}' input '{arg}' element {i} cannot be stored: {exc}"
                 ) from None
-            run.memo[elem.hash] = item
+            if elem.hash not in self.holding:  # one hold per content, let go in `done`
+                self.holding.add(elem.hash)
+                run.hold(elem.hash, item)
             elem = run.e.artifacts.inlined(elem, data)
             if elem.data is None:  # an inline element travels with its ref
                 self.unwritten[elem.hash] = data
@@ -172,7 +175,9 @@ class Mapper:
             self.uses[ref.hash] -= 1
             if self.uses[ref.hash] <= 0:  # no other child reads this element
                 del self.uses[ref.hash]
-                self.run.memo.pop(ref.hash, None)
+                if ref.hash in self.holding:
+                    self.holding.discard(ref.hash)
+                    self.run.let_go(ref.hash)
                 self.unwritten.pop(ref.hash, None)
         if state.reports[child].state == StepState.FAILED:
             ms.failed.append(child)

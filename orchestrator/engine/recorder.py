@@ -58,9 +58,22 @@ class Recorder:
         self.finished: set[str] = set()  # steps recorded succeeded or cached in the batch
         self._steps: dict[str, dict[str, Any]] = {}  # step-run inserts of this batch
         self._attempts: dict[tuple[str, int], dict[str, Any]] = {}  # attempt inserts
+        self._canon: dict[int, tuple[Any, Any]] = {}  # id(params) -> (params, canonical)
+
+    def _params(self, parts: KeyParts) -> Any:
+        """The canonical parameters of a key: one object for the keys that share theirs
+        (a mapped step's children), which the row encoder then encodes once."""
+        got = self._canon.get(id(parts.params))
+        if got is None or got[0] is not parts.params:
+            got = self._canon[id(parts.params)] = (parts.params, canonical(parts.params))
+        return got[1]
 
     def _named(self, step: str, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         names = self.names.get(step, [])
+        if len(outputs) == len(names) and all(
+            o.get("name") == n for o, n in zip(outputs, names, strict=True)
+        ):
+            return outputs  # named already (a cache entry's outputs): shared, not copied
         return [o | {"name": n} for o, n in zip(outputs, names, strict=False)] + [
             dict(o) for o in outputs[len(names) :]
         ]
@@ -117,7 +130,7 @@ class Recorder:
         self.batch.attempt_inserts.append(started)
         self._attempts[(rep.name, attempt)] = started
         if attempt == 1:
-            self._insert_step(row | {"kind": rep.kind, "params": canonical(parts.params)})
+            self._insert_step(row | {"kind": rep.kind, "params": self._params(parts)})
             return
         self._update_step(
             row
@@ -145,7 +158,7 @@ class Recorder:
                 "duration": 0.0,
                 "cache_key": parts.key,
                 "reason": rep.reason,
-                "params": canonical(parts.params),
+                "params": self._params(parts),
                 "inputs": parts.inputs,
                 "outputs": self._named(rep.name, outputs),
             }

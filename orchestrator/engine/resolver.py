@@ -14,11 +14,16 @@ this run, so a step repeated within one run is a hit before the batch is committ
 Reads: at its first lookup the resolver asks the store once for the entries likely to be
 hit by the run's `steps` (`cache_prefetch`: on PostgreSQL each step's newest entry, so a
 re-run's hits cost no round trip each); any other key is one `cache_probe`, which on a
-miss brings the history the miss is explained by.
+miss brings the history the miss is explained by. When many steps are ready at once (a
+mapped step's children, a fan), `read_ahead` reads their keys' entries in one read, and
+the histories of the steps whose key has none in one more; their lookups then read
+nothing. (An entry another run commits after that read is not seen, as if committed just
+after the lookup.)
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -49,6 +54,10 @@ class CacheResolver:
         self.index: dict[str, Entry] = {}
         self.resume: dict[str, Entry] = {}
         self._missed: list[Entry] | None = None
+        self.ahead: dict[str, Entry] = {}  # entries read ahead, by key (`read_ahead`)
+        self.absent: set[str] = set()  # keys read ahead and found without an entry
+        self.histories: dict[str, list[Entry]] = {}  # their steps' histories, by step
+        self._reasons: dict[tuple[Any, ...], tuple[Any, Reason]] = {}
         if resumed_from:
             for sr in store.step_runs(resumed_from):
                 if sr["state"] in (StepState.SUCCEEDED, StepState.CACHED) and sr["outputs"]:
@@ -57,6 +66,27 @@ class CacheResolver:
     def remember(self, entry: Entry) -> None:
         """A cache entry recorded by this run (committed with the round's batch)."""
         self.index[entry["cache_key"]] = entry
+
+    def read_ahead(self, wanted: list[tuple[str, Step[Any], KeyParts]]) -> None:
+        """Read at once what the lookups of these `(name, step, parts)` need from the
+        store: the entries of their keys, then the histories of the steps whose key has
+        none (what their misses are explained by). Two reads at most, however many."""
+        known = self._prefetched()
+        keys = [
+            p.key
+            for _, step, p in wanted
+            if step.cache and p.key not in self.index and p.key not in known
+        ]
+        if not keys:
+            return
+        found = self.store.cache_get_many(keys, fast=True)
+        self.ahead.update(found)
+        missing = {k for k in keys if k not in found}
+        self.absent |= missing
+        steps = [n for n, _, p in wanted if p.key in missing and n not in self.histories]
+        if steps:
+            got = self.store.cache_histories(self.pipeline, steps, fast=True)
+            self.histories.update({n: got.get(n, []) for n in steps})
 
     def lookup(
         self, name: str, step: Step[Any], parts: KeyParts, *, cache_only: bool = False
@@ -68,12 +98,15 @@ class CacheResolver:
         for cand, how in self._candidates(name, parts, use_cache):
             bad = self._first_bad(cand)
             if bad is None:
-                return cand, explain_hit(parts, cand.get("run_id"), how)
+                run_id = cand.get("run_id")
+                hit = functools.partial(explain_hit, parts, run_id, how)
+                return cand, self._reason(parts, run_id, how, hit)
             problems.append(bad)
             if how == "hit":
                 self.store.drop_cache_entries([parts.key])
                 self.index.pop(parts.key, None)
                 self._prefetched().pop(parts.key, None)
+                self.ahead.pop(parts.key, None)
         if problems:
             msg = f"{problems[0]}; recomputed"
             if self.warn is not None:
@@ -86,7 +119,21 @@ class CacheResolver:
             }
         if self._missed is None:
             self._missed = self.store.cache_history(self.pipeline, name, fast=True)
+        if not self._missed:  # a first miss: one reason object per code, shared
+            first = functools.partial(explain_miss, parts, [])
+            return None, self._reason(parts, None, "first", first)
         return None, explain_miss(parts, self._missed)
+
+    def _reason(
+        self, parts: KeyParts, run_id: str | None, how: str, make: Callable[[], Reason]
+    ) -> Reason:
+        """One reason object for the steps of one code with the same verdict (a map's
+        children share it, and the row encoder encodes a shared object once)."""
+        memo = (run_id, how, id(parts.code))
+        got = self._reasons.get(memo)
+        if got is None or got[0] is not parts.code:
+            got = self._reasons[memo] = (parts.code, make())
+        return got[1]
 
     def _candidates(self, name: str, parts: KeyParts, use_cache: bool) -> list[tuple[Entry, str]]:
         out = []
@@ -95,8 +142,11 @@ class CacheResolver:
         if prior is not None and prior["cache_key"] == parts.key:
             out.append(({"outputs": prior["outputs"], "run_id": prior["run_id"]}, "resumed"))
         if use_cache:
-            entry = self.index.get(parts.key) or self._prefetched().get(parts.key)
-            if entry is None:  # one read: the entry, or the history a miss is explained by
+            key = parts.key
+            entry = self.index.get(key) or self._prefetched().get(key) or self.ahead.get(key)
+            if entry is None and key in self.absent:
+                self._missed = self.histories.get(name)  # read ahead (None: not yet)
+            elif entry is None:  # one read: the entry, or the history a miss is explained by
                 entry, self._missed = self.store.cache_probe(
                     parts.key, self.pipeline, name, fast=True
                 )

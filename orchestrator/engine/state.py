@@ -87,6 +87,7 @@ class RunState:
         self.parent_map: dict[str, str] = {}  # child -> its mapped step
         self.elements: dict[str, dict[str, ArtifactRef]] = {}  # child -> mapped inputs
         self.maps: dict[str, MapState] = {}
+        self.fixed: dict[str, dict[str, ArtifactRef]] = {}  # mapped step -> its bound refs
 
     def node(self, name: str) -> Node:
         """The graph node of a step, or of the mapped step a child belongs to."""
@@ -94,8 +95,15 @@ class RunState:
 
     def inputs(self, name: str) -> dict[str, ArtifactRef]:
         """The artifact each input argument of `name` is bound to (its parents finished):
-        a list ref for a list of outputs, an element's artifact for a child's mapped one."""
-        return bound_refs(self.node(name), self.outputs) | self.elements.get(name, {})
+        a list ref for a list of outputs, an element's artifact for a child's mapped one
+        (the children of one mapped step share the refs of its other inputs)."""
+        mapped = self.parent_map.get(name)
+        if mapped is None:
+            return bound_refs(self.graph.nodes[name], self.outputs)
+        fixed = self.fixed.get(mapped)
+        if fixed is None:
+            fixed = self.fixed[mapped] = bound_refs(self.graph.nodes[mapped], self.outputs)
+        return fixed | self.elements[name]
 
     def expand(self, name: str, children: dict[str, dict[str, ArtifactRef]], ms: MapState) -> None:
         """Add the children of mapped step `name` (with their mapped inputs), queued."""

@@ -14,7 +14,9 @@ executor only chooses where the work happens:
 The two in-process executors write a step's outputs in the background
 (`WritingExecutor`, `artifacts.writer`): the step's worker is free once it has returned,
 its values reach in-process children from memory, and its future completes (so the
-engine records it finished) only once every output file is in place.
+engine records it finished) only once every output file is in place. Outputs that are
+all scalars (or short strings) are written by the step's own thread at once: their
+small file costs less than the hand-off to the writer's thread.
 
 Executors never touch the metadata store.
 """
@@ -97,6 +99,7 @@ class WritingExecutor(Executor):
     ) -> None:
         super().__init__(artifacts, registry_factory, echo)
         self.writer = BackgroundWriter()
+        self.writer.start()  # ready before the first large output (small ones skip it)
 
     def run_deferred(
         self, inv: StepInvocation, step: Step[Any], memo: dict[str, Any] | None
@@ -127,6 +130,10 @@ class WritingExecutor(Executor):
             _settle(fut, result)
             return
         t0 = time.perf_counter()
+        if all(_small(v) for v in result.values or ()):  # cheaper here than handed off
+            final = store_outputs(result, inv, self.artifacts, t0)
+            _settle(fut, final if memo is not None else final.without_values())
+            return
 
         def write() -> None:
             final = store_outputs(result, inv, self.artifacts, t0)
@@ -141,6 +148,17 @@ class WritingExecutor(Executor):
 
     def shutdown(self) -> None:
         self.writer.close()
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+SMALL_TEXT = 4096  # characters: a string output this short is stored by the step's thread
+
+
+def _small(value: Any) -> bool:
+    """Whether `value` is a scalar (or a short string): its file costs less to write
+    than handing the write to the background writer and waiting for its thread."""
+    kind = type(value)
+    return kind in _SCALARS or (kind is str and len(value) <= SMALL_TEXT)
 
 
 def computed(fut: Future[StepResult]) -> Future[None]:

@@ -142,7 +142,9 @@ class BatchWriter:
         self.db.refuse_writes()
         try:
             if fast:
-                batch.step_inserts = [full_row(r) for r in batch.step_inserts]
+                batch.step_inserts = [  # the hot paths read absent columns as NULL
+                    r if r.get("attempts") is not None else full_row(r) for r in batch.step_inserts
+                ]
                 self.hot().write(batch)
                 return
             with self.db.tx() as conn:
@@ -205,6 +207,18 @@ class HeldConnection:
     ) -> tuple[Row | None, list[Row] | None]:
         entry = self.cache_get(key)
         return (entry, None) if entry else (None, self.history(pipeline, step, limit))
+
+    def cache_many(self, keys: list[str]) -> dict[str, Row]:
+        try:
+            return self.writer.cache.rows_many(self.conn, keys)
+        finally:
+            self.conn.rollback()
+
+    def histories(self, pipeline: str, steps: list[str], limit: int) -> dict[str, list[Row]]:
+        try:
+            return self.writer.cache.histories_rows(self.conn, pipeline, steps, limit)
+        finally:
+            self.conn.rollback()
 
     def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
         return {}

@@ -3,17 +3,21 @@
 An entry is written once, with the batch of the step that made it, and never changed
 (a key is content-derived, so a second writer of the same key writes the same entry
 and is skipped). `history` is what `explain` compares a new key with: a step's newest
-entries, returned oldest first.
+entries, returned oldest first. `rows_many` and `histories_rows` are the same reads for
+many keys and steps at once (a mapped step's children): one statement per `CHUNK` of
+them, so SQL stays within every database's limit on bound parameters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, and_, bindparam, delete, select
+from sqlalchemy import Connection, and_, bindparam, delete, func, select
 
 from orchestrator.store import schema as t
 from orchestrator.store.base import Db, Row
+
+CHUNK = 500  # keys or steps per statement of a many-row read
 
 
 class CacheIndex:
@@ -46,6 +50,36 @@ class CacheIndex:
             .limit(limit)
         )
         return [dict(r._mapping) for r in rows][::-1]
+
+    def rows_many(self, conn: Connection, keys: list[str]) -> dict[str, Row]:
+        """The entries of those of `keys` that have one, by key."""
+        c = t.cache_entries.c
+        out: dict[str, Row] = {}
+        for i in range(0, len(keys), CHUNK):
+            q = select(c.cache_key, c.outputs, c.run_id).where(c.cache_key.in_(keys[i : i + CHUNK]))
+            for key, outputs, run_id in conn.execute(q):
+                out[key] = {"cache_key": key, "outputs": outputs, "run_id": run_id}
+        return out
+
+    def histories_rows(
+        self, conn: Connection, pipeline: str, steps: list[str], limit: int
+    ) -> dict[str, list[Row]]:
+        """`history_rows` of each of `steps` (those with none are absent)."""
+        c = t.cache_entries.c
+        out: dict[str, list[Row]] = {}
+        for i in range(0, len(steps), CHUNK):
+            newest = func.row_number().over(partition_by=c.step, order_by=c.created_at.desc())
+            inner = (
+                select(t.cache_entries, newest.label("newest"))
+                .where(and_(c.pipeline == pipeline, c.step.in_(steps[i : i + CHUNK])))
+                .subquery()
+            )
+            cols = [inner.c[col.name] for col in t.cache_entries.columns]
+            q = select(*cols).where(inner.c.newest <= limit).order_by(inner.c.newest.desc())
+            for r in conn.execute(q):
+                row = dict(r._mapping)
+                out.setdefault(row["step"], []).append(row)
+        return out
 
     def drop(self, keys: Iterable[str]) -> None:
         keys = list(keys)

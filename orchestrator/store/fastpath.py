@@ -3,7 +3,8 @@
 Per scheduling round the engine writes a batch (step-run and attempt inserts and
 updates, artifacts, cache entries) and, per ready step, looks up one cache key. Through
 SQLAlchemy Core each statement costs tens of microseconds of Python before SQLite sees
-it; here it costs a few. Values are encoded exactly as the SQLAlchemy column types
+it; here it costs a few. A run's creation and its end go this way too (the rows and
+rules of store/runs.py). Values are encoded exactly as the SQLAlchemy column types
 encode them (JSON text, naive-UTC `YYYY-MM-DD HH:MM:SS.ffffff`), so both paths read each
 other's rows. Other databases use the portable SQLAlchemy path in `batch.py`.
 """
@@ -15,7 +16,12 @@ import json
 import sqlite3
 from typing import Any
 
+from orchestrator.errors import StoreError
+from orchestrator.state import RunStatus, StepState
 from orchestrator.store import schema as t
+from orchestrator.store.base import now
+from orchestrator.store.cache_index import CHUNK
+from orchestrator.store.db import first_line
 
 _JSON = {
     c.name
@@ -57,25 +63,22 @@ def _encoder(col: str) -> Any:
 
 
 def _rows(cols: tuple[str, ...], rows: Any) -> list[tuple[Any, ...]]:
-    """Rows (dicts) as tuples of encoded values in `cols` order. A JSON value shared by
-    several rows (one object: a step's parameters or code, given to each of its mapped
-    children) is encoded once."""
-    plan = [(c, _encoder(c)) for c in cols]
+    """Rows (dicts) as tuples of encoded values in `cols` order. A value shared by
+    several rows or columns (one object: a step's parameters or code, given to each of
+    its mapped children; the one time a cached step starts and ends at) is encoded once."""
+    encoded = [(i, f) for i, c in enumerate(cols) if (f := _encoder(c)) is not None]
     shared: dict[int, Any] = {}
     out = []
     for r in rows:
-        values = []
-        for c, f in plan:
-            v = r.get(c)
-            if f is None or v is None:
-                values.append(v)
-            elif f is _json:
-                enc = shared.get(id(v))
-                if enc is None:
-                    enc = shared[id(v)] = (_dumps(v), v)  # keeps v alive: its id stays its
-                values.append(enc[0])
-            else:
-                values.append(f(v))
+        values = [r.get(c) for c in cols]
+        for i, f in encoded:
+            v = values[i]
+            if v is None:
+                continue
+            enc = shared.get(id(v))
+            if enc is None:
+                enc = shared[id(v)] = (f(v), v)  # keeps v alive: its id stays its own
+            values[i] = enc[0]
         out.append(tuple(values))
     return out
 
@@ -83,6 +86,12 @@ def _rows(cols: tuple[str, ...], rows: Any) -> list[tuple[Any, ...]]:
 def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:
     verb = "INSERT OR IGNORE" if ignore else "INSERT"
     return f"{verb} INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+def _rollback(cur: sqlite3.Cursor) -> None:
+    """End a failed transaction (there may be none: its BEGIN itself may have failed)."""
+    if cur.connection.in_transaction:
+        cur.execute("ROLLBACK")
 
 
 class SqliteFastPath:
@@ -110,6 +119,8 @@ class SqliteFastPath:
         )
         self.sql_art = _insert_sql(t.artifacts, self.art_cols, ignore=True)
         self.sql_entry = _insert_sql(t.cache_entries, self.entry_cols, ignore=True)
+        self.run_cols = tuple(c.name for c in t.runs.columns)
+        self.sql_run = _insert_sql(t.runs, self.run_cols, ignore=False)
 
     def write(self, batch: Any) -> None:
         cur = self.conn.cursor()
@@ -130,6 +141,60 @@ class SqliteFastPath:
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
+    def create_run(self, pipeline: dict[str, Any], run: dict[str, Any]) -> None:
+        """Upsert the pipeline's row and insert the run's (store/runs.py `new_rows`), in
+        one transaction."""
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            (pipe,) = _rows(("ref", "updated_at", "name"), [pipeline])
+            cur.execute("UPDATE pipelines SET ref = ?, updated_at = ? WHERE name = ?", pipe)
+            if not cur.rowcount:
+                cur.execute(
+                    "INSERT OR IGNORE INTO pipelines (ref, updated_at, name) VALUES (?, ?, ?)",
+                    pipe,
+                )
+            cur.execute(self.sql_run, _rows(self.run_cols, [run])[0])
+            cur.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            cur.execute("ROLLBACK")
+            raise StoreError(f"run {run['id']} already exists; it cannot start twice") from None
+        except sqlite3.Error as exc:
+            _rollback(cur)
+            raise StoreError(f"cannot record run {run['id']}: {first_line(exc)}") from None
+        except BaseException:
+            _rollback(cur)
+            raise
+        finally:
+            cur.close()
+
+    def finish_run(self, run_id: str, status: str, error: str | None) -> None:
+        """The run's end; unless it succeeded, its running steps become interrupted."""
+        stamp = _time(now())
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute(
+                "UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ?",
+                (status, stamp, error, run_id),
+            )
+            if status != RunStatus.SUCCEEDED:
+                for table in ("step_runs", "attempts"):
+                    cur.execute(
+                        f"UPDATE {table} SET state = ?, ended_at = ? "
+                        "WHERE run_id = ? AND state = ?",
+                        (StepState.INTERRUPTED, stamp, run_id, StepState.RUNNING),
+                    )
+            cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(cur)
+            raise StoreError(f"cannot record the end of run {run_id}: {first_line(exc)}") from None
+        except BaseException:
+            _rollback(cur)
             raise
         finally:
             cur.close()
@@ -176,6 +241,44 @@ class SqliteFastPath:
         """`(entry, None)` when `key` has an entry, else `(None, the step's history)`."""
         entry = self.cache_get(key)
         return (entry, None) if entry else (None, self.history(pipeline, step, limit))
+
+    def cache_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The entries of those of `keys` that have one, by key (one read per `CHUNK`)."""
+        out = {}
+        for i in range(0, len(keys), CHUNK):
+            chunk = keys[i : i + CHUNK]
+            sql = (
+                "SELECT cache_key, outputs, run_id FROM cache_entries "
+                f"WHERE cache_key IN ({', '.join('?' * len(chunk))})"
+            )
+            for k, o, r in self.conn.execute(sql, chunk):
+                out[k] = {"cache_key": k, "outputs": json.loads(o), "run_id": r}
+        return out
+
+    def histories(
+        self, pipeline: str, steps: list[str], limit: int
+    ) -> dict[str, list[dict[str, Any]]]:
+        """`history` of each of `steps` that has entries (one read per `CHUNK`)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for i in range(0, len(steps), CHUNK):
+            chunk = steps[i : i + CHUNK]
+            sql = (
+                "SELECT step, cache_key, code, params, inputs, run_id FROM (SELECT *, "
+                "row_number() OVER (PARTITION BY step ORDER BY created_at DESC) AS newest "
+                "FROM cache_entries WHERE pipeline = ? AND step IN "
+                f"({', '.join('?' * len(chunk))})) WHERE newest <= ? ORDER BY newest DESC"
+            )
+            for step, k, c, p, i_, r in self.conn.execute(sql, (pipeline, *chunk, limit)):
+                out.setdefault(step, []).append(
+                    {
+                        "cache_key": k,
+                        "code": json.loads(c),
+                        "params": json.loads(p),
+                        "inputs": json.loads(i_),
+                        "run_id": r,
+                    }
+                )
+        return out
 
     def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, dict[str, Any]]:
         """Nothing: a lookup here costs microseconds, not a round trip."""

@@ -125,8 +125,9 @@ class MetadataStore:
         self.runs.finish(run_id, status, error)
 
     def _runs_path(self) -> Any:
-        """The hot path where it records runs too (PostgreSQL: a round trip each), else None."""
-        if self.db.dialect != "postgresql":
+        """The hot path where it records runs too (PostgreSQL: a round trip each; SQLite:
+        no SQLAlchemy statement to build), else None."""
+        if self.db.dialect not in ("postgresql", "sqlite"):
             return None
         hot = self.fast()
         return hot if hasattr(hot, "create_run") else None
@@ -187,6 +188,24 @@ class MetadataStore:
             return self.fast().probe(key, pipeline, step, limit)  # type: ignore[no-any-return]
         entry = self.cache.get(key)
         return (entry, None) if entry else (None, self.cache.history(pipeline, step, limit))
+
+    def cache_get_many(self, keys: list[str], fast: bool = False) -> dict[str, Row]:
+        """The cache entries of those of `keys` that have one, by key: one read for many
+        keys (a mapped step's children), as `cache_get` reads one."""
+        if fast:
+            return self.fast().cache_many(keys)  # type: ignore[no-any-return]
+        with self.db.read() as conn:
+            return self.cache.rows_many(conn, keys)
+
+    def cache_histories(
+        self, pipeline: str, steps: list[str], limit: int = 50, fast: bool = False
+    ) -> dict[str, list[Row]]:
+        """`cache_history` of each of `steps` at once, by step (a step without entries is
+        absent)."""
+        if fast:
+            return self.fast().histories(pipeline, steps, limit)  # type: ignore[no-any-return]
+        with self.db.read() as conn:
+            return self.cache.histories_rows(conn, pipeline, steps, limit)
 
     def cache_prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
         """Cache entries likely to be hit by a run of `steps`, by key, read at once where a

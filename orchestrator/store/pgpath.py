@@ -92,6 +92,14 @@ PROBE_SQL = (
     "ORDER BY created_at DESC LIMIT %(limit)s) AS history"
 )
 
+# the entries of many keys (a mapped step's children), and the newest entries of many steps
+MANY_SQL = "SELECT cache_key, outputs, run_id FROM cache_entries WHERE cache_key = ANY(%s)"
+HISTORIES_SQL = (
+    "SELECT step, cache_key, code, params, inputs, run_id FROM (SELECT *, row_number() "
+    "OVER (PARTITION BY step ORDER BY created_at DESC) AS newest FROM cache_entries "
+    "WHERE pipeline = %s AND step = ANY(%s)) AS h WHERE newest <= %s ORDER BY newest DESC"
+)
+
 # the newest entry of each of a pipeline's steps, one index probe per step
 NEWEST_SQL = (
     "SELECT e.cache_key, e.outputs, e.run_id, s.step FROM unnest(%(steps)s::text[]) AS s(step) "
@@ -305,6 +313,24 @@ class PostgresFastPath:
         rows.sort(key=lambda r: r[7])  # oldest first (a union's order is not promised)
         picked = [(r[1], r[4], r[5], r[6], r[3]) for r in rows]  # in _HISTORY's order
         return None, [dict(zip(_HISTORY, p, strict=True)) for p in picked]
+
+    def cache_many(self, keys: list[str]) -> dict[str, Row]:
+        """The entries of those of `keys` that have one, by key: one read."""
+        if not keys:
+            return {}
+        rows = self._read(MANY_SQL, (keys,))
+        return {k: {"cache_key": k, "outputs": o, "run_id": r} for k, o, r in rows}
+
+    def histories(self, pipeline: str, steps: list[str], limit: int) -> dict[str, list[Row]]:
+        """`history` of each of `steps` with entries: one read (none for the steps the
+        last prefetch found without entries, within `ABSENT_FOR`)."""
+        steps = [s for s in steps if not self._known_absent(pipeline, s)]
+        if not steps:
+            return {}
+        out: dict[str, list[Row]] = {}
+        for step, *picked in self._read(HISTORIES_SQL, (pipeline, steps, limit)):
+            out.setdefault(step, []).append(dict(zip(_HISTORY, picked, strict=True)))
+        return out
 
     def _known_absent(self, pipeline: str, step: str) -> bool:
         """Whether `step` still has no entry: by the last read of the steps without one if it

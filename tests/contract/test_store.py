@@ -551,6 +551,38 @@ def test_cache_probe_is_the_entry_or_else_the_history(store: MetadataStore, fast
     assert store.cache_probe("new", "demo", "nope", fast=fast) == (None, [])
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["portable", "fast"])
+def test_many_keys_and_histories_are_read_at_once(store: MetadataStore, fast: bool) -> None:
+    new_run(store)
+    sec = dt.timedelta(seconds=1)
+    children = [entry(f"c{i}", [out(f"h{i}")], f"train[{i}]", T0 + i * sec) for i in range(600)]
+    store.write(
+        Batch(
+            cache_entries=[
+                *children,  # more than one statement's worth of keys
+                entry("k0", [out("h0")], "train", T0),
+                entry("k1", [out("h1")], "train", T0 + sec),
+                entry("k2", [out("h2")], "train", T0 + 2 * sec),
+            ]
+        ),
+        fast=fast,
+    )
+    keys = [f"c{i}" for i in range(600)] + ["k1", "nope"]
+    got = store.cache_get_many(keys, fast=fast)
+    assert sorted(got) == sorted(keys[:-1])
+    assert got["c599"] == {"cache_key": "c599", "outputs": [out("h599")], "run_id": RUN}
+    assert got["k1"] == store.cache_get("k1", fast=fast)
+    assert store.cache_get_many([], fast=fast) == {}
+    steps = ["train", "missing", *(f"train[{i}]" for i in range(600))]
+    histories = store.cache_histories("demo", steps, limit=2, fast=fast)
+    assert "missing" not in histories and len(histories) == 601
+    # each step's newest entries, oldest first, as `cache_history` returns them
+    for name in ("train", "train[7]"):
+        assert histories[name] == store.cache_history("demo", name, limit=2, fast=fast)
+    assert [h["cache_key"] for h in histories["train"]] == ["k1", "k2"]
+    assert store.cache_histories("other-pipeline", ["train"], fast=fast) == {}
+
+
 def test_cache_prefetch_is_each_steps_newest_entry_where_reads_cost(
     store: MetadataStore, store_url: str
 ) -> None:
