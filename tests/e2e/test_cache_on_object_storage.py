@@ -27,6 +27,9 @@ from test_cache_types import (  # noqa: F401
 
 pytestmark = pytest.mark.object_store
 
+# outputs over the inline limit, so the demo's lists are objects (its scalars stay inline)
+BIG = ("--param", "n=400")
+
 
 def _key_of(orch: Orch, hash_: str) -> str:
     [key] = [k for k in orch.bucket.keys() if k.rsplit("/", 1)[-1].startswith(hash_)]
@@ -42,7 +45,7 @@ def _put(orch: Orch, key: str, data: bytes) -> None:
 
 
 def test_artifacts_are_objects_under_the_prefix(orch: Orch, demo_project: Project) -> None:
-    run = orch.run("pipe.py:demo")
+    run = orch.run("pipe.py:demo", *BIG)
     keys = orch.bucket.keys()
     assert keys and all(k.startswith("artifacts/") for k in keys), keys
     out = step_of(run, "double")["outputs"][0]
@@ -54,7 +57,7 @@ def test_artifacts_are_objects_under_the_prefix(orch: Orch, demo_project: Projec
 def test_a_corrupt_or_deleted_object_is_recomputed(
     orch: Orch, demo_project: Project, damage: str
 ) -> None:
-    out = step_of(orch.run("pipe.py:demo"), "double")["outputs"][0]
+    out = step_of(orch.run("pipe.py:demo", *BIG), "double")["outputs"][0]
     key = _key_of(orch, out["hash"])
     original = _get(orch, key)
     if damage == "garbage":
@@ -62,25 +65,25 @@ def test_a_corrupt_or_deleted_object_is_recomputed(
     else:
         orch.bucket.client.delete_object(Bucket=orch.bucket.name, Key=key)
 
-    run = orch.run("pipe.py:demo")
+    run = orch.run("pipe.py:demo", *BIG)
     st = states(run)
     assert st["double"] == "succeeded" and st["load"] == "cached" and st["total"] == "cached"
     reason = step_of(run, "double")["reason"]
     word = "corrupt" if damage == "garbage" else "missing"
     assert word in reason and f"s3://{orch.bucket.name}/{key}" in reason, reason
     assert _get(orch, key) == original  # the recomputation put the right bytes back
-    assert states(orch.run("pipe.py:demo")) == dict.fromkeys(DEMO_STEPS, "cached")
+    assert states(orch.run("pipe.py:demo", *BIG)) == dict.fromkeys(DEMO_STEPS, "cached")
 
 
 def test_a_step_in_another_process_reads_inputs_from_object_storage(
     orch: Orch, demo_project: Project
 ) -> None:
-    orch.run("pipe.py:demo", "--executor", "process")
-    load_out = step_of(orch.run("pipe.py:demo"), "load")["outputs"][0]
+    orch.run("pipe.py:demo", *BIG, "--executor", "process")
+    load_out = step_of(orch.run("pipe.py:demo", *BIG), "load")["outputs"][0]
     key = _key_of(orch, load_out["hash"])
     good = _get(orch, key)
     _put(orch, key, bytes(b ^ 0x5A for b in good))
-    run = orch.run("pipe.py:demo", "--executor", "process", "--param", "k=7")
+    run = orch.run("pipe.py:demo", *BIG, "--executor", "process", "--param", "k=7")
     assert states(run)["load"] == "succeeded" and "corrupt" in step_of(run, "load")["reason"]
     assert _get(orch, key) == good
 
@@ -88,7 +91,7 @@ def test_a_step_in_another_process_reads_inputs_from_object_storage(
 def test_gc_deletes_unreferenced_objects_and_keeps_referenced_ones(
     orch: Orch, demo_project: Project
 ) -> None:
-    orch.run("pipe.py:demo")
+    orch.run("pipe.py:demo", *BIG)
     referenced = orch.bucket.keys()
     orphan = "artifacts/ab/ab" + "0" * 30 + ".json"
     foreign = "artifacts/notes.txt"  # not an artifact's name: never ours to delete
@@ -103,7 +106,7 @@ def test_gc_deletes_unreferenced_objects_and_keeps_referenced_ones(
     assert res.code == 0, res.describe()
     assert "removed 1 of" in res.out, res.out
     assert orch.bucket.keys() == sorted([*referenced, foreign])
-    assert states(orch.run("pipe.py:demo")) == dict.fromkeys(DEMO_STEPS, "cached")
+    assert states(orch.run("pipe.py:demo", *BIG)) == dict.fromkeys(DEMO_STEPS, "cached")
 
 
 BIG_PIPELINE = """
@@ -165,19 +168,19 @@ def test_credentials_appear_in_no_output_nor_log(orch: Orch, demo_project: Proje
     orch.env["ORCH_LOG_FORMAT"] = "json"
     secrets = [orch.env["AWS_SECRET_ACCESS_KEY"], orch.env["AWS_ACCESS_KEY_ID"]]
     texts = []
-    run = orch.run("pipe.py:demo")
+    run = orch.run("pipe.py:demo", *BIG)
     texts.append(orch("show", run["run_id"], "--json").out)
     texts.append(orch("artifact", run["run_id"], "double").out)
 
     # failures: a bucket that does not exist, then an endpoint nothing answers on
     orch.env["ORCH_ARTIFACTS"] = "s3://no-such-bucket-here/artifacts"
-    missing = orch("run", "pipe.py:demo")
+    missing = orch("run", "pipe.py:demo", *BIG)
     assert missing.code != 0 and "Traceback" not in missing.err, missing.describe()
     assert "no-such-bucket-here" in missing.out + missing.err, missing.describe()
     orch.env["ORCH_ARTIFACTS"] = orch.bucket.url
     orch.env["ORCH_S3_ENDPOINT"] = "http://127.0.0.1:9"
     orch.env["AWS_MAX_ATTEMPTS"] = "1"
-    down = orch("run", "pipe.py:demo", "--param", "n=4")
+    down = orch("run", "pipe.py:demo", *BIG, "--param", "n=401")
     assert down.code != 0 and "Traceback" not in down.err, down.describe()
     for res in (missing, down):
         texts += [res.out, res.err]
@@ -192,9 +195,9 @@ def test_credentials_appear_in_no_output_nor_log(orch: Orch, demo_project: Proje
 def test_artifact_export_and_show_download_the_object(
     orch: Orch, demo_project: Project, tmp_path
 ) -> None:
-    run = orch.run("pipe.py:demo")
+    run = orch.run("pipe.py:demo", *BIG)
     shown = orch("artifact", run["run_id"], "double")
-    assert shown.code == 0 and "[2,4,6,8,10]" in "".join(shown.out.split()), shown.describe()
+    assert shown.code == 0 and "[2,4,6,8,10," in "".join(shown.out.split()), shown.describe()
     target = tmp_path / "double.bin"
     res = orch("artifact", run["run_id"], "double", "--to", str(target))
     assert res.code == 0, res.describe()
@@ -210,7 +213,7 @@ def test_artifact_export_and_show_download_the_object(
 def test_dask_workers_open_the_store_from_its_url(orch: Orch, demo_project: Project) -> None:
     """Workers are given the store's s3:// location, never a folder; a local re-run of what
     they stored is all cache hits."""
-    run = orch.run("pipe.py:demo", "--executor", "dask")
+    run = orch.run("pipe.py:demo", *BIG, "--executor", "dask")
     assert set(states(run).values()) == {"succeeded"}
     assert not orch.artifacts.exists()
-    assert states(orch.run("pipe.py:demo")) == dict.fromkeys(DEMO_STEPS, "cached")
+    assert states(orch.run("pipe.py:demo", *BIG)) == dict.fromkeys(DEMO_STEPS, "cached")

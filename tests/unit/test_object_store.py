@@ -38,7 +38,7 @@ def test_a_folder_is_refused_by_name() -> None:
 
 
 def test_values_round_trip_and_are_verified(s3_bucket) -> None:
-    store = open_artifacts(s3_bucket.url)
+    store = open_artifacts(s3_bucket.url, inline_max=0)
     small, big = store.put({"a": (1, 2)}), store.put(np.arange(400_000))  # big: mapped read
     both = ArtifactRef.collect([small, big])
     assert store.verify(both) is None
@@ -64,9 +64,9 @@ def test_inline_values_need_no_object(s3_bucket) -> None:
 
 
 def test_adopt_uploads_a_checked_file(s3_bucket, tmp_path: Path) -> None:
-    local = ArtifactStore(tmp_path / "out")
+    local = ArtifactStore(tmp_path / "out", inline_max=0)
     ref = local.put({"k": 1})
-    store = open_artifacts(s3_bucket.url)
+    store = open_artifacts(s3_bucket.url, inline_max=0)
     store.adopt(local.path(ref), ref)
     assert store.get(ref) == {"k": 1}
     local.path(ref).write_bytes(b"{}")
@@ -75,7 +75,7 @@ def test_adopt_uploads_a_checked_file(s3_bucket, tmp_path: Path) -> None:
 
 
 def test_errors_name_the_bucket_and_never_a_secret(s3_bucket, monkeypatch) -> None:
-    store = open_artifacts(f"s3://no-such-bucket-{s3_bucket.name[-8:]}/p")
+    store = open_artifacts(f"s3://no-such-bucket-{s3_bucket.name[-8:]}/p", inline_max=0)
     with pytest.raises(ArtifactError, match="bucket 'no-such-bucket-.*' does not exist"):
         store.put({"a": 1})
     secret = s3_bucket.env["AWS_SECRET_ACCESS_KEY"]
@@ -83,7 +83,7 @@ def test_errors_name_the_bucket_and_never_a_secret(s3_bucket, monkeypatch) -> No
     monkeypatch.setenv("ORCH_S3_ENDPOINT", f"http://{secret}.invalid:1")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     with pytest.raises(ArtifactError) as err:
-        open_artifacts(s3_bucket.url).put({"a": 1})
+        open_artifacts(s3_bucket.url, inline_max=0).put({"a": 1})
     assert secret not in str(err.value) and "***" in str(err.value)
 
 
@@ -92,7 +92,7 @@ def test_ui_previews_read_objects(s3_bucket, monkeypatch) -> None:
 
     from orchestrator.ui import previews
 
-    store = open_artifacts(s3_bucket.url)
+    store = open_artifacts(s3_bucket.url, inline_max=0)
     frame = pd.DataFrame({"x": range(50), "y": [f"r{i}" for i in range(50)]})
     small, text = store.put(frame), store.put({"k": [1, 2]})
     shown = previews.preview(store, small.to_json())
@@ -104,7 +104,7 @@ def test_ui_previews_read_objects(s3_bucket, monkeypatch) -> None:
 
 
 def test_gc_listing_and_removal(s3_bucket) -> None:
-    store = open_artifacts(s3_bucket.url)
+    store = open_artifacts(s3_bucket.url, inline_max=0)
     refs = [store.put(i) for i in range(5)]
     s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="artifacts/README", Body=b"x")
     s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="elsewhere/ab/ab1.json", Body=b"1")

@@ -100,7 +100,7 @@ def test_a_maps_children_are_looked_up_in_one_read(tmp_path: Path) -> None:
 
 def test_a_damaged_artifact_read_ahead_is_still_recomputed(tmp_path: Path) -> None:
     store = CountingStore(f"sqlite:///{tmp_path / 'orchestrator.db'}")
-    artifacts = ArtifactStore(tmp_path / "artifacts")
+    artifacts = ArtifactStore(tmp_path / "artifacts", inline_max=0)  # files to damage
     try:
         store.count()
         first = run(store, artifacts, mapped.build({"n": 4}))
