@@ -297,8 +297,7 @@ def test_env_cpus_and_network_policy(orch: Orch, failing: Project) -> None:
 
     values = {}
     for name in ("no_network", "with_network"):
-        (path,) = orch.artifact_files(step_of(show, name)["outputs"][0]["hash"])
-        values[name] = json.loads(path.read_text())
+        values[name] = json.loads(orch.stored_text(step_of(show, name)["outputs"][0]))
     assert values["no_network"].startswith("failed:")  # no route to the host's loopback
     assert values["with_network"] == "hello-host"
 

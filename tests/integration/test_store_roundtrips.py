@@ -223,7 +223,7 @@ def test_rounds_skip_the_flush_wait_unless_a_setting_chose_one(
 def test_a_corrupt_prefetched_entry_is_dropped_and_recomputed(
     pg: CountingStore, tmp_path: Path
 ) -> None:
-    artifacts = ArtifactStore(tmp_path / "artifacts")
+    artifacts = ArtifactStore(tmp_path / "artifacts", inline_max=0)  # files to damage
     first = run(pg, artifacts, chain(3))
     s1 = first.step("s1")
     assert s1 is not None and s1.cache_key is not None

@@ -93,7 +93,7 @@ def test_a_step_s_parquet_choice_is_kept_through_a_background_write(tmp_path: Pa
 
 
 KILLED_MID_WRITE = """
-import os, signal, sys
+import os, signal, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +121,11 @@ def small() -> int:
 @step
 def crash() -> int:
     if sys.argv[2] == "kill":  # big's write is in flight: its temporary file is there
-        temps = [p.name for p in (HOME / "artifacts").glob(".tmp-*")]
+        for _ in range(500):  # the writer thread may not have made it yet (a loaded machine)
+            temps = [p.name for p in (HOME / "artifacts").glob(".tmp-*")]
+            if temps or list((HOME / "artifacts").glob("*/*.arrow")):
+                break
+            time.sleep(0.01)
         (HOME / "temps-at-kill").write_text(" ".join(temps))
         os.kill(os.getpid(), signal.SIGKILL)
     return 1
