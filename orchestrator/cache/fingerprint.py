@@ -20,7 +20,10 @@ The walk starts at the step function and follows, transitively:
   pickle; strings and paths under the project's package root are keyed relative to it;
 * an installed package or the standard library: by name and version.
 
-Component names carry no folder: user modules are named by `identity.module_identity`.
+A user module's own dunders (`__name__`, `__file__`, ...) read by a function are keyed
+by the module's identity (`module flow.__name__`), not by their values, which name the
+folder or path-made import name it was loaded under. Component names carry no folder:
+user modules are named by `identity.module_identity`.
 What the walk cannot see is never dropped: it becomes a component named `not followed:
 WHAT: WHY` (code without source, a computed `getattr`, `eval`/`exec`, an import that
 fails, a compiled extension inside the project, state with no canonical form), which
@@ -52,6 +55,9 @@ from orchestrator.cache.source import code_digest, code_names, imports, parse
 
 UNFOLLOWED = "not followed: "
 _DYNAMIC_CALLS = {"eval", "exec", "__import__"}
+# A module's own names: they say which module it is and where it was loaded from (a
+# path-made import name, a folder), so they are keyed by its identity, never by value.
+_MODULE_DUNDERS = {"__name__", "__file__", "__spec__", "__loader__", "__package__", "__cached__"}
 
 
 def _type_name(value: Any) -> str:
@@ -257,7 +263,9 @@ class _Walker:
         g = fn.__globals__
         ident = module_identity(g.get("__name__") or "")
         for n in sorted(names):
-            if n in g:
+            if n in _MODULE_DUNDERS:
+                self.parts[f"module {ident}.{n}"] = hash_text(ident)
+            elif n in g:
                 if isinstance(g[n], types.ModuleType):
                     self.visit_module(g[n], names)
                 else:

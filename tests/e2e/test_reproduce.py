@@ -234,3 +234,45 @@ def test_version_registered_on_the_process_executor_is_snapshotted_and_rebuilt(
     assert {s["step"]: s["rebuilt"] for s in res.json["steps"]} == {
         k: v for k, v in outputs(run).items() if k in LINEAGE
     }
+
+
+def log_module_name(project: Project) -> None:
+    """Make step `features` log through `logging.getLogger(__name__)`."""
+    project.edit(
+        "flow.py",
+        "    out = helpers.scale(df)\n",
+        '    out = helpers.scale(df)\n    logging.getLogger(__name__).info("scaled")\n',
+    )
+    project.edit("flow.py", "import os\n", "import logging\nimport os\n")
+
+
+def test_step_reading_its_module_name_is_reproduced_identically(
+    project: Project, orch: Orch
+) -> None:
+    write_project(project)
+    log_module_name(project)
+    run = orch.run("flow.py:iris")
+    again = orch.run("flow.py:iris")
+    keys = {s["name"]: (s["state"], s["cache_key"]) for s in again["steps"]}
+    for s in run["steps"]:
+        if s["name"] in LINEAGE:  # the key is stable across runs
+            assert keys[s["name"]] == ("cached", s["cache_key"]), again
+
+    res = reproduce(orch, "iris:1", "--verify", "--json")
+    assert res.code == 0, res.describe()
+    assert res.json["verdict"] == "identical", res.json
+    assert [s["original"] for s in res.json["steps"]] == [outputs(run)[s] for s in LINEAGE]
+
+
+def test_step_reading_its_module_name_keeps_its_code_when_rebuilt(
+    project: Project, orch: Orch
+) -> None:
+    """The rebuild loads `flow.py` from another folder: its `__name__` is not its code."""
+    write_project(project)
+    log_module_name(project)
+    orch.run("flow.py:iris", "--param", "jitter=true")
+
+    res = reproduce(orch, "iris:1", "--verify", "--json")
+    assert res.code == 1, res.describe()
+    first = res.json["first_difference"]
+    assert (first["step"], first["reason"]) == ("features", "nondeterminism"), first

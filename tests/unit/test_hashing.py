@@ -226,6 +226,21 @@ def test_a_module_loaded_from_a_path_is_named_relative_to_its_package_root(tmp_p
         assert "function pkg.flow.f" in code_fingerprint(mod.f)
 
 
+def test_a_module_reading_its_own_name_is_keyed_by_identity_not_folder(tmp_path: Path) -> None:
+    from orchestrator.execution.worker import load_module_from_path
+
+    source = "import logging\ndef f():\n    logging.getLogger(__name__).info(__file__)\n"
+    fps = []
+    edited = source.replace("info(", "warning(")
+    for where, body in (("a/proj", source), ("b/deeper/proj", source), ("c/proj", edited)):
+        (tmp_path / where).mkdir(parents=True)
+        (tmp_path / where / "flow.py").write_text(body)
+        fps.append(code_fingerprint(load_module_from_path(tmp_path / where / "flow.py").f))
+    assert "module flow.__name__" in fps[0] and "module flow.__file__" in fps[0]
+    assert fps[0] == fps[1]  # another folder, another import name: the same fingerprint
+    assert fps[2]["function flow.f"] != fps[0]["function flow.f"]  # an edit still counts
+
+
 # -- cache keys -------------------------------------------------------------------------
 
 
