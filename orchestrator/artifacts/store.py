@@ -507,7 +507,7 @@ class ArtifactStore:
     def inlined(self, ref: ArtifactRef, data: bytes) -> ArtifactRef:
         """`ref` carrying `data` when it is small enough to be inline, else `ref`."""
         if ref.serializer in INLINE_SERIALIZERS and len(data) <= self.inline_max:
-            return dataclasses.replace(ref, data=data)
+            return ArtifactRef(ref.hash, ref.serializer, ref.type, ref.size, ref.items, data)
         return ref
 
     def write(self, ref: ArtifactRef, data: bytes) -> None:

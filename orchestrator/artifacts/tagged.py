@@ -110,6 +110,11 @@ _SPECIAL: dict[type, Callable[[Any], Any]] = {
 
 
 def dumps(value: Any) -> bytes:
+    t = type(value)
+    if t is int:  # what json.dumps writes for one, without its encoder (mapped elements)
+        return int.__repr__(value).encode()
+    if t is str:
+        return json.encoder.encode_basestring_ascii(value).encode()  # type: ignore[attr-defined]
     return _text(encode(value)).encode()
 
 

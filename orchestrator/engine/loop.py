@@ -60,7 +60,7 @@ from orchestrator.engine.mapping import Mapper
 from orchestrator.engine.preflight import Hit, preflight
 from orchestrator.engine.recorder import Recorder
 from orchestrator.engine.report import RunResult, StepReport
-from orchestrator.engine.resolver import CacheResolver, Entry, Reason
+from orchestrator.engine.resolver import CacheResolver, Entry, Reason, entry_refs
 from orchestrator.engine.routing import Placement, placement_of, route
 from orchestrator.engine.selection import Plan, Selection, never_computed, plan
 from orchestrator.engine.state import RunState
@@ -468,7 +468,7 @@ class _Run:
         self.memo.pop(hash_, None)
 
     def finish_cached(self, name: str, parts: KeyParts, entry: Entry, reason: Reason) -> None:
-        refs = [ArtifactRef.from_json(o) for o in entry["outputs"]]
+        refs = list(entry_refs(entry))  # the report's own list
         rep = self.state.report(
             name, StepState.CACHED, cache_key=parts.key, reason=reason, outputs=refs
         )

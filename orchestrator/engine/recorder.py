@@ -70,10 +70,12 @@ class Recorder:
 
     def _named(self, step: str, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         names = self.names.get(step, [])
-        if len(outputs) == len(names) and all(
-            o.get("name") == n for o, n in zip(outputs, names, strict=True)
-        ):
-            return outputs  # named already (a cache entry's outputs): shared, not copied
+        if len(outputs) == len(names):
+            for o, n in zip(outputs, names, strict=True):
+                if o.get("name") != n:
+                    break
+            else:
+                return outputs  # named already (a cache entry's outputs): shared, not copied
         return [o | {"name": n} for o, n in zip(outputs, names, strict=False)] + [
             dict(o) for o in outputs[len(names) :]
         ]

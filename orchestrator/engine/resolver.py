@@ -34,6 +34,14 @@ from orchestrator.state import StepState
 from orchestrator.store.metadata import MetadataStore
 
 Entry = dict[str, Any]
+
+
+def entry_refs(entry: Entry) -> list[ArtifactRef]:
+    """The refs of `entry`'s outputs, parsed once per entry (verified, then recorded)."""
+    refs = entry.get("refs")
+    if refs is None:
+        refs = entry["refs"] = [ArtifactRef.from_json(o) for o in entry["outputs"]]
+    return refs
 Reason = dict[str, Any]
 
 
@@ -162,8 +170,8 @@ class CacheResolver:
 
     def _first_bad(self, entry: Entry) -> str | None:
         """The first problem with the artifacts `entry` names, or None when all are sound."""
-        for o in entry["outputs"]:
-            problem = self.artifacts.verify(ArtifactRef.from_json(o))
+        for ref in entry_refs(entry):
+            problem = self.artifacts.verify(ref)
             if problem:
                 return problem
         return None

@@ -50,8 +50,23 @@ def _time(v: Any) -> Any:
 _dumps = json.JSONEncoder().encode  # what json.dumps(v) calls, without its argument checks
 
 
+class StoredJson(list):  # type: ignore[type-arg]
+    """A JSON list read from a row, carrying the text it was read from: written again
+    (a cached step's outputs, copied from its cache entry), that text is the encoding."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        super().__init__(json.loads(text))
+        self.text = text
+
+
 def _json(v: Any) -> Any:
-    return None if v is None else _dumps(v)
+    if v is None:
+        return None
+    if type(v) is StoredJson:
+        return v.text
+    return _dumps(v)
 
 
 def _encoder(col: str) -> Any:
@@ -252,7 +267,7 @@ class SqliteFastPath:
                 f"WHERE cache_key IN ({', '.join('?' * len(chunk))})"
             )
             for k, o, r in self.conn.execute(sql, chunk):
-                out[k] = {"cache_key": k, "outputs": json.loads(o), "run_id": r}
+                out[k] = {"cache_key": k, "outputs": StoredJson(o), "run_id": r}
         return out
 
     def histories(
