@@ -48,6 +48,7 @@ from orchestrator.artifacts.store import (
     ArtifactRef,
     ArtifactStore,
     StoredObject,
+    check_written,
 )
 from orchestrator.cache.hashing import hash_bytes, hash_file
 from orchestrator.errors import ArtifactError
@@ -184,14 +185,7 @@ class ObjectArtifactStore(ArtifactStore):
             raise self._fail(exc, what) from None
 
     def adopt(self, src: Path, ref: ArtifactRef) -> None:
-        try:
-            ok = hash_file(src) == ref.hash and src.stat().st_size == ref.size
-        except FileNotFoundError:
-            raise ArtifactError(f"artifact {ref.hash[:12]} was not written: {src}") from None
-        if not ok:
-            raise ArtifactError(
-                f"artifact {ref.hash[:12]} written at {src} does not match its hash"
-            )
+        check_written(src, ref)
         self._upload(src, ref)
 
     # -- reading -------------------------------------------------------------------------

@@ -586,14 +586,7 @@ class ArtifactStore:
     def adopt(self, src: Path, ref: ArtifactRef) -> None:
         """Move a file written elsewhere (a container's scratch folder) into the store,
         after checking it holds exactly the content its reference names."""
-        try:
-            ok = hash_file(src) == ref.hash and src.stat().st_size == ref.size
-        except FileNotFoundError:
-            raise ArtifactError(f"artifact {ref.hash[:12]} was not written: {src}") from None
-        if not ok:
-            raise ArtifactError(
-                f"artifact {ref.hash[:12]} written at {src} does not match its hash"
-            )
+        check_written(src, ref)
         dest = self.path(ref)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if self.verify(ref) is None:
@@ -734,6 +727,17 @@ def _stored(path: Path) -> StoredObject | None:
 def _unlink(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def check_written(src: Path, ref: ArtifactRef) -> None:
+    """A file written elsewhere (a container's scratch folder) must hold exactly the
+    content `ref` names before a store takes it."""
+    try:
+        ok = hash_file(src) == ref.hash and src.stat().st_size == ref.size
+    except FileNotFoundError:
+        raise ArtifactError(f"artifact {ref.hash[:12]} was not written: {src}") from None
+    if not ok:
+        raise ArtifactError(f"artifact {ref.hash[:12]} written at {src} does not match its hash")
 
 
 def _is_temp(path: Path) -> bool:
