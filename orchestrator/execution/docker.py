@@ -11,10 +11,18 @@ container of its own, created and removed around it.
 Either way the step runs through our worker entry point (`orchestrator.execution.remote`),
 which reads its inputs from the artifact store, mounted read-only at the same path as on
 the host, and writes its outputs to a scratch folder; the executor then verifies each
-output's hash and moves it into the store. A small output (see `artifacts.store`) is no
-file: it comes back inline in the result, and an inline input travels in the
-invocation. No pickles cross the socket and nothing
+output's hash and moves it into the store (the store's `adopt`). A small output (see
+`artifacts.store`) is no file: it comes back inline in the result, and an inline input
+travels in the invocation. No pickles cross the socket and nothing
 depends on the host's virtualenv.
+
+With the artifacts in object storage (`ORCH_ARTIFACTS=s3://...`) a container still has
+no network and never sees a credential: the folder mounted in the store's place is a
+`Staging` folder (`orchestrator.execution.staging`) into which each attempt's file
+inputs are downloaded and hash-checked before the attempt starts (a missing or corrupt
+object fails the step, naming the input, and no container sees it), and the outputs go
+up from the scratch folder with the object store's `adopt` (checked, then uploaded so
+that a torn upload is never visible).
 
 Per step, from `@step(hints={...})`: `image` (else the executor's default image), `env`,
 `cpus`, `memory` (e.g. "256m"), `network` (off unless True), `user` (default
@@ -46,9 +54,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
+from orchestrator.errors import ArtifactError
 from orchestrator.execution.context import Registry
 from orchestrator.execution.local import Executor
 from orchestrator.execution.pool import AgentGone, ContainerPool, PoolKey, Reaper, Warm
+from orchestrator.execution.staging import Staging
 from orchestrator.execution.worker import StepInvocation, StepResult
 from orchestrator.model.step import Step
 
@@ -131,10 +141,19 @@ class DockerExecutor(Executor):
         self._containers: dict[int, Any] = {}
         self._keep: set[int] = set()  # futures whose container is kept if it fails
         self._reaper = Reaper()
-        self.scratch_root = Path(artifacts.root).resolve().parent / ".scratch"
+        self.staging: Staging | None = None
+        if artifacts.is_local:  # mounted read-only as it is
+            self.mount_root = Path(artifacts.root).resolve()
+            self.scratch_root = self.mount_root.parent / ".scratch"
+        else:  # object storage: each attempt's inputs staged in a local folder
+            base = Path(tempfile.mkdtemp(prefix="orch-docker-")).resolve()
+            self.mount_root, self.scratch_root = base / "inputs", base / ".scratch"
+            os.chmod(base, 0o755)  # the containers' user reaches the folders below
+            self.mount_root.mkdir(mode=0o755)
+            self.staging = Staging(artifacts, self.mount_root)
         self.pool = ContainerPool(
             self.client,
-            Path(artifacts.root).resolve(),
+            self.mount_root,
             self.scratch_root,
             self._reaper.watch,
             self._reaper.forget,
@@ -183,6 +202,10 @@ class DockerExecutor(Executor):
             where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
             return _fail(inv, f"cannot reach the Docker engine at {where}: {exc}", t0=t0)
         try:
+            staged = self.staging.stage(inv.inputs) if self.staging is not None else []
+        except ArtifactError as exc:  # never fed to the container
+            return _fail(inv, str(exc), t0=t0)
+        try:
             if self._pooled(step):
                 return self._pooled_attempt(fut, inv, step, image, t0)
             return self._fresh_attempt(client, fut, inv, step, image, t0)
@@ -194,6 +217,9 @@ class DockerExecutor(Executor):
             )
         except docker.errors.APIError as exc:
             return _fail(inv, f"Docker engine error: {exc.explanation or exc}", t0=t0)
+        finally:
+            if self.staging is not None:
+                self.staging.release(staged)
 
     def _pooled(self, step: Step[Any]) -> bool:
         return self.pooled and step.hints.get("pool", True) is not False and not _keep(step)
@@ -288,7 +314,7 @@ class DockerExecutor(Executor):
 
     def _run_kwargs(self, step: Step[Any], scratch: Path) -> dict[str, Any]:
         hints = step.hints
-        root = str(Path(self.artifacts.root).resolve())
+        root = str(self.mount_root)
         Path(root).mkdir(parents=True, exist_ok=True)
         volumes = {
             root: {"bind": root, "mode": "ro"},
@@ -334,7 +360,7 @@ class DockerExecutor(Executor):
             kwargs["volumes"][folder] = {"bind": folder, "mode": "ro"}
         if mounts:
             kwargs["environment"]["PYTHONPATH"] = os.pathsep.join(mounts)
-        root = str(Path(self.artifacts.root).resolve())
+        root = str(self.mount_root)
         cmd = [
             "python3",
             "-m",
@@ -419,3 +445,5 @@ class DockerExecutor(Executor):
             _stop(container, keep=key in self._keep)
         self.pool.close()
         self._reaper.close()
+        if self.staging is not None:
+            self.staging.close()
