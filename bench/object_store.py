@@ -3,7 +3,9 @@
 What it measures
     1. Per-step overhead, in milliseconds per step: the wall time of `Engine.run` over a
        chain of no-op steps (bench/overhead.py's, each with its own cache key and
-       artifact) divided by the number of steps, with the metadata store on SQLite and
+       artifact) divided by the number of steps, once with small outputs inline (the
+       default: no object at all) and once with every output a file (`inline_max=0`: an
+       object each, as frames and models are), with the metadata store on SQLite and
        the artifact store a local folder or a bucket of the S3 server. Phases: a first
        run (every output written: spooled, hashed, PUT) and a cached re-run (every
        output verified: GET and re-hashed). Best (and median) of `--reps`, each on a
@@ -100,15 +102,21 @@ class Buckets:
 # -- 1. per-step overhead -------------------------------------------------------------------
 
 
-def per_step(steps: int, reps: int, location: Callable[[Path], str]) -> list[list[float]]:
-    """Seconds per phase (first run, cached re-run) for each repetition."""
+def per_step(
+    steps: int, reps: int, location: Callable[[Path], str], inline_max: int | None = None
+) -> list[list[float]]:
+    """Seconds per phase (first run, cached re-run) for each repetition; `inline_max=0`
+    makes every output a file (an object on S3), as a step's frames and models are."""
     graph = Pipeline.from_spec("chain", chain_spec(steps))
     times: list[list[float]] = [[], []]
     for _ in range(reps):
         tmp = Path(tempfile.mkdtemp(prefix="orch-bench-objects-"))
         try:
             store = MetadataStore(f"sqlite:///{tmp / 'orchestrator.db'}")
-            artifacts = open_artifacts(location(tmp))
+            where = location(tmp)
+            artifacts = (
+                open_artifacts(where) if inline_max is None else open_artifacts(where, inline_max)
+            )
             engine = Engine(store, artifacts, lambda name, a=artifacts: make_executor(name, a))
             try:
                 for phase, state in enumerate((StepState.SUCCEEDED, StepState.CACHED)):
@@ -142,11 +150,20 @@ def request_floor(buckets: Buckets, n: int = 40) -> tuple[float, float]:
 
 def print_per_step(steps: int, reps: int, buckets: Buckets) -> None:
     put_ms, get_ms = request_floor(buckets)
-    rows = {
-        "local folder": per_step(steps, reps, lambda tmp: str(tmp / "artifacts")),
-        "s3 (moto)": per_step(steps, reps, lambda tmp: buckets.new()),
-    }
-    print(f"\nper-step overhead, chain of {steps} no-op steps, ms per step: best (median)")
+    for inline_max, what in ((None, "small outputs inline"), (0, "every output a file")):
+        rows = {
+            "local folder": per_step(steps, reps, lambda tmp: str(tmp / "artifacts"), inline_max),
+            "s3 (moto)": per_step(steps, reps, lambda tmp: buckets.new(), inline_max),
+        }
+        print_rows(steps, rows, what)
+    print(
+        f"the server's own floor, one bare request (boto3, 100 bytes): PUT {put_ms:.2f} ms, "
+        f"GET {get_ms:.2f} ms"
+    )
+
+
+def print_rows(steps: int, rows: dict[str, list[list[float]]], what: str) -> None:
+    print(f"\nper-step overhead, chain of {steps} no-op steps ({what}), ms per step: best (median)")
     print(f"{'artifacts':<14}{'first run':>22}{'cached re-run':>22}")
     best: dict[str, list[float]] = {}
     for label, times in rows.items():
@@ -160,10 +177,6 @@ def print_per_step(steps: int, reps: int, buckets: Buckets) -> None:
     pairs = list(zip(local, s3, strict=True))
     print(f"{'s3 - local':<14}" + "".join(f"{b - a:>+13.3f} ms/step" for a, b in pairs))
     print(f"{'s3 / local':<14}" + "".join(f"{b / a:>20.1f}x " for a, b in pairs))
-    print(
-        f"the server's own floor, one bare request (boto3, 100 bytes): PUT {put_ms:.2f} ms, "
-        f"GET {get_ms:.2f} ms"
-    )
 
 
 # -- 2. throughput on one large frame -----------------------------------------------------------

@@ -21,7 +21,12 @@ against one store names the same object in any other. Invariants:
   endpoint from `ORCH_S3_ENDPOINT`, else `AWS_ENDPOINT_URL`, else AWS itself. They are
   never logged, and every error is ours (`ArtifactError`), its text scrubbed of any secret;
 * nothing is contacted when the store is made: the client is created on first use, once
-  per process (a forked child makes its own).
+  per process (a forked child makes its own);
+* `verify_soon` checks an object as `verify` does (GET, re-hash), on a small thread pool
+  of the process (boto3's clients are thread-safe): a cached run checks the objects of
+  the hits it expects concurrently instead of one round trip after another; objects of
+  `CHECK_AHEAD_BELOW` or more are checked when needed only (not many big downloads at
+  once).
 
 boto3 rather than fsspec/s3fs: the multipart upload's life (create, complete, abort, list
 the unfinished) is explicit in its API, and it has no event loop to carry into forked
@@ -30,6 +35,7 @@ children and Dask workers.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import mmap
 import os
@@ -54,6 +60,8 @@ from orchestrator.cache.hashing import hash_bytes, hash_file
 from orchestrator.errors import ArtifactError
 
 MULTIPART_FROM = 64 << 20  # bytes: larger objects go up (and down) in parts of this size
+CHECKERS = 8  # concurrent background checks (`verify_soon`) per process
+CHECK_AHEAD_BELOW = MULTIPART_FROM  # bytes: larger objects are checked when needed only
 _SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
 
@@ -96,6 +104,8 @@ class ObjectArtifactStore(ArtifactStore):
         self._client: Any = None
         self._pid = 0
         self._lock = threading.Lock()
+        self._checkers: cf.ThreadPoolExecutor | None = None
+        self._checkers_pid = 0
 
     # -- naming ------------------------------------------------------------------------
     @property
@@ -245,6 +255,16 @@ class ObjectArtifactStore(ArtifactStore):
         except ArtifactError as exc:
             return str(exc)
         return None
+
+    def verify_soon(self, ref: ArtifactRef) -> cf.Future[str | None] | None:
+        if ref.items is not None or ref.data is not None or ref.size >= CHECK_AHEAD_BELOW:
+            return None
+        self.client  # noqa: B018 - made (or remade after a fork) before the threads share it
+        with self._lock:
+            if self._checkers is None or self._checkers_pid != os.getpid():
+                self._checkers = cf.ThreadPoolExecutor(CHECKERS, thread_name_prefix="orch-check")
+                self._checkers_pid = os.getpid()
+            return self._checkers.submit(self.verify, ref)
 
     def copy_to(self, ref: ArtifactRef, dest: Path) -> None:
         with self._downloaded(ref) as tmp:

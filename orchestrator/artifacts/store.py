@@ -46,6 +46,7 @@ path or an `s3://` URL), which is what a worker in another process is given.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import dataclasses
 import io
@@ -669,6 +670,11 @@ class ArtifactStore:
         except OSError as exc:  # a folder, a device, a file we may not read
             return f"artifact {ref.hash[:12]} cannot be read ({exc.strerror or exc}): {path}"
         return None if ok else f"artifact {ref.hash[:12]} is corrupt (content hash differs): {path}"
+
+    def verify_soon(self, ref: ArtifactRef) -> cf.Future[str | None] | None:
+        """`verify(ref)` begun in the background, where a check costs a round trip (object
+        storage); None here: a local check costs microseconds, made when it is needed."""
+        return None
 
     def where(self, ref: ArtifactRef) -> str:
         """Where a file artifact is stored, for people (a path, or an object's URL)."""

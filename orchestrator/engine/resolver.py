@@ -19,10 +19,17 @@ mapped step's children, a fan), `read_ahead` reads their keys' entries in one re
 the histories of the steps whose key has none in one more; their lookups then read
 nothing. (An entry another run commits after that read is not seen, as if committed just
 after the lookup.)
+
+Checks: where checking an artifact is a round trip (object storage), the entries read
+ahead (prefetched, then asked for eagerly even on SQLite, and those `read_ahead` finds)
+have their artifacts checked in the background at once, concurrently; a lookup takes the
+verdict of its artifacts' checks (each used once, and the full check all the same: GET
+and re-hash), so a cached chain waits for about one round trip, not one per step.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import functools
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -66,6 +73,7 @@ class CacheResolver:
         self.absent: set[str] = set()  # keys read ahead and found without an entry
         self.histories: dict[str, list[Entry]] = {}  # their steps' histories, by step
         self._reasons: dict[tuple[Any, ...], tuple[Any, Reason]] = {}
+        self.checks: dict[str, cf.Future[str | None]] = {}  # begun ahead, by artifact hash
         if resumed_from:
             for sr in store.step_runs(resumed_from):
                 if sr["state"] in (StepState.SUCCEEDED, StepState.CACHED) and sr["outputs"]:
@@ -89,6 +97,7 @@ class CacheResolver:
             return
         found = self.store.cache_get_many(keys, fast=True)
         self.ahead.update(found)
+        self._check_ahead(found.values())
         missing = {k for k in keys if k not in found}
         self.absent |= missing
         steps = [n for n, _, p in wanted if p.key in missing and n not in self.histories]
@@ -163,15 +172,43 @@ class CacheResolver:
         return out
 
     def _prefetched(self) -> dict[str, Entry]:
-        """The store's likely hits for the run's steps, read once, at the first lookup."""
+        """The store's likely hits for the run's steps, read once, at the first lookup
+        (everywhere when checking an artifact costs a round trip: their checks begin)."""
         if self.prefetched is None:
-            self.prefetched = self.store.cache_prefetch(self.pipeline, self.steps)
+            remote = not self.artifacts.is_local
+            self.prefetched = self.store.cache_prefetch(self.pipeline, self.steps, remote)
+            self._check_ahead(self.prefetched.values())
         return self.prefetched
+
+    def _check_ahead(self, entries: Iterable[Entry]) -> None:
+        """Begin checking the artifacts of entries likely to be hit, where a check is a
+        round trip (`ArtifactStore.verify_soon`): they run concurrently, and each verdict
+        is taken once, by the lookup that needs it (`_verdict`)."""
+        if self.artifacts.is_local:
+            return
+        for entry in entries:
+            for ref in entry_refs(entry):
+                for f in ref.files():
+                    if f.hash not in self.checks:
+                        fut = self.artifacts.verify_soon(f)
+                        if fut is not None:
+                            self.checks[f.hash] = fut
+
+    def _verdict(self, ref: ArtifactRef) -> str | None:
+        """`verify(ref)`, or the verdict of a check begun ahead for it (used once)."""
+        if not self.checks:
+            return self.artifacts.verify(ref)
+        for f in ref.files():
+            fut = self.checks.pop(f.hash, None)
+            problem = fut.result() if fut is not None else self.artifacts.verify(f)
+            if problem:
+                return problem
+        return None
 
     def _first_bad(self, entry: Entry) -> str | None:
         """The first problem with the artifacts `entry` names, or None when all are sound."""
         for ref in entry_refs(entry):
-            problem = self.artifacts.verify(ref)
+            problem = self._verdict(ref)
             if problem:
                 return problem
         return None

@@ -220,7 +220,7 @@ class HeldConnection:
         finally:
             self.conn.rollback()
 
-    def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
+    def prefetch(self, pipeline: str, steps: list[str], eager: bool = False) -> dict[str, Row]:
         return {}
 
     def close(self) -> None:

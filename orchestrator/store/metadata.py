@@ -207,11 +207,14 @@ class MetadataStore:
         with self.db.read() as conn:
             return self.cache.histories_rows(conn, pipeline, steps, limit)
 
-    def cache_prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
+    def cache_prefetch(
+        self, pipeline: str, steps: list[str], eager: bool = False
+    ) -> dict[str, Row]:
         """Cache entries likely to be hit by a run of `steps`, by key, read at once where a
-        read costs a round trip (PostgreSQL: each step's newest entry); may be empty.
-        Entries never change, so a prefetched one is as good as one read later."""
-        return self.fast().prefetch(pipeline, steps)  # type: ignore[no-any-return]
+        read costs a round trip (PostgreSQL: each step's newest entry), or everywhere when
+        `eager` (checking a hit's artifacts costs round trips: object storage); may be
+        empty. Entries never change, so a prefetched one is as good as one read later."""
+        return self.fast().prefetch(pipeline, steps, eager)  # type: ignore[no-any-return]
 
     def history_rows(self, conn: Connection, pipeline: str, step: str, limit: int) -> list[Row]:
         return self.cache.history_rows(conn, pipeline, step, limit)

@@ -350,7 +350,7 @@ class PostgresFastPath:
         self._absent_until = read_at + ABSENT_FOR
         return rows
 
-    def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
+    def prefetch(self, pipeline: str, steps: list[str], eager: bool = False) -> dict[str, Row]:
         """The newest cache entry of each step, by key, in one read: a re-run's hits (and
         the steps with none, which miss without a read for a while)."""
         rows = self._note_absent(pipeline, steps)
