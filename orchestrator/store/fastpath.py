@@ -296,8 +296,19 @@ class SqliteFastPath:
         return out
 
     def prefetch(self, pipeline: str, steps: list[str]) -> dict[str, dict[str, Any]]:
-        """Nothing: a lookup here costs microseconds, not a round trip."""
-        return {}
+        """The newest cache entry of each of `steps`, by key (one read per `CHUNK`): a
+        re-run's hits, found without a read each. (SQLite takes a bare column of a
+        `max()` group from the row holding the maximum.)"""
+        out = {}
+        for i in range(0, len(steps), CHUNK):
+            chunk = steps[i : i + CHUNK]
+            sql = (
+                "SELECT cache_key, outputs, run_id, max(created_at) FROM cache_entries "
+                f"WHERE pipeline = ? AND step IN ({', '.join('?' * len(chunk))}) GROUP BY step"
+            )
+            for k, o, r, _ in self.conn.execute(sql, (pipeline, *chunk)):
+                out[k] = {"cache_key": k, "outputs": StoredJson(o), "run_id": r}
+        return out
 
     def close(self) -> None:
         self._proxy.close()

@@ -208,8 +208,8 @@ class MetadataStore:
             return self.cache.histories_rows(conn, pipeline, steps, limit)
 
     def cache_prefetch(self, pipeline: str, steps: list[str]) -> dict[str, Row]:
-        """Cache entries likely to be hit by a run of `steps`, by key, read at once where a
-        read costs a round trip (PostgreSQL: each step's newest entry); may be empty.
+        """Cache entries likely to be hit by a run of `steps`, by key, read at once (on the
+        hot paths each step's newest entry; the portable path reads none).
         Entries never change, so a prefetched one is as good as one read later."""
         return self.fast().prefetch(pipeline, steps)  # type: ignore[no-any-return]
 
