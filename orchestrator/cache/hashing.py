@@ -119,8 +119,13 @@ def canonical(value: Any) -> Any:
     )
 
 
+_DUMPS = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """Compact JSON with sorted keys (what `json.dumps(value, sort_keys=True,
+    separators=(",", ":"))` gives, without building an encoder per call)."""
+    return _DUMPS(value)
 
 
 # -- cache keys -----------------------------------------------------------------------

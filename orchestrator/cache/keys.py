@@ -51,10 +51,11 @@ class KeyMaker:
         self._plans: dict[int, tuple[Step[Any], list[tuple[str, Any, bool]]]] = {}
 
     def _plan(self, step: Step[Any]) -> list[tuple[str, Any, bool]]:
-        """(name, default, hashes a file) of each argument of `step`."""
+        """(name, default, hashes a file) of each argument of `step`, by name: the
+        parameters `params` makes are in canonical order already."""
         got = self._plans.get(id(step))
         if got is None or got[0] is not step:
-            args = step.arguments.values()
+            args = sorted(step.arguments.values(), key=lambda a: a.name)
             got = (step, [(a.name, a.default, has_hash_content(a.annotation)) for a in args])
             self._plans[id(step)] = got
         return got[1]
@@ -68,6 +69,8 @@ class KeyMaker:
         return got
 
     def params(self, node: Node) -> dict[str, Any]:
+        """The node's parameters in canonical form (`canonical` of them is equal, keys in
+        the same order): what its key hashes and its rows record."""
         out: dict[str, Any] = {}
         bindings = node.bindings
         for name, default, hashes_file in self._plan(node.step):
@@ -77,7 +80,7 @@ class KeyMaker:
             if hashes_file:
                 path = Path(value)
                 try:
-                    out[name] = {"path": str(path), "content": hash_file(path)}
+                    out[name] = {"content": hash_file(path), "path": str(path)}
                 except NotRegularFile as exc:
                     raise ParamError(
                         f"step '{node.name}' parameter '{name}': {path} is {exc.strerror}; "

@@ -24,7 +24,6 @@ import time
 from typing import Any
 
 from orchestrator.artifacts.store import ArtifactRef
-from orchestrator.cache.hashing import canonical
 from orchestrator.cache.keys import KeyParts
 from orchestrator.engine.conditions import by_condition
 from orchestrator.engine.report import StepReport
@@ -58,15 +57,12 @@ class Recorder:
         self.finished: set[str] = set()  # steps recorded succeeded or cached in the batch
         self._steps: dict[str, dict[str, Any]] = {}  # step-run inserts of this batch
         self._attempts: dict[tuple[str, int], dict[str, Any]] = {}  # attempt inserts
-        self._canon: dict[int, tuple[Any, Any]] = {}  # id(params) -> (params, canonical)
 
     def _params(self, parts: KeyParts) -> Any:
-        """The canonical parameters of a key: one object for the keys that share theirs
-        (a mapped step's children), which the row encoder then encodes once."""
-        got = self._canon.get(id(parts.params))
-        if got is None or got[0] is not parts.params:
-            got = self._canon[id(parts.params)] = (parts.params, canonical(parts.params))
-        return got[1]
+        """The canonical parameters of a key (`KeyMaker.params` made them canonical): one
+        object for the keys that share theirs (a mapped step's children), which the row
+        encoder then encodes once."""
+        return parts.params
 
     def _named(self, step: str, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         names = self.names.get(step, [])

@@ -12,8 +12,8 @@ a row other than dropping bad cache entries; it keeps `index`, the entries recor
 this run, so a step repeated within one run is a hit before the batch is committed.
 
 Reads: at its first lookup the resolver asks the store once for the entries likely to be
-hit by the run's `steps` (`cache_prefetch`: on PostgreSQL each step's newest entry, so a
-re-run's hits cost no round trip each); any other key is one `cache_probe`, which on a
+hit by the run's `steps` (`cache_prefetch`: each step's newest entry, so a re-run's hits
+cost no read each, whatever the shape); any other key is one `cache_probe`, which on a
 miss brings the history the miss is explained by. When many steps are ready at once (a
 mapped step's children, a fan), `read_ahead` reads their keys' entries in one read, and
 the histories of the steps whose key has none in one more; their lookups then read

@@ -298,19 +298,18 @@ class SqliteFastPath:
     def prefetch(
         self, pipeline: str, steps: list[str], eager: bool = False
     ) -> dict[str, dict[str, Any]]:
-        """Nothing: a lookup here costs microseconds, not a round trip; unless `eager`
-        (what a hit needs costs a round trip each, as objects in object storage do): then
-        each step's newest entry, by key (one read per `CHUNK`)."""
-        out: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(steps) if eager else 0, CHUNK):
+        """The newest cache entry of each of `steps`, by key (one read per `CHUNK`): a
+        re-run's hits, found without a read each. (SQLite takes a bare column of a
+        `max()` group from the row holding the maximum.) `eager` changes nothing here: every
+        store on this path reads ahead."""
+        out = {}
+        for i in range(0, len(steps), CHUNK):
             chunk = steps[i : i + CHUNK]
             sql = (
-                "SELECT cache_key, outputs, run_id FROM (SELECT *, row_number() OVER "
-                "(PARTITION BY step ORDER BY created_at DESC) AS newest FROM cache_entries "
-                f"WHERE pipeline = ? AND step IN ({', '.join('?' * len(chunk))})) "
-                "WHERE newest = 1"
+                "SELECT cache_key, outputs, run_id, max(created_at) FROM cache_entries "
+                f"WHERE pipeline = ? AND step IN ({', '.join('?' * len(chunk))}) GROUP BY step"
             )
-            for k, o, r in self.conn.execute(sql, (pipeline, *chunk)):
+            for k, o, r, _ in self.conn.execute(sql, (pipeline, *chunk)):
                 out[k] = {"cache_key": k, "outputs": StoredJson(o), "run_id": r}
         return out
 

@@ -210,10 +210,11 @@ class MetadataStore:
     def cache_prefetch(
         self, pipeline: str, steps: list[str], eager: bool = False
     ) -> dict[str, Row]:
-        """Cache entries likely to be hit by a run of `steps`, by key, read at once where a
-        read costs a round trip (PostgreSQL: each step's newest entry), or everywhere when
-        `eager` (checking a hit's artifacts costs round trips: object storage); may be
-        empty. Entries never change, so a prefetched one is as good as one read later."""
+        """Cache entries likely to be hit by a run of `steps`, by key, read at once (on the
+        hot paths each step's newest entry; the portable path reads none). `eager` asks
+        for them where a store would otherwise read none (checking a hit's artifacts costs
+        round trips: object storage). Entries never change, so a prefetched one is as
+        good as one read later."""
         return self.fast().prefetch(pipeline, steps, eager)  # type: ignore[no-any-return]
 
     def history_rows(self, conn: Connection, pipeline: str, step: str, limit: int) -> list[Row]:

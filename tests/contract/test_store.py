@@ -583,9 +583,7 @@ def test_many_keys_and_histories_are_read_at_once(store: MetadataStore, fast: bo
     assert store.cache_histories("other-pipeline", ["train"], fast=fast) == {}
 
 
-def test_cache_prefetch_is_each_steps_newest_entry_where_reads_cost(
-    store: MetadataStore, store_url: str
-) -> None:
+def test_cache_prefetch_is_each_steps_newest_entry(store: MetadataStore) -> None:
     new_run(store)
     sec = dt.timedelta(seconds=1)
     store.write(
@@ -603,8 +601,7 @@ def test_cache_prefetch_is_each_steps_newest_entry_where_reads_cost(
         "k1": {"cache_key": "k1", "outputs": [out("h1")], "run_id": RUN},
         "kl": {"cache_key": "kl", "outputs": [out("hl")], "run_id": RUN},
     }
-    assert got == (newest if is_pg(store_url) else {})  # in-process reads: nothing to save
-    # asked eagerly (a hit's artifacts are objects, checked a round trip each): every store
+    assert got == newest
     assert store.cache_prefetch("demo", ["train", "load", "missing"], eager=True) == newest
     assert store.cache_prefetch("other-pipeline", ["train"]) == {}
     assert store.cache_prefetch("other-pipeline", ["train"], eager=True) == {}

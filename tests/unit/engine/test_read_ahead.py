@@ -1,7 +1,8 @@
 """Cache lookups of steps ready at once are read ahead: a mapped step's children and the
 branches of a fan cost one read of their keys' entries (and one of the histories their
-misses are explained by), not one read each; a chain's lone steps still probe, and a
-damaged artifact found through a read-ahead entry is still recomputed."""
+misses are explained by), not one read each; a chain's lone steps probe. A re-run finds
+its hits in one read of every step's newest entry, whatever the shape. A damaged
+artifact found through a read-ahead or prefetched entry is still recomputed."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ class CountingStore(MetadataStore):
     def cache_histories(self, pipeline: str, steps: list[str], *args: Any, **kw: Any) -> Any:
         self.calls.append(("histories", len(steps)))
         return super().cache_histories(pipeline, steps, *args, **kw)
+
+    def cache_prefetch(self, pipeline: str, steps: list[str]) -> Any:
+        self.calls.append(("prefetch", len(steps)))
+        return super().cache_prefetch(pipeline, steps)
 
     def of(self, name: str) -> list[int]:
         return [n for call, n in self.calls if call == name]
@@ -91,8 +96,9 @@ def test_a_maps_children_are_looked_up_in_one_read(tmp_path: Path) -> None:
         again = run(store, artifacts, mapped.build({"n": 6}))  # one element more
         got = states(again)
         assert [got[f"double[{i}]"] for i in range(6)] == ["cached"] * 5 + ["succeeded"]
+        assert store.of("prefetch") == [3]  # items, double, total: their newest entries
         assert store.of("get_many") == [6] and store.of("histories") == [1]
-        assert store.of("probe") == [1, 1, 1]  # items, the map itself, total: one each
+        assert store.of("probe") == [1, 1, 1]  # items, the map itself, total: new keys
         assert artifacts.get(again.step("total").outputs[0]) == 30  # type: ignore[union-attr]
     finally:
         store.close()
@@ -144,7 +150,59 @@ def test_the_branches_of_a_fan_are_looked_up_in_one_read(tmp_path: Path) -> None
         store.count()
         again = run(store, artifacts, fan(4))
         assert set(states(again).values()) == {"cached"}
-        assert store.of("probe") == [1] and store.of("get_many") == [4]
-        assert store.of("histories") == []  # every branch a hit: no history needed
+        # every step's newest entry in one read: the hits cost no read each
+        assert store.calls == [("prefetch", 5)]
+    finally:
+        store.close()
+
+
+def chain(length: int, offset: int = 0) -> Any:
+    spec: list[dict[str, Any]] = [{"name": "s0", "step": noop, "params": {"i": offset}}]
+    spec += [
+        {"name": f"s{k}", "step": noop, "inputs": {"a": f"s{k - 1}"}, "params": {"i": k + offset}}
+        for k in range(1, length)
+    ]
+    return Pipeline.from_spec("chain", spec)
+
+
+def test_a_chains_rerun_finds_its_hits_in_one_read(tmp_path: Path) -> None:
+    store = CountingStore(f"sqlite:///{tmp_path / 'orchestrator.db'}")
+    artifacts = ArtifactStore(tmp_path / "artifacts")
+    try:
+        store.count()
+        first = run(store, artifacts, chain(5))
+        assert set(states(first).values()) == {"succeeded"}
+        assert store.of("probe") == [1] * 5  # lone steps: one probe each
+        store.count()
+        again = run(store, artifacts, chain(5))
+        assert set(states(again).values()) == {"cached"}
+        assert store.calls == [("prefetch", 5)]
+        store.count()
+        moved = run(store, artifacts, chain(5, offset=100))  # every key changed
+        assert set(states(moved).values()) == {"succeeded"}
+        assert store.of("probe") == [1] * 5  # the newest entries do not match: probed
+        reason = moved.step("s2").reason
+        assert reason is not None and "i" in reason["summary"]  # explained by history
+    finally:
+        store.close()
+
+
+def test_a_damaged_prefetched_entry_is_recomputed(tmp_path: Path) -> None:
+    store = CountingStore(f"sqlite:///{tmp_path / 'orchestrator.db'}")
+    artifacts = ArtifactStore(tmp_path / "artifacts", inline_max=0)  # files to damage
+    try:
+        store.count()
+        first = run(store, artifacts, chain(3))
+        ref = first.step("s1").outputs[0]  # type: ignore[union-attr]
+        artifacts.path(ref).write_bytes(b"7")  # same size, other content
+        store.count()
+        again = run(store, artifacts, chain(3))
+        got = states(again)
+        assert got == {"s0": "cached", "s1": "succeeded", "s2": "cached"}
+        redone = again.step("s1")
+        assert redone is not None and redone.reason is not None
+        assert redone.reason["summary"].startswith(f"artifact {ref.hash[:12]} is corrupt")
+        assert artifacts.verify(ref) is None  # written again
+        assert store.of("prefetch") == [3]
     finally:
         store.close()
