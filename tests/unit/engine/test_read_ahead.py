@@ -39,9 +39,9 @@ class CountingStore(MetadataStore):
         self.calls.append(("histories", len(steps)))
         return super().cache_histories(pipeline, steps, *args, **kw)
 
-    def cache_prefetch(self, pipeline: str, steps: list[str]) -> Any:
+    def cache_prefetch(self, pipeline: str, steps: list[str], eager: bool = False) -> Any:
         self.calls.append(("prefetch", len(steps)))
-        return super().cache_prefetch(pipeline, steps)
+        return super().cache_prefetch(pipeline, steps, eager)
 
     def of(self, name: str) -> list[int]:
         return [n for call, n in self.calls if call == name]
