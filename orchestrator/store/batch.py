@@ -21,6 +21,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.errors import StoreError
+from orchestrator.store import borrowed
 from orchestrator.store import schema as t
 from orchestrator.store.base import Db, Row
 from orchestrator.store.cache_index import CacheIndex
@@ -155,7 +156,12 @@ class BatchWriter:
     def write_rows(self, conn: Connection, batch: Batch) -> None:
         """A batch's statements, in the caller's transaction (the portable path)."""
         if batch.step_inserts:
+            cached = self.db.dialect == "sqlite" and borrowed.any_cached(batch.step_inserts)
+            if cached:
+                last = conn.exec_driver_sql(borrowed.SQLITE_LAST_ID).scalar_one()
             conn.execute(self._insert_step, [full_row(r) for r in batch.step_inserts])
+            if cached:
+                conn.exec_driver_sql(borrowed.SQLITE_BORROWED, (last,))
         if batch.step_updates:
             rows = [
                 {c: r.get(c) for c in UPDATE_COLS} | {"_run": r["run_id"], "_name": r["name"]}

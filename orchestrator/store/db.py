@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.errors import StoreError
 
-HEAD = "0012"
+HEAD = "0013"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from orchestrator.errors import StoreError
 from orchestrator.state import RunStatus, StepState
+from orchestrator.store import borrowed
 from orchestrator.store import schema as t
 from orchestrator.store.base import now
 from orchestrator.store.cache_index import CHUNK
@@ -142,7 +143,12 @@ class SqliteFastPath:
         cur.execute("BEGIN IMMEDIATE")
         try:
             if batch.step_inserts:
+                cached = borrowed.any_cached(batch.step_inserts)
+                if cached:
+                    (last,) = cur.execute(borrowed.SQLITE_LAST_ID).fetchone()
                 cur.executemany(self.sql_step, _rows(self.step_cols, batch.step_inserts))
+                if cached:
+                    cur.execute(borrowed.SQLITE_BORROWED, (last,))
             if batch.step_updates:
                 keyed = [r | {"_run": r["run_id"], "_name": r["name"]} for r in batch.step_updates]
                 cur.executemany(self.sql_update, _rows((*self.update_cols, "_run", "_name"), keyed))

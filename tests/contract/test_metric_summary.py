@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,8 +21,9 @@ from alembic.config import Config
 from sqlalchemy import and_, func, insert, inspect, literal_column, select, update
 
 from orchestrator.experiments import query
-from orchestrator.store import db
+from orchestrator.store import borrowed, db
 from orchestrator.store import schema as t
+from orchestrator.store.batch import full_row
 from orchestrator.store.metadata import Batch, MetadataStore
 from orchestrator.store.ranking import Condition, RankingRepository
 
@@ -344,3 +346,82 @@ def test_migration_0010_backfills_summaries_and_round_trips(store_url: str) -> N
         assert summary_rows(store)[("r02", "acc")] == (0.8, 3)
     finally:
         store.close()
+
+
+# -- 0013: on SQLite a batch's borrowed points are merged by one statement, not a trigger --
+
+
+def _many_cached_batch() -> Batch:
+    """One batch of several cached rows of one run (two borrow the same metric, one
+    borrows from its own run, one from a run with no points) beside a step that ran."""
+    return Batch(
+        step_inserts=[
+            cached("r03", "train", "r02"),
+            cached("r03", "evaluate", "r01"),
+            cached("r03", "score", "r09"),
+            step("r03", "report"),
+            cached("r04", "evaluate", "r04"),
+            cached("r05", "train", "r11"),
+        ]
+    )
+
+
+def test_a_batch_of_cached_rows_merges_what_the_row_trigger_merged(tmp_path: Path) -> None:
+    got = {}
+    for label in ("head", "0012"):
+        url = f"sqlite:///{tmp_path / label}.db"
+        store = MetadataStore(url)
+        fill(store)
+        if label == "head":
+            store.write(_many_cached_batch(), fast=True)
+            got[label] = summary_rows(store)
+            store.close()
+            continue
+        store.close()
+        _alembic(url, "downgrade", "0012")  # the row trigger is back: insert as before 0013
+        engine = db.connect(url)
+        try:
+            rows = [full_row(r) for r in _many_cached_batch().step_inserts]
+            with engine.begin() as conn:
+                conn.execute(insert(t.step_runs), rows)
+            got[label] = summary_rows(SimpleNamespace(engine=engine))  # type: ignore[arg-type]
+        finally:
+            engine.dispose()
+    assert got["head"] == got["0012"]
+    assert got["head"][("r03", "acc")] == (0.1, 3)  # r02's two (0.1 the newest), r01's one
+    assert got["head"][("r03", "f1")] == (0.3, 1)  # r09's score
+    assert got["head"][("r04", "loss")] == (2.0, 1)  # borrowed from its own run: not again
+
+
+def test_migration_0013_drops_the_row_trigger_on_sqlite_and_round_trips(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'orchestrator.db'}"
+    MetadataStore(url).close()
+
+    def triggers() -> set[str]:
+        engine = db.connect(url)
+        try:
+            with engine.connect() as conn:
+                sql = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                return set(conn.exec_driver_sql(sql).scalars())
+        finally:
+            engine.dispose()
+
+    assert "tr_step_runs_cached_insert_summary" not in triggers()
+    assert "tr_step_runs_cached_update_summary" in triggers()
+    _alembic(url, "downgrade", "0012")
+    assert "tr_step_runs_cached_insert_summary" in triggers()
+    _alembic(url, "upgrade", "head")
+    assert "tr_step_runs_cached_insert_summary" not in triggers()
+
+
+def test_a_batchs_borrowed_points_read_only_the_rows_it_inserted(tmp_path: Path) -> None:
+    """The statement walks the id range of the batch's rows, not an index over every
+    run's step runs (which would make each batch cost as much as the whole history)."""
+    store = MetadataStore(f"sqlite:///{tmp_path / 'orchestrator.db'}")
+    try:
+        with store.engine.connect() as conn:
+            sql = "EXPLAIN QUERY PLAN " + borrowed.SQLITE_BORROWED.split("ON CONFLICT")[0]
+            plan = [row[-1] for row in conn.exec_driver_sql(sql, (0,))]
+    finally:
+        store.close()
+    assert any(p.startswith("SEARCH st USING INTEGER PRIMARY KEY (rowid>?)") for p in plan), plan
