@@ -132,7 +132,7 @@ def _keep_interrupted_logs(ws: Workspace, run_id: str, folder: Path) -> None:
     from orchestrator.logs import live_log_file
 
     logs = {}
-    for row in ws.store.step_runs(run_id):
+    for row in ws.store.step_states(run_id):
         if row["state"] == "interrupted" and not row.get("log"):
             with contextlib.suppress(OSError):
                 logs[row["name"]] = live_log_file(folder, row["name"]).read_text(errors="replace")
@@ -141,7 +141,7 @@ def _keep_interrupted_logs(ws: Workspace, run_id: str, folder: Path) -> None:
 
 
 def _late_logs(ws: Workspace, run_id: str, seen: set[str], on_log: Any) -> None:
-    for row in ws.store.step_runs(run_id):
+    for row in ws.store.step_states(run_id):
         if row.get("log") and row["name"] not in seen and row["state"] != "cached":
             for line in str(row["log"]).splitlines():
                 on_log(row["name"], line)

@@ -327,10 +327,43 @@ def kinds() -> None:
     typer.echo(" ".join(STEP_KINDS))
 
 
-import orchestrator.cli.ops  # noqa: E402,F401  (registers the operations commands)
-import orchestrator.cli.registry  # noqa: E402,F401  (registers the model registry commands)
-import orchestrator.cli.reproduce  # noqa: E402,F401  (registers `orch reproduce`)
-import orchestrator.cli.sweep  # noqa: E402,F401  (registers the sweep commands)
+# The commands registered by other modules, by the module that registers them: `orch CMD`
+# imports only the module of CMD (`orch --help`, or a name no module has, imports them all).
+ELSEWHERE = {
+    "orchestrator.cli.ops": ("schedules", "daemon", "serve", "ui", "event", "events",
+                             "monitors", "image"),
+    "orchestrator.cli.registry": ("models", "promote", "alias"),
+    "orchestrator.cli.reproduce": ("reproduce",),
+    "orchestrator.cli.sweep": ("sweep", "sweep-table"),
+}  # fmt: skip
+
+
+def command_names(typer_app: typer.Typer) -> set[str]:
+    """The names of the commands and command groups registered on `typer_app`."""
+    names = {g.name for g in typer_app.registered_groups if g.name}
+    for c in typer_app.registered_commands:
+        if c.name:
+            names.add(c.name)
+        elif c.callback is not None:
+            names.add(c.callback.__name__.replace("_", "-"))
+    return names
+
+
+def load_commands(args: list[str] | None = None) -> None:
+    """Register the commands `orch ARGS` may run: none but this module's when ARGS names
+    one of them, the one module that has it when another does, else every module."""
+    import importlib
+
+    name = args[0] if args else None
+    if name is not None and name in command_names(app):
+        return
+    for module, names in ELSEWHERE.items():
+        if name is None or name not in names:
+            continue
+        importlib.import_module(module)
+        return
+    for module in ELSEWHERE:
+        importlib.import_module(module)
 
 
 def main() -> None:
@@ -338,6 +371,7 @@ def main() -> None:
 
     configure(os.environ.get("ORCH_LOG_FORMAT", "console"))
     try:
+        load_commands(sys.argv[1:])
         app()
     except OrchestratorError as exc:
         typer.echo(f"error: {exc}", err=True)

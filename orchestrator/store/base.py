@@ -6,6 +6,9 @@ transaction, on SQLite holding the write lock from BEGIN), and on a read-only st
 `tx()` refuses with one `StoreError` naming the database before any statement runs, so
 no write half-happens. Reads use `Db.read()` (a plain connection). Times are aware UTC
 (`now()`); JSON columns hold canonical JSON (`canonical_json`).
+
+The engine may be made on first use (`Db.lazy`): a cached run on a SQLite store at the
+schema head goes through the raw sqlite3 path and never needs one, nor SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
-from typing import Any
-
-from sqlalchemy import Connection, Engine, Table, insert
-from sqlalchemy.exc import IntegrityError
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import StoreError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine, Table
 
 Row = dict[str, Any]
 
@@ -34,19 +37,63 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def run_rows(
+    host: str, run_id: str, pipeline: str, target: str, params: dict[str, Any], executor: str,
+    resumed_from: str | None, trigger: dict[str, Any] | None,
+) -> tuple[Row, Row]:  # fmt: skip
+    """A new running run's rows: the pipeline's (name -> how to load it) and the run's."""
+    import os
+
+    from orchestrator.state import RunStatus
+
+    stamp = now()
+    run = {
+        "id": run_id, "pipeline": pipeline, "target": target,
+        "status": RunStatus.RUNNING, "params": params, "executor": executor,
+        "started_at": stamp, "host": host, "pid": os.getpid(),
+        "resumed_from": resumed_from, "trigger": trigger or {"kind": "manual"},
+    }  # fmt: skip
+    return {"name": pipeline, "ref": target, "updated_at": stamp}, run
+
+
 @dataclasses.dataclass
 class Db:
     """The engine and the facts about it that repositories need."""
 
-    engine: Engine
+    _engine: Engine | None
     host: str
     readonly: bool = False
     where: str = ""  # the database, as error messages name it
     why: str = ""  # why it is read-only, if it is
     _ignoring: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    _make: Callable[[], Engine] | None = dataclasses.field(default=None, repr=False)
+    _dialect: str = ""
+    opener: Callable[[], Any] | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def lazy(
+        cls, make: Callable[[], Engine], dialect: str, host: str, readonly: bool = False,
+        where: str = "", why: str = "", opener: Callable[[], Any] | None = None,
+    ) -> Db:  # fmt: skip
+        """A handle whose engine `make()` makes when first used, its dialect known;
+        `opener()`, if given, opens a raw DB-API connection without an engine."""
+        return cls(None, host, readonly, where, why, _make=make, _dialect=dialect, opener=opener)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            assert self._make is not None
+            self._engine = self._make()
+        return self._engine
+
+    @property
+    def has_engine(self) -> bool:
+        return self._engine is not None
 
     @property
     def dialect(self) -> str:
+        if self._engine is None and self._dialect:
+            return self._dialect
         return self.engine.dialect.name
 
     def refuse_writes(self) -> None:
@@ -96,6 +143,9 @@ class Db:
         if stmt is not None:
             conn.execute(stmt, rows)
             return
+        from sqlalchemy import insert
+        from sqlalchemy.exc import IntegrityError
+
         for row in rows:  # portable fallback
             try:
                 with conn.begin_nested():

@@ -9,23 +9,30 @@ entries are content-keyed: a row already there is skipped, never an error. The h
 on PostgreSQL (store/pgpath.py: one round trip per batch and per cache lookup) and one
 held SQLAlchemy connection elsewhere; each writes exactly the rows the portable path
 writes.
+
+Nothing here loads SQLAlchemy until a portable statement is needed: on SQLite the hot
+path writes every batch of a run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from typing import Any
-
-from sqlalchemy import Connection, and_, bindparam, insert, update
-from sqlalchemy.exc import SQLAlchemyError
+import sys
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import StoreError
 from orchestrator.store import borrowed
-from orchestrator.store import schema as t
 from orchestrator.store.base import Db, Row
-from orchestrator.store.cache_index import CacheIndex
+from orchestrator.store.columns import ATTEMPT_COLS, ATTEMPT_UPDATE_COLS, STEP_COLS, UPDATE_COLS
 from orchestrator.store.db import first_line
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from orchestrator.store.cache_index import CacheIndex
+
+__all__ = ["ATTEMPT_COLS", "ATTEMPT_UPDATE_COLS", "STEP_COLS", "UPDATE_COLS", "Batch"]
 
 
 @dataclasses.dataclass
@@ -57,21 +64,11 @@ class Batch:
         )
 
 
-UPDATE_COLS = (
-    "state",
-    "attempts",
-    "ended_at",
-    "duration",
-    "reason",
-    "outputs",
-    "error",
-    "log",
-    "cache_key",
-    "inputs",
-)
-STEP_COLS = tuple(c.name for c in t.step_runs.columns if c.name != "id")
-ATTEMPT_COLS = tuple(c.name for c in t.attempts.columns if c.name != "id")
-ATTEMPT_UPDATE_COLS = ("state", "ended_at", "duration", "error", "traceback", "log")
+def db_errors() -> tuple[type[BaseException], ...]:
+    """The errors a write may raise: sqlite3's, and SQLAlchemy's once it is loaded (until
+    then nothing can raise them)."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    return (sqlite3.Error,) if exc is None else (sqlite3.Error, exc.SQLAlchemyError)
 
 
 def full_row(row: Row) -> Row:
@@ -84,10 +81,31 @@ def full_row(row: Row) -> Row:
 class BatchWriter:
     """Writes batches, through the portable path or the hot path."""
 
-    def __init__(self, db: Db, cache: CacheIndex) -> None:
-        self.db, self.cache = db, cache
-        self._insert_step = insert(t.step_runs)
-        self._update_step = (
+    def __init__(self, db: Db, cache: Any) -> None:
+        """`cache`: the `CacheIndex`, or a callable giving it when first needed."""
+        self.db, self._cache = db, cache
+        self._statements: tuple[Any, Any, Any] | None = None
+        self._hot: Any = None
+
+    @property
+    def cache(self) -> CacheIndex:
+        if callable(self._cache):
+            self._cache = self._cache()
+        return self._cache  # type: ignore[no-any-return]
+
+    def _portable(self) -> tuple[Any, Any, Any]:
+        """The portable path's statements (built once, when first needed)."""
+        if self._statements is None:
+            self._statements = self._build()
+        return self._statements
+
+    def _build(self) -> tuple[Any, Any, Any]:
+        from sqlalchemy import and_, bindparam, insert, update
+
+        from orchestrator.store import schema as t
+
+        insert_step = insert(t.step_runs)
+        update_step = (
             update(t.step_runs)
             .where(
                 and_(
@@ -98,7 +116,7 @@ class BatchWriter:
             .values({c: bindparam(c) for c in UPDATE_COLS})
         )
         a = t.attempts.c
-        self._update_attempt = (
+        update_attempt = (
             update(t.attempts)
             .where(
                 and_(
@@ -109,7 +127,7 @@ class BatchWriter:
             )
             .values({c: bindparam(c) for c in ATTEMPT_UPDATE_COLS})
         )
-        self._hot: Any = None
+        return insert_step, update_step, update_attempt
 
     def hot(self) -> Any:
         """The engine thread's hot path: raw sqlite3 on SQLite, pipelined psycopg on
@@ -123,7 +141,9 @@ class BatchWriter:
         if self.db.dialect == "sqlite":
             from orchestrator.store.fastpath import SqliteFastPath
 
-            return SqliteFastPath(self.db.engine, STEP_COLS, UPDATE_COLS)
+            if self.db.has_engine:
+                return SqliteFastPath(self.db.engine, STEP_COLS, UPDATE_COLS)
+            return SqliteFastPath(None, STEP_COLS, UPDATE_COLS, opener=self.db.opener)
         if self.db.dialect == "postgresql" and self.db.engine.dialect.driver == "psycopg":
             from orchestrator.store import pgpath
 
@@ -150,16 +170,21 @@ class BatchWriter:
                 return
             with self.db.tx() as conn:
                 self.write_rows(conn, batch)
-        except (SQLAlchemyError, sqlite3.Error) as exc:
+        except db_errors() as exc:
             raise StoreError(f"cannot record step states: {first_line(exc)}") from None
 
     def write_rows(self, conn: Connection, batch: Batch) -> None:
         """A batch's statements, in the caller's transaction (the portable path)."""
+        from sqlalchemy import insert
+
+        from orchestrator.store import schema as t
+
+        insert_step, update_step, update_attempt = self._portable()
         if batch.step_inserts:
             cached = self.db.dialect == "sqlite" and borrowed.any_cached(batch.step_inserts)
             if cached:
                 last = conn.exec_driver_sql(borrowed.SQLITE_LAST_ID).scalar_one()
-            conn.execute(self._insert_step, [full_row(r) for r in batch.step_inserts])
+            conn.execute(insert_step, [full_row(r) for r in batch.step_inserts])
             if cached:
                 conn.exec_driver_sql(borrowed.SQLITE_BORROWED, (last,))
         if batch.step_updates:
@@ -167,12 +192,12 @@ class BatchWriter:
                 {c: r.get(c) for c in UPDATE_COLS} | {"_run": r["run_id"], "_name": r["name"]}
                 for r in batch.step_updates
             ]
-            conn.execute(self._update_step, rows)
+            conn.execute(update_step, rows)
         if batch.attempt_inserts:
             rows = [{c: r.get(c) for c in ATTEMPT_COLS} for r in batch.attempt_inserts]
             conn.execute(insert(t.attempts), rows)
         if batch.attempt_updates:
-            conn.execute(self._update_attempt, [attempt_key(r) for r in batch.attempt_updates])
+            conn.execute(update_attempt, [attempt_key(r) for r in batch.attempt_updates])
         self.db.insert_ignored(conn, t.artifacts, list(batch.artifacts.values()))
         self.db.insert_ignored(conn, t.cache_entries, batch.cache_entries)
         for name, rows in batch.rows.items():

@@ -15,18 +15,25 @@ with `immutable=1`, which reads the main file alone without any lock: safe becau
 no `-shm` there is no write-ahead log in use, and nothing can write through a read-only
 folder. A `-wal` with data but no `-shm` in a read-only folder cannot be read safely and
 is refused. On PostgreSQL a read-only engine's sessions are `default_transaction_read_only`.
+
+SQLAlchemy loads only when an engine is made. A SQLite file already at the head is
+checked with the standard library alone (`sqlite_at_head`), and `open_sqlite` opens the
+raw sqlite3 connection an engine's connections are (same pragmas), so a cached run on
+such a store needs no engine.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import StoreError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 HEAD = "0013"
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -45,10 +52,17 @@ def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL (None for other databases and `:memory:`)."""
     if not url.startswith("sqlite"):
         return None
-    from sqlalchemy.engine import make_url
+    plain = _PLAIN_SQLITE.fullmatch(url)
+    if plain is not None:  # no query, no escapes: the path as written
+        name: str | None = plain.group(1)
+    else:
+        from sqlalchemy.engine import make_url
 
-    name = make_url(url).database
+        name = make_url(url).database
     return Path(name) if name and name != ":memory:" else None
+
+
+_PLAIN_SQLITE = re.compile(r"sqlite(?:\+pysqlite)?:///([^?#%]*)")
 
 
 def describe(url: str) -> str:
@@ -73,6 +87,9 @@ def readonly_reason(url: str) -> str | None:
 
 
 def connect(url: str, readonly: bool = False) -> Engine:
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         if url.startswith("sqlite"):
             args: dict[str, Any] = {"timeout": 60, "check_same_thread": False}
@@ -92,7 +109,6 @@ def connect(url: str, readonly: bool = False) -> Engine:
 
 
 def _readonly_opener(url: str, args: dict[str, Any]) -> Any:
-    import sqlite3
     from urllib.parse import quote
 
     path = sqlite_path(url)
@@ -115,17 +131,61 @@ def _readonly_opener(url: str, args: dict[str, Any]) -> Any:
     return lambda: sqlite3.connect(uri, uri=True, **args)
 
 
+def _prepare(dbapi_conn: Any, readonly: bool) -> None:
+    """What every SQLite connection of the store is set to, however it is opened."""
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=60000")
+    if not readonly:  # a read-only file keeps the journal mode it has
+        _wal(cur)
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def open_sqlite(url: str) -> sqlite3.Connection:
+    """A raw connection to the (writable) SQLite file of `url`, set up as an engine's are."""
+    path = sqlite_path(url)
+    if path is None:
+        raise ValueError(f"{url}: not a SQLite database file")
+    conn = sqlite3.connect(path, timeout=60, check_same_thread=False)
+    try:
+        _prepare(conn, readonly=False)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def sqlite_at_head(url: str) -> bool:
+    """Whether `url` is a SQLite file that exists, is writable here and whose schema is at
+    `HEAD`: read with the standard library alone (False on any doubt: the caller then
+    takes the engine path, which migrates or says what is wrong)."""
+    path = sqlite_path(url)
+    if path is None or not path.is_file() or readonly_reason(url) is not None:
+        return False
+    try:
+        from urllib.parse import quote
+
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=60)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.execute("PRAGMA busy_timeout=60000")
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+    return row is not None and row[0] == HEAD
+
+
 def _sqlite_setup(engine: Engine, readonly: bool = False) -> None:
+    from sqlalchemy import event
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=60000")
-        if not readonly:  # a read-only file keeps the journal mode it has
-            _wal(cur)
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
+        _prepare(dbapi_conn, readonly)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -139,7 +199,6 @@ def _wal(cur: Any) -> None:
     """Switch to WAL. On a new file another process may be creating the schema: the
     switch needs the file to itself and SQLite reports "locked" at once instead of
     waiting, so wait here (up to a minute)."""
-    import sqlite3
     import time
 
     deadline = time.monotonic() + 60
@@ -161,6 +220,9 @@ def first_line(exc: BaseException) -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         conn = engine.connect()
     except SQLAlchemyError as exc:
@@ -190,6 +252,8 @@ def migrate(engine: Engine, readonly: bool = False) -> None:
         )
     from alembic import command
     from alembic.config import Config
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))

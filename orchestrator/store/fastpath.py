@@ -7,6 +7,10 @@ it; here it costs a few. A run's creation and its end go this way too (the rows 
 rules of store/runs.py). Values are encoded exactly as the SQLAlchemy column types
 encode them (JSON text, naive-UTC `YYYY-MM-DD HH:MM:SS.ffffff`), so both paths read each
 other's rows. Other databases use the portable SQLAlchemy path in `batch.py`.
+
+The connection is an engine's (a pool checkout, its connect hooks applied) or, on a
+store opened without an engine, one `store.db.open_sqlite` opened the same way: the
+column lists come from store/columns.py, so this path never loads SQLAlchemy itself.
 """
 
 from __future__ import annotations
@@ -19,23 +23,18 @@ from typing import Any
 from orchestrator.errors import StoreError
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store import borrowed
-from orchestrator.store import schema as t
 from orchestrator.store.base import now
-from orchestrator.store.cache_index import CHUNK
+from orchestrator.store.columns import (
+    ATTEMPT_UPDATE_COLS,
+    CHUNK,
+    JSON_COLS,
+    TABLE_COLS,
+    TIME_COLS,
+)
 from orchestrator.store.db import first_line
 
-_JSON = {
-    c.name
-    for tbl in t.metadata.tables.values()
-    for c in tbl.columns
-    if c.type.__class__.__name__ == "JSON"
-}
-_TIME = {
-    c.name
-    for tbl in t.metadata.tables.values()
-    for c in tbl.columns
-    if isinstance(c.type, t.UTCDateTime)
-}
+_JSON = JSON_COLS
+_TIME = TIME_COLS
 
 
 def _time(v: Any) -> Any:
@@ -99,9 +98,9 @@ def _rows(cols: tuple[str, ...], rows: Any) -> list[tuple[Any, ...]]:
     return out
 
 
-def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:
+def _insert_sql(table: str, cols: tuple[str, ...], ignore: bool) -> str:
     verb = "INSERT OR IGNORE" if ignore else "INSERT"
-    return f"{verb} INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    return f"{verb} INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
 
 
 def _rollback(cur: sqlite3.Cursor) -> None:
@@ -114,29 +113,34 @@ class SqliteFastPath:
     """Writes batches and reads cache entries through one raw sqlite3 connection."""
 
     def __init__(
-        self, engine: Any, step_cols: tuple[str, ...], update_cols: tuple[str, ...]
-    ) -> None:
-        self._proxy = engine.raw_connection()  # a pool checkout: our connect hooks applied
-        self.conn: sqlite3.Connection = self._proxy.driver_connection
+        self, engine: Any, step_cols: tuple[str, ...], update_cols: tuple[str, ...],
+        opener: Any = None,
+    ) -> None:  # fmt: skip
+        """On `engine`'s connection, or (no engine) on the one `opener()` opens."""
+        if engine is not None:
+            self._proxy = engine.raw_connection()  # a pool checkout: our connect hooks applied
+            self.conn: sqlite3.Connection = self._proxy.driver_connection
+        else:
+            self._proxy = self.conn = opener()
         self.step_cols, self.update_cols = step_cols, update_cols
-        self.art_cols = tuple(c.name for c in t.artifacts.columns)
-        self.entry_cols = tuple(c.name for c in t.cache_entries.columns)
-        self.sql_step = _insert_sql(t.step_runs, step_cols, ignore=False)
+        self.art_cols = TABLE_COLS["artifacts"]
+        self.entry_cols = TABLE_COLS["cache_entries"]
+        self.sql_step = _insert_sql("step_runs", step_cols, ignore=False)
         self.sql_update = (
             f"UPDATE step_runs SET {', '.join(f'{c} = ?' for c in update_cols)} "
             "WHERE run_id = ? AND name = ?"
         )
-        self.attempt_cols = tuple(c.name for c in t.attempts.columns if c.name != "id")
-        self.sql_attempt = _insert_sql(t.attempts, self.attempt_cols, ignore=False)
-        self.attempt_update_cols = ("state", "ended_at", "duration", "error", "traceback", "log")
+        self.attempt_cols = tuple(c for c in TABLE_COLS["attempts"] if c != "id")
+        self.sql_attempt = _insert_sql("attempts", self.attempt_cols, ignore=False)
+        self.attempt_update_cols = ATTEMPT_UPDATE_COLS
         self.sql_attempt_update = (
             f"UPDATE attempts SET {', '.join(f'{c} = ?' for c in self.attempt_update_cols)} "
             "WHERE run_id = ? AND step = ? AND attempt = ?"
         )
-        self.sql_art = _insert_sql(t.artifacts, self.art_cols, ignore=True)
-        self.sql_entry = _insert_sql(t.cache_entries, self.entry_cols, ignore=True)
-        self.run_cols = tuple(c.name for c in t.runs.columns)
-        self.sql_run = _insert_sql(t.runs, self.run_cols, ignore=False)
+        self.sql_art = _insert_sql("artifacts", self.art_cols, ignore=True)
+        self.sql_entry = _insert_sql("cache_entries", self.entry_cols, ignore=True)
+        self.run_cols = TABLE_COLS["runs"]
+        self.sql_run = _insert_sql("runs", self.run_cols, ignore=False)
 
     def write(self, batch: Any) -> None:
         cur = self.conn.cursor()
@@ -158,7 +162,7 @@ class SqliteFastPath:
             if batch.cache_entries:
                 cur.executemany(self.sql_entry, _rows(self.entry_cols, batch.cache_entries))
             for name, rows in batch.rows.items():
-                self._plain(cur, t.metadata.tables[name], rows)
+                self._plain(cur, name, rows)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -227,9 +231,11 @@ class SqliteFastPath:
             cols = (*self.attempt_update_cols, "run_id", "step", "attempt")
             cur.executemany(self.sql_attempt_update, _rows(cols, batch.attempt_updates))
 
-    def _plain(self, cur: sqlite3.Cursor, table: Any, rows: list[dict[str, Any]]) -> None:
-        cols = tuple(c.name for c in table.columns if c.name != "id")
-        cur.executemany(_insert_sql(table, cols, ignore=False), _rows(cols, rows))
+    def _plain(self, cur: sqlite3.Cursor, name: str, rows: list[dict[str, Any]]) -> None:
+        from orchestrator.store import schema as t  # the tracking tables: steps ran
+
+        cols = tuple(c.name for c in t.metadata.tables[name].columns if c.name != "id")
+        cur.executemany(_insert_sql(name, cols, ignore=False), _rows(cols, rows))
 
     def cache_get(self, key: str) -> dict[str, Any] | None:
         row = self.conn.execute(
@@ -318,6 +324,19 @@ class SqliteFastPath:
             for k, o, r, _ in self.conn.execute(sql, (pipeline, *chunk)):
                 out[k] = {"cache_key": k, "outputs": StoredJson(o), "run_id": r}
         return out
+
+    def cancel_requested(self, run_id: str) -> bool:
+        row = self.conn.execute(
+            "SELECT cancel_requested_at FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return row is not None and row[0] is not None
+
+    def step_states(self, run_id: str) -> list[dict[str, Any]]:
+        """Each step run of the run: its name, state and log (store/runs.py `steps` order)."""
+        rows = self.conn.execute(
+            "SELECT name, state, log FROM step_runs WHERE run_id = ? ORDER BY id", (run_id,)
+        ).fetchall()
+        return [{"name": n, "state": s, "log": log} for n, s, log in rows]
 
     def close(self) -> None:
         self._proxy.close()

@@ -24,32 +24,48 @@ Read-only stores: `MetadataStore(url, readonly=None)` (the default) opens a SQLi
 that cannot be written here (a read-only mount, say) read-only, and any other store as
 usual; `readonly=True` always opens read-only (on PostgreSQL too). On a read-only store
 reads work and every write raises one `StoreError` naming the database, before it starts.
+
+A writable SQLite file already at the schema head opens without SQLAlchemy: the engine,
+and each repository, is made when first used, and what a cached run does (its run row
+created and ended, step runs written, cache entries read, a cancel request polled) goes
+through the raw sqlite3 hot path (store/fastpath.py). Any other store (a new or older
+SQLite file, which is migrated; PostgreSQL; read-only) makes its engine at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import socket
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
-
-from orchestrator.artifacts.store import ArtifactRef
 from orchestrator.errors import StoreError
-from orchestrator.store.artifact_index import ArtifactIndex
-from orchestrator.store.base import Db, Row, canonical_json, now
+from orchestrator.store.base import Db, Row, canonical_json, now, run_rows
 from orchestrator.store.batch import Batch, BatchWriter
-from orchestrator.store.cache_index import CacheIndex
-from orchestrator.store.checks import CheckRepository
-from orchestrator.store.claims import ClaimRepository
-from orchestrator.store.db import connect, describe, first_line, migrate, readonly_reason
-from orchestrator.store.events import EventRepository
-from orchestrator.store.runs import RunRepository
-from orchestrator.store.schedules import ScheduleRepository
-from orchestrator.store.tracking import TrackingRepository
+from orchestrator.store.db import (
+    connect,
+    describe,
+    first_line,
+    migrate,
+    open_sqlite,
+    readonly_reason,
+    sqlite_at_head,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+    from orchestrator.artifacts.store import ArtifactRef
+    from orchestrator.store.artifact_index import ArtifactIndex
+    from orchestrator.store.cache_index import CacheIndex
+    from orchestrator.store.checks import CheckRepository
+    from orchestrator.store.claims import ClaimRepository
+    from orchestrator.store.events import EventRepository
+    from orchestrator.store.runs import RunRepository
+    from orchestrator.store.schedules import ScheduleRepository
+    from orchestrator.store.tracking import TrackingRepository
 
 __all__ = ["Batch", "MetadataStore", "canonical_json", "now"]
 
@@ -61,22 +77,78 @@ class MetadataStore:
         self.url = url
         why = readonly_reason(url) if readonly is None else None
         self.readonly = bool(why) if readonly is None else readonly
-        self.engine = engine or connect(url, readonly=self.readonly)
         host = socket.gethostname()
-        self.db = Db(self.engine, host, self.readonly, describe(url), why or "opened read-only")
+        where, why = describe(url), why or "opened read-only"
+        if engine is None and not self.readonly and sqlite_at_head(url):
+            make = functools.partial(connect, url, readonly=False)
+            opener = functools.partial(open_sqlite, url)
+            self.db = Db.lazy(make, "sqlite", host, False, where, why, opener=opener)
+        else:
+            engine = engine or connect(url, readonly=self.readonly)
+            self.db = Db(engine, host, self.readonly, where, why)
+            self._migrate(engine)
+        self.writer = BatchWriter(self.db, lambda: self.cache)
+
+    def _migrate(self, engine: Engine) -> None:
+        from sqlalchemy.exc import OperationalError
+
         try:
-            migrate(self.engine, readonly=self.readonly)
+            migrate(engine, readonly=self.readonly)
         except OperationalError as exc:
             raise StoreError(f"cannot open metadata store: {exc.orig}") from None
-        self.runs = RunRepository(self.db)
-        self.cache = CacheIndex(self.db)
-        self.artifact_index = ArtifactIndex(self.db)
-        self.writer = BatchWriter(self.db, self.cache)
-        self.claims = ClaimRepository(self.db)
-        self.schedules = ScheduleRepository(self.db, self.runs)
-        self.events = EventRepository(self.db)
-        self.checks = CheckRepository(self.db)
-        self.tracking = TrackingRepository(self.db)
+
+    @property
+    def engine(self) -> Engine:
+        return self.db.engine
+
+    # the repositories, each made when first used (their modules load SQLAlchemy)
+    @functools.cached_property
+    def runs(self) -> RunRepository:
+        from orchestrator.store.runs import RunRepository
+
+        return RunRepository(self.db)
+
+    @functools.cached_property
+    def cache(self) -> CacheIndex:
+        from orchestrator.store.cache_index import CacheIndex
+
+        return CacheIndex(self.db)
+
+    @functools.cached_property
+    def artifact_index(self) -> ArtifactIndex:
+        from orchestrator.store.artifact_index import ArtifactIndex
+
+        return ArtifactIndex(self.db)
+
+    @functools.cached_property
+    def claims(self) -> ClaimRepository:
+        from orchestrator.store.claims import ClaimRepository
+
+        return ClaimRepository(self.db)
+
+    @functools.cached_property
+    def schedules(self) -> ScheduleRepository:
+        from orchestrator.store.schedules import ScheduleRepository
+
+        return ScheduleRepository(self.db, self.runs)
+
+    @functools.cached_property
+    def events(self) -> EventRepository:
+        from orchestrator.store.events import EventRepository
+
+        return EventRepository(self.db)
+
+    @functools.cached_property
+    def checks(self) -> CheckRepository:
+        from orchestrator.store.checks import CheckRepository
+
+        return CheckRepository(self.db)
+
+    @functools.cached_property
+    def tracking(self) -> TrackingRepository:
+        from orchestrator.store.tracking import TrackingRepository
+
+        return TrackingRepository(self.db)
 
     def tx(self) -> contextlib.AbstractContextManager[Connection]:
         """A write transaction (on SQLite it takes the write lock at BEGIN)."""
@@ -88,7 +160,8 @@ class MetadataStore:
 
     def close(self) -> None:
         self.writer.close()
-        self.engine.dispose()
+        if self.db.has_engine:
+            self.engine.dispose()
 
     # -- runs and step runs ---------------------------------------------------------------
     def write(self, batch: Batch, fast: bool = False) -> None:
@@ -103,12 +176,15 @@ class MetadataStore:
         resumed_from: str | None = None, trigger: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         """Record the pipeline (name -> how to load it) and a new running run, in one go."""
-        rows = self.runs.new_rows(run_id, pipeline, target, params, executor, resumed_from, trigger)
+        args = (run_id, pipeline, target, params, executor, resumed_from, trigger)
+        rows = run_rows(self.db.host, *args)
         self.db.refuse_writes()
         hot = self._runs_path()
         if hot is not None:
             hot.create_run(*rows)
             return
+        from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
         try:
             self.runs.insert(*rows)
         except IntegrityError:
@@ -156,7 +232,20 @@ class MetadataStore:
         return self.runs.request_cancel(run_id)
 
     def cancel_requested(self, run_id: str) -> bool:
+        hot = self._runs_path()
+        if hot is not None and hasattr(hot, "cancel_requested"):
+            return hot.cancel_requested(run_id)  # type: ignore[no-any-return]
         return self.runs.cancel_requested(run_id)
+
+    def step_states(self, run_id: str) -> list[Row]:
+        """The run's step runs as `step_runs` lists them, with only name, state and log."""
+        hot = self._runs_path()
+        if hot is not None and hasattr(hot, "step_states"):
+            return hot.step_states(run_id)  # type: ignore[no-any-return]
+        return [
+            {"name": r["name"], "state": r["state"], "log": r.get("log")}
+            for r in self.runs.steps(run_id)
+        ]
 
     def existing_runs(self, run_ids: Iterable[str]) -> dict[str, str]:
         return self.runs.existing(run_ids)

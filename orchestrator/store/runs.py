@@ -14,7 +14,6 @@ a read-only store reports it without recording it. Step runs are written by batc
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,7 +23,7 @@ from sqlalchemy import and_, func, insert, select, update
 from orchestrator.errors import NotFound
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store import schema as t
-from orchestrator.store.base import Db, Row, now
+from orchestrator.store.base import Db, Row, now, run_rows
 
 DIED = "the runner process died"
 
@@ -46,14 +45,8 @@ class RunRepository:
         resumed_from: str | None, trigger: dict[str, Any] | None,
     ) -> tuple[Row, Row]:  # fmt: skip
         """The pipeline's row and the new running run's row."""
-        stamp = now()
-        run = {
-            "id": run_id, "pipeline": pipeline, "target": target,
-            "status": RunStatus.RUNNING, "params": params, "executor": executor,
-            "started_at": stamp, "host": self.db.host, "pid": os.getpid(),
-            "resumed_from": resumed_from, "trigger": trigger or {"kind": "manual"},
-        }  # fmt: skip
-        return {"name": pipeline, "ref": target, "updated_at": stamp}, run
+        args = (run_id, pipeline, target, params, executor, resumed_from, trigger)
+        return run_rows(self.db.host, *args)
 
     def insert(self, pipeline: Row, run: Row) -> None:
         """Record (or update) the pipeline's row and insert the run's, in one transaction."""

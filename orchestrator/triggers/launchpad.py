@@ -31,6 +31,7 @@ def _warm() -> None:
     configure(os.environ.get("ORCH_LOG_FORMAT", "console"))  # imports the log renderers
     import typer.main
 
+    orchestrator.cli.app.load_commands()  # every command module, whichever a launch runs
     typer.main.get_command(orchestrator.cli.app.app)  # builds the command tree typer defers
     try:  # typer's parameter coercion, otherwise imported on the first parse
         import typer._adapters  # noqa: F401
