@@ -1,17 +1,19 @@
 """The engine's hot path on PostgreSQL (psycopg 3): one round trip per scheduling round.
 
 A scheduling round's batch (step-run inserts and updates, artifacts, cache entries) is
-sent in libpq's pipeline mode: BEGIN, every row's statement and COMMIT go out together
+sent in libpq's pipeline mode: BEGIN, the batch's statements and COMMIT go out together
 and the server's answers come back after one Sync, so a round costs one network round
-trip however many rows it holds; a round's step-run inserts are one statement (arrays,
-one per column, unnested in order). A cache lookup is one autocommit SELECT (no BEGIN or
-ROLLBACK around it); a lookup that misses brings the step's history (what `explain`
-compares the new key with) in the same statement. `prefetch` reads the newest entry of
-every step of a run in one statement, so a re-run's hits cost no read each, and a step
-with no entry at all then misses with no read for `ABSENT_FOR` seconds after it (an
-entry another run commits in that window is not seen, as if committed just after the
-lookup; entries this path writes are never missed); past the window, one read renews
-the answer for every such step at once. So a first run costs one round trip per round.
+trip however many rows it holds; the rows of one kind (step-run inserts, their updates,
+attempts, artifacts, cache entries, each tracking table's rows) are one statement, their
+values one JSON parameter the server expands (store/pgrecords.py). A cache lookup is one
+autocommit SELECT (no BEGIN or ROLLBACK around it); a lookup that misses brings the
+step's history (what `explain` compares the new key with) in the same statement.
+`prefetch` reads the newest entry of every step of a run in one statement, so a re-run's
+hits cost no read each, and a step with no entry at all then misses with no read for
+`ABSENT_FOR` seconds after it (an entry another run commits in that window is not seen,
+as if committed just after the lookup; entries this path writes are never missed); past
+the window, one read renews the answer for every such step at once. So a first run
+costs one round trip per round.
 
 Flushing. A round's transaction commits without waiting for the server's WAL flush
 (`SET LOCAL synchronous_commit = off`) unless the server, database, role or URL chose a
@@ -42,16 +44,15 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Json
-from sqlalchemy.dialects import postgresql
 
 from orchestrator.errors import StoreError
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store import schema as t
 from orchestrator.store.base import now
 from orchestrator.store.db import first_line
+from orchestrator.store.pgrecords import Records
 
 Row = dict[str, Any]
-_PG = postgresql.dialect()
 
 _TABLES = (
     t.pipelines,
@@ -134,18 +135,6 @@ def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:
     return f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks}){tail}"
 
 
-def _unnest_sql(table: Any, cols: tuple[str, ...]) -> str:
-    """One INSERT of many rows: a parameter per column (an array), in row order."""
-    by_name = {c.name: c for c in table.columns}
-    arrays = ", ".join(f"%s::{by_name[c].type.compile(dialect=_PG)}[]" for c in cols)
-    return f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT * FROM unnest({arrays})"
-
-
-def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
-    """Encoded rows as one list per column (the parameters of `_unnest_sql`)."""
-    return tuple(list(col) for col in zip(*rows, strict=True))
-
-
 def supported(engine: Any) -> bool:
     """Whether `engine` is PostgreSQL through psycopg 3 with libpq's pipeline mode (import
     this module only for a psycopg engine: it imports psycopg)."""
@@ -170,23 +159,22 @@ class PostgresFastPath:
         self._absent: set[tuple[str, str]] = set()  # (pipeline, step) with no entry
         self._absent_until = 0.0  # time.monotonic() up to which `_absent` answers
         self.step_cols, self.update_cols = step_cols, update_cols
-        self.art_cols = tuple(c.name for c in t.artifacts.columns)
-        self.entry_cols = tuple(c.name for c in t.cache_entries.columns)
-        self.sql_step = _insert_sql(t.step_runs, step_cols, ignore=False)
-        self.sql_steps = _unnest_sql(t.step_runs, step_cols)  # a round of many starts
-        self.sql_update = (
-            f"UPDATE step_runs SET {', '.join(f'{c} = %s' for c in update_cols)} "
-            "WHERE run_id = %s AND name = %s"
+        attempt_cols = tuple(c.name for c in t.attempts.columns if c.name != "id")
+        attempt_update_cols = ("state", "ended_at", "duration", "error", "traceback", "log")
+        self.steps = Records(t.step_runs, step_cols)
+        self.step_changes = Records(t.step_runs, update_cols, keys=("run_id", "name"))
+        self.attempts = Records(t.attempts, attempt_cols)
+        self.attempt_changes = Records(
+            t.attempts, attempt_update_cols, keys=("run_id", "step", "attempt")
         )
-        self.sql_art = _insert_sql(t.artifacts, self.art_cols, ignore=True)
-        self.sql_entry = _insert_sql(t.cache_entries, self.entry_cols, ignore=True)
-        self.attempt_cols = tuple(c.name for c in t.attempts.columns if c.name != "id")
-        self.sql_attempt = _insert_sql(t.attempts, self.attempt_cols, ignore=False)
-        self.attempt_update_cols = ("state", "ended_at", "duration", "error", "traceback", "log")
-        self.sql_attempt_update = (
-            f"UPDATE attempts SET {', '.join(f'{c} = %s' for c in self.attempt_update_cols)} "
-            "WHERE run_id = %s AND step = %s AND attempt = %s"
-        )
+        self.arts = Records(t.artifacts, tuple(c.name for c in t.artifacts.columns))
+        self.entries = Records(t.cache_entries, tuple(c.name for c in t.cache_entries.columns))
+        self.sql_steps, self.sql_attempts = self.steps.insert_sql(), self.attempts.insert_sql()
+        self.sql_step_changes = self.step_changes.update_sql()
+        self.sql_attempt_changes = self.attempt_changes.update_sql()
+        self.sql_arts = self.arts.insert_sql(ignore=True)  # content-keyed: a row there is kept
+        self.sql_entries = self.entries.insert_sql(ignore=True)
+        self.plain: dict[str, tuple[Records, str]] = {}  # tracking tables, by name
 
     def _open(self) -> psycopg.Connection[Any]:
         """A pooled connection (the engine's connect hooks applied), in autocommit mode."""
@@ -206,24 +194,34 @@ class PostgresFastPath:
         return self.conn
 
     def _statements(self, batch: Any) -> list[tuple[str, tuple[Any, ...]]]:
+        """The batch as one statement per kind of row (one more per repeated update)."""
         out: list[tuple[str, tuple[Any, ...]]] = [(_RELAX, ())] if self.relaxed else []
-        starts = _rows(self.step_cols, batch.step_inserts)
-        if len(starts) > 1:  # a fan's round, a cached re-run: one statement, not one a row
-            out.append((self.sql_steps, _columns(starts)))
-        else:
-            out += [(self.sql_step, r) for r in starts]
-        keyed = [r | {"_run": r["run_id"], "_name": r["name"]} for r in batch.step_updates]
-        out += [(self.sql_update, r) for r in _rows((*self.update_cols, "_run", "_name"), keyed)]
-        out += [(self.sql_art, r) for r in _rows(self.art_cols, batch.artifacts.values())]
-        out += [(self.sql_entry, r) for r in _rows(self.entry_cols, batch.cache_entries)]
-        out += [(self.sql_attempt, r) for r in _rows(self.attempt_cols, batch.attempt_inserts)]
-        cols = (*self.attempt_update_cols, "run_id", "step", "attempt")
-        out += [(self.sql_attempt_update, r) for r in _rows(cols, batch.attempt_updates)]
+        for records, sql, rows in (
+            (self.steps, self.sql_steps, batch.step_inserts),
+            (self.attempts, self.sql_attempts, batch.attempt_inserts),
+        ):
+            if rows:
+                out.append((sql, (records.document(rows),)))
+        for records, sql, rows in (
+            (self.step_changes, self.sql_step_changes, batch.step_updates),
+            (self.attempt_changes, self.sql_attempt_changes, batch.attempt_updates),
+        ):
+            out += [(sql, (records.document(g),)) for g in records.update_groups(rows)]
+        if batch.artifacts:
+            out.append((self.sql_arts, (self.arts.document(batch.artifacts.values()),)))
+        if batch.cache_entries:
+            out.append((self.sql_entries, (self.entries.document(batch.cache_entries),)))
         for name, rows in batch.rows.items():  # plain inserts: what steps tracked
-            table = t.metadata.tables[name]
-            plain = tuple(c.name for c in table.columns if c.name != "id")
-            out += [(_insert_sql(table, plain, False), r) for r in _rows(plain, rows)]
+            records, sql = self._plain(name)
+            out.append((sql, (records.document(rows),)))
         return out
+
+    def _plain(self, name: str) -> tuple[Records, str]:
+        if name not in self.plain:
+            table = t.metadata.tables[name]
+            records = Records(table, tuple(c.name for c in table.columns if c.name != "id"))
+            self.plain[name] = (records, records.insert_sql())
+        return self.plain[name]
 
     def write(self, batch: Any) -> None:
         """The batch in one transaction and one round trip."""

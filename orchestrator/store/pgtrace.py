@@ -5,7 +5,9 @@
 its own. A round trip is one exchange the client waits for, and each ends with the
 server's ReadyForQuery message (one per simple query, one per Sync of the extended
 protocol or of a pipeline), so `count()` is the number of ReadyForQuery messages the
-server has sent on the engine's connections since they were first checked out.
+server has sent on the engine's connections since they were first checked out, and
+`commands()` the tags of the statements the server completed since the last call
+(`INSERT 0 3`, `UPDATE 1`, `COMMIT`: one per statement, with the rows it changed).
 Connections opened before the counter are counted from their next checkout.
 Needs psycopg 3; tracing costs time, so count in a pass that is not timed.
 """
@@ -32,6 +34,7 @@ class RoundTrips:
         self._traced: dict[int, tuple[Any, IO[str]]] = {}
         self._read: dict[str, int] = {}  # trace file -> how far it has been counted
         self._total = 0
+        self._commands: list[str] = []
         event.listen(engine, "checkout", self._on_checkout)
 
     def _on_checkout(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
@@ -55,9 +58,19 @@ class RoundTrips:
         for path in self.folder.glob("*.trace"):
             with path.open() as f:
                 f.seek(self._read.get(path.name, 0))
-                self._total += sum(1 for line in f if line.startswith("B\t5\tReadyForQuery"))
+                for line in f.read().split("\n"):
+                    if line.startswith("B\t5\tReadyForQuery"):
+                        self._total += 1
+                    elif line.startswith("B\t") and "\tCommandComplete\t" in line:
+                        self._commands.append(line.split("\t", 3)[3].strip(' "'))
                 self._read[path.name] = f.tell()
         return self._total
+
+    def commands(self) -> list[str]:
+        """The statements completed since the last call, as the server tagged them."""
+        self.count()
+        out, self._commands = self._commands, []
+        return out
 
     def close(self) -> None:
         event.remove(self.engine, "checkout", self._on_checkout)

@@ -1,0 +1,199 @@
+"""The PostgreSQL hot path's batches on a real server: one statement per kind of row and
+one round trip per round, counted from libpq's protocol trace (the server's tag of each
+completed statement); the rows written are the portable path's, value for value (NULLs,
+JSON, big integers, floats that are not finite, non-ASCII text, quotes); a key changed
+twice in one round is changed in order; a value that is not JSON is one clear error.
+
+Each test gets a fresh database (`pg_url`, tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.engine.loop import Engine
+from orchestrator.errors import StoreError
+from orchestrator.execution.local import make_executor
+from orchestrator.store.metadata import Batch, MetadataStore, now
+from orchestrator.store.pgtrace import RoundTrips
+
+from .test_store_roundtrips import chain
+
+SOURCE = "r00000source"
+ODD = "naïve \"quoted\" 'single' back\\slash 日本語 😀 \t tab\nline"
+PARAMS = {"big": 2**62 + 1, "f": 0.1, "tiny": 1e-300, "s": ODD, "none": None,
+          "list": [1, "two", None, False], "nested": {"ключ": {"deep": [1.5]}}}  # fmt: skip
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[tuple[MetadataStore, RoundTrips]]:
+    store = MetadataStore(pg_url)
+    trips = RoundTrips(store.engine)
+    store.create_run(SOURCE, "demo", "pipe.py:demo", {}, "thread")
+    points = [metric(SOURCE, "m", v, step="a-cached") for v in (0.25, 0.5)]
+    store.write(Batch(rows={"run_metrics": points}))
+    yield store, trips
+    store.close()
+    trips.close()
+
+
+STAMP = now()
+
+
+def metric(run_id: str, name: str, value: float, step: str = "a") -> dict[str, Any]:
+    return {"run_id": run_id, "step": step, "name": name, "position": None, "value": value,
+            "logged_at": STAMP}  # fmt: skip
+
+
+def starts(run_id: str, stamp: Any) -> Batch:
+    """A round's starts: step runs of every shape and their attempts."""
+    steps = [
+        {"run_id": run_id, "name": "a", "kind": "train", "state": "running", "attempts": 1,
+         "started_at": stamp, "cache_key": f"k-{run_id}", "reason": {"summary": ODD},
+         "params": PARAMS, "inputs": {"x": "h"}},
+        {"run_id": run_id, "name": "b", "kind": "custom", "state": "skipped", "attempts": 0,
+         "reason": None, "error": ODD},
+        {"run_id": run_id, "name": "a", "kind": "custom", "state": "cached", "attempts": 0,
+         "started_at": stamp, "ended_at": stamp, "duration": 0.0, "cache_key": "k-old",
+         "reason": {"from_run": SOURCE}, "params": {}, "inputs": {}, "outputs": []},
+    ]  # fmt: skip
+    steps[2]["name"] = "a-cached"
+    attempts = [{"run_id": run_id, "step": "a", "attempt": 1, "state": "running",
+                 "started_at": stamp}]  # fmt: skip
+    return Batch(step_inserts=steps, attempt_inserts=attempts)
+
+
+def ends(run_id: str, stamp: Any) -> Batch:
+    """A round's ends: a step changed twice (retried, then succeeded), its attempt, an
+    artifact, a cache entry and what the step tracked."""
+    change = {"run_id": run_id, "name": "a", "state": "running", "attempts": 2,
+              "ended_at": None, "duration": None, "cache_key": f"k-{run_id}",
+              "reason": None, "outputs": None, "error": "first try failed", "log": None,
+              "inputs": {"x": "h"}}  # fmt: skip
+    done = change | {"state": "succeeded", "ended_at": stamp, "duration": 1 / 3,
+                     "outputs": [{"hash": f"h-{run_id}", "name": "out"}], "error": None,
+                     "log": ODD}  # fmt: skip
+    attempt = {"run_id": run_id, "step": "a", "attempt": 1, "state": "failed",
+               "ended_at": stamp, "duration": 2.5, "error": ODD,
+               "traceback": "Traceback\n  'x'", "log": None}  # fmt: skip
+    artifact = {"hash": f"h-{run_id}", "serializer": "json", "type": "builtins:int",
+                "size": 2**53 + 1, "run_id": run_id, "step": "a", "created_at": stamp,
+                "inline": '{"v": "é"}'}  # fmt: skip
+    entry = {"cache_key": f"k-{run_id}", "pipeline": "demo", "step": "a",
+             "outputs": [{"hash": f"h-{run_id}"}], "code": {"fn": ODD}, "params": PARAMS,
+             "inputs": {"x": "h"}, "run_id": run_id, "created_at": stamp}  # fmt: skip
+    batch = Batch(step_updates=[change, done], attempt_updates=[attempt],
+                  artifacts={artifact["hash"]: artifact}, cache_entries=[entry])  # fmt: skip
+    batch.add("run_metrics", [metric(run_id, "loss", v) for v in (0.5, float("nan"), 1e308)])
+    batch.add("run_metrics", [metric(run_id, "inf", float("-inf"))])
+    batch.add("run_params", [{"run_id": run_id, "step": "a", "name": n, "data": v}
+                             for n, v in (("none", None), ("odd", {"ü": ODD}))])  # fmt: skip
+    batch.add("run_artifacts", [{"run_id": run_id, "step": "a", "name": "m", "hash": "h"}])
+    return batch
+
+
+TABLES = {  # the columns compared (not the serial ids), in a stable order
+    "step_runs": ("name", "kind, state, attempts, started_at, ended_at, duration, cache_key, "
+                  "reason, params, inputs, outputs, error, log"),
+    "attempts": ("step, attempt", "state, started_at, ended_at, duration, error, traceback, log"),
+    "artifacts": ("step", "serializer, type, size, created_at, inline"),
+    "cache_entries": ("step", "pipeline, outputs, code, params, inputs, created_at"),
+    "run_metrics": ("id", "step, name, position, value, logged_at"),
+    "run_params": ("id", "step, name, data"),
+    "run_artifacts": ("id", "step, name, hash"),
+    "run_metric_summary": ("name", "name, value, points"),
+}  # fmt: skip
+
+
+def rows_as_text(store: MetadataStore, run_id: str) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    with store.engine.connect() as conn:
+        for table, (order, cols) in TABLES.items():
+            picked = ", ".join(f"({c})::text" for c in cols.split(", "))
+            sql = f"SELECT {picked} FROM {table} WHERE run_id = :r ORDER BY {order}"
+            out[table] = [
+                tuple(v.replace(run_id, "RUN") if v else v for v in row)
+                for row in conn.execute(text(sql), {"r": run_id})
+            ]
+    return out
+
+
+def test_a_round_is_one_statement_per_kind_of_row_and_writes_the_portable_rows(
+    pg: tuple[MetadataStore, RoundTrips],
+) -> None:
+    store, trips = pg
+    stamp = now()
+    for run_id in ("fastfastfast", "portableport"):
+        store.create_run(run_id, "demo", "pipe.py:demo", {}, "thread")
+    trips.commands()
+    fast = store.fast()
+    relax = ["SET"] if fast.relaxed else []
+    before = trips.count()
+    store.write(starts("fastfastfast", stamp), fast=True)
+    assert trips.commands() == ["BEGIN", *relax, "INSERT 0 3", "INSERT 0 1", "COMMIT"]
+    store.write(ends("fastfastfast", stamp), fast=True)
+    # a step changed twice in the round: two UPDATEs, in order; the rest one statement each
+    assert trips.commands() == ["BEGIN", *relax, "UPDATE 1", "UPDATE 1", "UPDATE 1",
+                                "INSERT 0 1", "INSERT 0 1", "INSERT 0 4", "INSERT 0 2",
+                                "INSERT 0 1", "COMMIT"]  # fmt: skip
+    assert trips.count() - before == 2  # one round trip per round
+    store.write(starts("portableport", stamp))
+    store.write(ends("portableport", stamp))
+
+    fast_rows, portable_rows = (
+        rows_as_text(store, "fastfastfast"),
+        rows_as_text(store, "portableport"),
+    )
+    assert fast_rows == portable_rows
+    a, b, cached = (fast_rows["step_runs"][i] for i in (0, 2, 1))  # ordered by name
+    assert a[1:3] == ("succeeded", "2") and a[4] == stamp_text(store, stamp)  # the last won
+    assert a[7] == "null" and a[8] == json.dumps(PARAMS) and a[10] is not None
+    assert a[12] == ODD and b[11] == ODD and b[3] is None and b[9] == "null"
+    assert cached[1] == "cached"
+    assert fast_rows["artifacts"][0][2] == str(2**53 + 1)
+    assert [r[3] for r in fast_rows["run_metrics"]] == ["0.5", "NaN", "1e+308", "-Infinity"]
+    assert [r[2] for r in fast_rows["run_params"]] == ["null", json.dumps({"ü": ODD})]
+    # the cached step borrowed its source's points; the tracked ones are summarised
+    summary = {r[0]: r[1:] for r in fast_rows["run_metric_summary"]}
+    assert summary == {"inf": ("-Infinity", "1"), "loss": ("1e+308", "3"), "m": ("0.5", "2")}
+
+
+def stamp_text(store: MetadataStore, stamp: Any) -> str:
+    with store.engine.connect() as conn:
+        return str(conn.execute(text("SELECT (:s)::timestamptz::text"), {"s": stamp}).scalar_one())
+
+
+def test_a_cached_rerun_writes_its_steps_in_one_statement(
+    pg: tuple[MetadataStore, RoundTrips], tmp_path: Path
+) -> None:
+    store, trips = pg
+    artifacts = ArtifactStore(tmp_path / "artifacts")
+    for _ in range(2):
+        engine = Engine(store, artifacts, lambda name: make_executor(name, artifacts))
+        try:
+            trips.commands()
+            result = engine.run(chain(20), target="tests:chain")
+        finally:
+            engine.close()
+    assert {s.state for s in result.steps} == {"cached"}
+    inserts = [c for c in trips.commands() if c.startswith("INSERT")]
+    assert inserts == ["INSERT 0 1", "INSERT 0 1", "INSERT 0 20"]  # pipeline, run, steps
+
+
+def test_a_value_that_is_not_json_is_one_error_naming_the_column(
+    pg: tuple[MetadataStore, RoundTrips],
+) -> None:
+    store, _ = pg
+    store.create_run("badbadbadbad", "demo", "pipe.py:demo", {}, "thread")
+    batch = starts("badbadbadbad", now())
+    batch.step_inserts[0]["params"] = {"model": object()}
+    with pytest.raises(StoreError, match=r"^cannot record step_runs\.params: .*JSON values only"):
+        store.write(batch, fast=True)
+    assert store.step_runs("badbadbadbad") == []
