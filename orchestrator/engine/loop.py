@@ -263,7 +263,10 @@ class _Run:
 
     def prewarm(self, name: str) -> None:
         """A miss: tell each executor which steps it will likely run soon, this one and
-        (a top-level step) the ones downstream of it, each step once a run."""
+        (a top-level step) the ones downstream of it, each step once a run. A step told
+        already had its descendants told with it: nothing is left to look at."""
+        if name in self.prewarmed:
+            return
         names = {name} if name in self.state.parent_map else {name, *self.g.descendants(name)}
         by_executor: dict[int, tuple[Executor, list[Any]]] = {}
         for n in sorted(names - self.prewarmed):
