@@ -47,8 +47,16 @@ How to run
     python bench/overhead.py --tmp /var/tmp --tmp /dev/shm   # choose the folders
     python bench/overhead.py --executors sequential --reps 5
 
-Targets printed next to the figures: first run <= 1 ms/step, cached re-run
-<= 0.3 ms/step, 10k-step plan < 1 s.
+Side by side
+    python bench/overhead.py --against ../other-checkout [--quick] [--reps 5]
+
+    measures this checkout and another one (its `orchestrator` package, imported
+    through PYTHONPATH; this script's own shapes and timing) in child processes that
+    alternate, one repetition each, so both see the same machine load; it prints the
+    best figure of each and their ratio (this / other: below 1 is faster here).
+
+Targets printed next to the figures: first run <= 0.3 ms/step, cached re-run
+<= 0.06 ms/step, 10k-step plan < 1 s.
 """
 
 from __future__ import annotations
@@ -56,10 +64,12 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import json
 import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,8 +86,8 @@ from orchestrator.model.step import Step, step
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store.metadata import MetadataStore
 
-FIRST_TARGET_MS = 1.0
-CACHED_TARGET_MS = 0.3
+FIRST_TARGET_MS = 0.3
+CACHED_TARGET_MS = 0.06
 PLAN_TARGET_S = 1.0
 EXECUTORS = ("thread", "sequential")
 
@@ -319,6 +329,13 @@ def main(argv: list[str] | None = None) -> None:
         "system temp folder and /dev/shm)",
     )
     ap.add_argument("--executors", default=",".join(EXECUTORS), help="comma-separated executors")
+    ap.add_argument(
+        "--against",
+        metavar="CHECKOUT",
+        default=None,
+        help="measure this checkout and CHECKOUT in alternation and print ratios",
+    )
+    ap.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     reps = args.reps or (2 if args.quick else 3)
     executors = [e for e in args.executors.split(",") if e]
@@ -340,6 +357,8 @@ def main(argv: list[str] | None = None) -> None:
             ("lattice 20x20", lattice_spec(20, 20)),
         ]
         plan_shape = ("lattice 100x100", lambda: lattice_spec(100, 100))
+    if args.against:
+        return compare(args, reps, executors, folders)
     shapes = [
         (
             label,
@@ -348,6 +367,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         for label, spec in specs
     ]
+
+    if args.emit_json:
+        return emit_json(shapes, executors, reps, folders)
 
     t_start = time.perf_counter()
     print(
@@ -402,6 +424,78 @@ def main(argv: list[str] | None = None) -> None:
         f"{spec_s * 1e3:.1f} ms"
     )
     print(f"total benchmark time {time.perf_counter() - t_start:.1f} s")
+
+
+# -- side by side ----------------------------------------------------------------------
+
+
+def emit_json(
+    shapes: list[tuple[str, Graph, Graph]], executors: list[str], reps: int, folders: list[str]
+) -> None:
+    """One child of `compare`: seconds per phase and repetition, as JSON on stdout."""
+    warm = Pipeline.from_spec("warm", chain_spec(3))
+    warm2 = Pipeline.from_spec("warm", shifted(chain_spec(3), 1_000_000))
+    for ex in executors:
+        measure(warm, warm2, ex, 1, folders[0])
+    out = []
+    for folder in folders:
+        for label, graph, variant in shapes:
+            for ex in executors:
+                times, _ = measure(graph, variant, ex, reps, folder)
+                out.append([folder, label, ex, len(graph.order), times])
+        remove_folders()
+    import orchestrator
+
+    print(json.dumps({"package": orchestrator.__file__, "rows": out}))
+
+
+def _child(
+    checkout: str, args: argparse.Namespace, executors: list[str], folders: list[str]
+) -> dict[str, Any]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--emit-json", "--reps", "1"]
+    cmd += ["--executors", ",".join(executors)] + [f"--tmp={f}" for f in folders]
+    cmd += ["--quick"] if args.quick else []
+    env = os.environ | {"PYTHONPATH": os.path.abspath(checkout)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=checkout)
+    if done.returncode:
+        raise SystemExit(f"the run against {checkout} failed:\n{done.stderr[-2000:]}")
+    got: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return got
+
+
+def compare(args: argparse.Namespace, reps: int, executors: list[str], folders: list[str]) -> None:
+    """This checkout and `args.against`, one repetition each in turn (see the module)."""
+    here = str(Path(__file__).resolve().parent.parent)
+    sides = {"this": here, "other": args.against}
+    times: dict[str, dict[tuple[str, str, str], list[list[float]]]] = {"this": {}, "other": {}}
+    sizes: dict[tuple[str, str, str], int] = {}
+    packages = {}
+    for k in range(reps):
+        order = ["this", "other"] if k % 2 == 0 else ["other", "this"]
+        for side in order:
+            got = _child(sides[side], args, executors, folders)
+            packages[side] = got["package"]
+            for folder, label, ex, n, t in got["rows"]:
+                cell = times[side].setdefault((folder, label, ex), [[], [], []])
+                for phase in range(3):
+                    cell[phase].extend(t[phase])
+                sizes[(folder, label, ex)] = n
+    print(f"this: {packages['this']}\nother: {packages['other']}")
+    print(f"best of {reps} alternating repetitions; ms/step this / other (ratio)")
+    header = f"{'store folder':<14}{'shape':<15}{'executor':<11}" + "".join(
+        f"{p:>28}" for p in PHASES
+    )
+    print(header)
+    print("-" * len(header))
+    for key, n in sizes.items():
+        folder, label, ex = key
+        cells = ""
+        for phase, target in enumerate(TARGETS):
+            a = min(times["this"][key][phase]) * 1e3 / n
+            b = min(times["other"][key][phase]) * 1e3 / n
+            flag = "" if n == 1 else "ok" if a <= target else "MISS"
+            cells += f"{a:8.3f} /{b:7.3f} ({a / b:4.2f}) {flag:<4}"
+        print(f"{folder:<14}{label:<15}{ex:<11}{cells}")
 
 
 if __name__ == "__main__":
