@@ -142,6 +142,9 @@ def first_run(image: str, prewarm: bool, salt: int) -> float:
 
 
 def prewarm_table(image: str, rounds: int) -> None:
+    if rounds <= 0:
+        print(f"\nfirst run of a fresh engine: skipped (--prewarm-rounds {rounds})")
+        return
     figures: dict[bool, list[float]] = {True: [], False: []}
     for r in range(rounds):
         for on in (False, True):

@@ -24,6 +24,11 @@ object fails the step, naming the input, and no container sees it), and the outp
 up from the scratch folder with the object store's `adopt` (checked, then uploaded so
 that a torn upload is never visible).
 
+A `FileInput` given by a path relative to the project folder (where the run started) is
+found in the container at that same relative path, read-only, as on the host: the project
+folder is mounted read-only and the attempt's working folder links to the file
+(`orchestrator.execution.fileinputs`); a file no container could see fails the step.
+
 Per step, from `@step(hints={...})`: `image` (else the executor's default image), `env`,
 `cpus`, `memory` (e.g. "256m"), `network` (off unless True), `user` (default
 `65534:65534`, nobody), `keep_failed` (keep a failed container for inspection), `pool`.
@@ -56,6 +61,7 @@ from typing import Any
 from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
 from orchestrator.errors import ArtifactError
 from orchestrator.execution.context import Registry
+from orchestrator.execution.fileinputs import Unreachable, data_mounts, links, place
 from orchestrator.execution.local import Executor
 from orchestrator.execution.pool import AgentGone, ContainerPool, PoolKey, Reaper, Warm
 from orchestrator.execution.staging import Staging
@@ -247,7 +253,9 @@ class DockerExecutor(Executor):
         cpus = float(hints["cpus"]) if "cpus" in hints else None
         memory = str(hints["memory"]) if "memory" in hints else None
         network = self._env_and_network(step)[1]
-        return PoolKey(image, str(hints.get("user", NOBODY)), network, cpus, memory, tuple(mounts))
+        user = str(hints.get("user", NOBODY))
+        data = data_mounts(step, mounts)
+        return PoolKey(image, user, network, cpus, memory, tuple(mounts), data)
 
     def prewarm(self, steps: list[Step[Any]], run_id: str) -> None:
         """Start in the background a warm container for each settings `steps` will run
@@ -279,12 +287,17 @@ class DockerExecutor(Executor):
         """The attempt as a fresh process in a warm container; the container goes back to
         the pool only if the agent vouches for it."""
         key = self._pool_key(step, image, _code_mounts(step, inv.step_ref))
+        try:
+            found = links(step, inv.params, [*key.mounts, *key.data, self.mount_root])
+        except Unreachable as exc:
+            return _fail(inv, str(exc), t0=t0)
         labels = {"orchestrator.model.step": step.name, "orchestrator.engine": inv.run_id}
         warm = self.pool.acquire(key, labels)
         self._warm[id(fut)] = warm
         reuse, folder = False, Path()
         try:
             folder, inside = warm.attempt_folder()
+            place(found, folder / "work")  # the agent's child works there
             (folder / "invocation.json").write_text(json.dumps(inv.to_json()))
             env = self._env_and_network(step)[0]
             try:
@@ -327,7 +340,7 @@ class DockerExecutor(Executor):
             "user": str(hints.get("user", NOBODY)),
             "environment": env,
             "volumes": volumes,
-            "working_dir": "/orch/scratch",
+            "working_dir": "/orch/scratch/work",
             "labels": {"orchestrator.model.step": step.name},  # and the run, added by the caller
         }
         if network:
@@ -356,7 +369,13 @@ class DockerExecutor(Executor):
         kwargs = self._run_kwargs(step, scratch)
         kwargs["labels"]["orchestrator.engine"] = inv.run_id
         mounts = _code_mounts(step, inv.step_ref)
-        for folder in mounts:
+        data = data_mounts(step, mounts)
+        try:
+            found = links(step, inv.params, [*mounts, *data, self.mount_root])
+        except Unreachable as exc:
+            return _fail(inv, str(exc), t0=t0)
+        place(found, scratch / "work")
+        for folder in (*mounts, *data):
             kwargs["volumes"][folder] = {"bind": folder, "mode": "ro"}
         if mounts:
             kwargs["environment"]["PYTHONPATH"] = os.pathsep.join(mounts)

@@ -1,7 +1,8 @@
 """Warm containers for the Docker executor: started once, each attempt a fresh process.
 
 A `ContainerPool` keeps started containers per `PoolKey` (image, user, network, cpus,
-memory, code mounts): the container's settings, fixed at creation. Each runs
+memory, code mounts, the project folder for a step with a `FileInput`): the container's
+settings, fixed at creation. Each runs
 `orchestrator.execution.agent` as PID 1, with a read-only root filesystem, `/tmp` a
 tmpfs, the artifact store mounted read-only at its host path, a work folder of its own
 mounted read-write at `/orch/pool` and a control folder (the agent's Unix socket, under
@@ -53,6 +54,7 @@ class PoolKey:
     cpus: float | None
     memory: str | None
     mounts: tuple[str, ...]
+    data: tuple[str, ...] = ()  # read-only too, not on PYTHONPATH (`execution.fileinputs`)
 
 
 @dataclasses.dataclass
@@ -284,7 +286,7 @@ class ContainerPool:
             root: {"bind": root, "mode": "ro"},
             str(work): {"bind": POOL_WORK, "mode": "rw"},
             str(control): {"bind": POOL_CTL, "mode": "rw"},
-            **{m: {"bind": m, "mode": "ro"} for m in key.mounts},
+            **{m: {"bind": m, "mode": "ro"} for m in (*key.mounts, *key.data)},
         }
         env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         if key.mounts:
