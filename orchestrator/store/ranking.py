@@ -5,8 +5,8 @@ page (`LIMIT`/`OFFSET`) at a time, over every run of the selection (not a recent
 A metric's value per run is its last logged point (the row with the highest `id` among
 the run's own rows and those of the steps it took from the cache, as
 `TrackingRepository.summaries` counts them), read from `run_metric_summary` (kept by
-triggers, schema.py): a sort walks its `(name, value)` index and stops at the page, a
-metric filter looks its value up by primary key.
+triggers and the step-run writers, schema.py): a sort walks its `(name, value)` index
+and stops at the page, a metric filter looks its value up by primary key.
 
 Invariants: SQLAlchemy Core only, every value a bound parameter; runs without the sort
 metric come last in either direction (a second query, after the runs that have it), ties

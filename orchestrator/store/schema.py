@@ -215,10 +215,11 @@ run_metric_summary = Table(
 """Per run and metric name: the run's value of the metric (its last point: `value`, from
 the `run_metrics` row `last_id`) and its number of points, counting the run's own rows and
 those of the steps it took from the cache (the rows the computing run logged for them).
-Never written by the code: database triggers (migration 0010) keep it on every insert
-into `run_metrics` and every step run inserted or updated as `cached`, whatever path
-wrote the row. A migration that rebuilds `run_metrics` or `step_runs` on SQLite (batch
-mode copies the table) must create the triggers again."""
+Kept by database triggers (migration 0010) on every insert into `run_metrics` and every
+step run updated to `cached`, and on PostgreSQL every step run inserted as `cached`; on
+SQLite the writers of step runs merge a batch's cached rows in one statement instead
+(migration 0013, store/borrowed.py). A migration that rebuilds `run_metrics` or
+`step_runs` on SQLite (batch mode copies the table) must create the triggers again."""
 
 run_params = Table(
     "run_params",
