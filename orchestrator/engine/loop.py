@@ -55,6 +55,7 @@ from orchestrator.cache.hashing import canonical
 from orchestrator.cache.keys import KeyMaker, KeyParts
 from orchestrator.engine import conditions
 from orchestrator.engine.cancel import CancelWatch
+from orchestrator.engine.heap import frozen_heap
 from orchestrator.engine.inflight import Attempt, InFlight, Retry
 from orchestrator.engine.mapping import Mapper
 from orchestrator.engine.preflight import Hit, preflight
@@ -124,6 +125,19 @@ class Engine:
         selection: Selection | None = None,
     ) -> RunResult:
         """Run `graph` (or the part `selection` picks) and return what happened."""
+        with frozen_heap():  # collections walk only the run's own objects (heap.py)
+            return self._run(graph, target, executor, run_id, resumed_from, trigger, selection)
+
+    def _run(
+        self,
+        graph: Graph,
+        target: str,
+        executor: str,
+        run_id: str | None,
+        resumed_from: str | None,
+        trigger: dict[str, Any] | None,
+        selection: Selection | None,
+    ) -> RunResult:
         selection = selection or Selection()
         cut = plan(graph, selection)
         run = _Run(self, graph, run_id or new_run_id(), executor, resumed_from, cut, target)
