@@ -9,7 +9,10 @@
   `true` is no float and `1` no bool, the reason is in the error; `a,b` is a list for a
   `list[...]` hint.
 
-Pydantic adapters are built once per hint. No I/O.
+Pydantic adapters are built once per hint, and pydantic is imported only when a value
+needs one: a value whose hint is its own plain type (an `int` for `int`, a `str` for
+`str`) is what pydantic would return, so a pipeline of plain parameters never imports it
+(a cached `orch run` does not pay for it). No I/O.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import json
+import sys
 import types
 import typing
-from typing import Any
-
-import pydantic
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ParamError
 from orchestrator.model.step import HashContent
+
+if TYPE_CHECKING:
+    import pydantic
 
 _EMPTY = inspect.Parameter.empty
 
@@ -109,7 +114,8 @@ def model_class(annotation: Any) -> type[pydantic.BaseModel] | None:
     if typing.get_origin(t) in (typing.Union, types.UnionType):
         arms = [a for a in typing.get_args(t) if a is not type(None)]
         t = unwrap(arms[0]) if len(arms) == 1 else None
-    if isinstance(t, type) and issubclass(t, pydantic.BaseModel):
+    pd = sys.modules.get("pydantic")  # not imported yet: no class can be a model
+    if pd is not None and isinstance(t, type) and issubclass(t, pd.BaseModel):
         return t
     return None
 
@@ -124,6 +130,8 @@ def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
         return _adapters[annotation]
     except (KeyError, TypeError):
         pass
+    import pydantic
+
     try:
         adapter: pydantic.TypeAdapter[Any] | None = pydantic.TypeAdapter(annotation)
     except (pydantic.PydanticSchemaGenerationError, TypeError):
@@ -143,17 +151,22 @@ def _reasons(exc: pydantic.ValidationError) -> str:
 
 def validate_value(annotation: Any, value: Any, where: str) -> Any:
     """Validate one typed value against its hint; raise ParamError naming `where`."""
-    if annotation in (Any, _EMPTY):
+    if annotation in (Any, _EMPTY) or (type(value) is annotation and annotation in _PLAIN):
         return value
     adapter = _adapter(annotation)
     if adapter is None:
         return value
+    import pydantic
+
     try:
         return adapter.validate_python(value)
     except pydantic.ValidationError as exc:
         raise ParamError(
             f"{where}: expected {type_name(annotation)}, got {value!r} ({_reasons(exc)})"
         ) from None
+
+
+_PLAIN = frozenset({int, float, str, bool})  # pydantic returns a value of these as it is
 
 
 def parse_cli_value(raw: str) -> Any:
@@ -198,6 +211,8 @@ def parse_cli_text(annotation: Any, text: str, where: str) -> Any:
         documents.insert(0, text)
     except ValueError:
         pass
+    import pydantic
+
     first: pydantic.ValidationError | None = None
     for doc in documents:
         try:
