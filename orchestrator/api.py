@@ -69,6 +69,7 @@ def execute(
     step log line as it is written (thread and process executors). KeyboardInterrupt
     propagates once the run is recorded as interrupted.
     """
+    from orchestrator.cache.source import use_definition_cache
     from orchestrator.engine.loop import Engine, new_run_id
     from orchestrator.execution.backends import NAMES
     from orchestrator.execution.worker import install_capture
@@ -82,6 +83,7 @@ def execute(
     log = logger.bind(run_id=run_id) if logger is not None else get_logger(run_id=run_id)
     log = log.bind(pipeline=graph.pipeline)
     install_capture()
+    use_definition_cache(ws.home / "cache" / "definitions")  # source already read is not reparsed
     engine = Engine(ws.store, ws.artifacts, ws.executors(options), listener=listener, logger=log)
     try:
         engine.executor(executor)  # an unreachable cluster fails before the run is recorded

@@ -32,7 +32,6 @@ fails, a compiled extension inside the project, state with no canonical form), w
 
 from __future__ import annotations
 
-import ast
 import contextvars
 import dataclasses
 import enum
@@ -51,10 +50,17 @@ from typing import Any
 from orchestrator.cache.hashing import canonical, dumps, hash_file, hash_text
 from orchestrator.cache.identity import module_identity, module_root
 from orchestrator.cache.packages import is_user_module, package_version, third_party_origin
-from orchestrator.cache.source import code_digest, code_names, imports, parse
+from orchestrator.cache.source import (
+    DYNAMIC_CALLS,
+    Calls,
+    code_digest,
+    code_names,
+    imports,
+    parse,
+    save_definitions,
+)
 
 UNFOLLOWED = "not followed: "
-_DYNAMIC_CALLS = {"eval", "exec", "__import__"}
 # A module's own names: they say which module it is and where it was loaded from (a
 # path-made import name, a folder), so they are keyed by its identity, never by value.
 _MODULE_DUNDERS = {"__name__", "__file__", "__spec__", "__loader__", "__package__", "__cached__"}
@@ -250,16 +256,16 @@ class _Walker:
         if parsed is None:
             why = "no source code (made by exec or at run time); its bytecode is hashed"
             self.parts[f"{UNFOLLOWED}function {name}: {why}"] = code_digest(code)
-            tree = None
+            calls = None
         else:
-            self.parts[f"function {name}"], tree = parsed
-        self.visit_refs(fn, name, tree)
+            self.parts[f"function {name}"], calls = parsed
+        self.visit_refs(fn, name, calls)
 
-    def visit_refs(self, fn: types.FunctionType, name: str, tree: ast.AST | None) -> None:
+    def visit_refs(self, fn: types.FunctionType, name: str, calls: Calls | None) -> None:
         """What a user function reaches: globals, imports, closures, defaults, wrapped."""
         names = code_names(fn.__code__)
-        if tree is not None:
-            names |= self.scan_dynamic(fn, name, tree)
+        if calls is not None:
+            names |= self.scan_dynamic(fn, name, calls)
         g = fn.__globals__
         ident = module_identity(g.get("__name__") or "")
         for n in sorted(names):
@@ -284,22 +290,16 @@ class _Walker:
         if getattr(fn, "__wrapped__", None) is not None:
             self.visit_value(name, fn.__wrapped__)
 
-    def scan_dynamic(self, fn: types.FunctionType, name: str, tree: ast.AST) -> set[str]:
+    def scan_dynamic(self, fn: types.FunctionType, name: str, calls: Calls) -> set[str]:
         """Literal `getattr` names to follow; computed lookups recorded as not followed."""
         literal: set[str] = set()
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call) or not node.args:
+        for callee, kind, a, b in calls:
+            if kind == "literal":
+                literal.add(a)
                 continue
-            func = node.func
-            callee = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-            arg = node.args[1] if callee == "getattr" and len(node.args) > 1 else node.args[0]
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                if callee == "getattr":
-                    literal.add(arg.value)
-                continue
-            if callee == "getattr" and self.is_code_holder(fn, node.args[0]):
-                what = f"getattr({ast.unparse(node.args[0])}, ...) with a computed name"
-            elif callee in _DYNAMIC_CALLS or callee == "import_module":
+            if callee == "getattr" and self.is_code_holder(fn, a):
+                what = f"getattr({b}, ...) with a computed name"
+            elif callee in DYNAMIC_CALLS:
                 what = f"{callee}(...) of a computed value"
             else:
                 continue
@@ -307,13 +307,13 @@ class _Walker:
         return literal
 
     @staticmethod
-    def is_code_holder(fn: types.FunctionType, node: ast.expr) -> bool:
+    def is_code_holder(fn: types.FunctionType, holder: str) -> bool:
         """`getattr(x, name)` where x is a user module, class or instance, or self/cls."""
-        if not isinstance(node, ast.Name):
+        if not holder:
             return False
-        if node.id in ("self", "cls"):
+        if holder in ("self", "cls"):
             return True
-        value = fn.__globals__.get(node.id)
+        value = fn.__globals__.get(holder)
         if isinstance(value, types.ModuleType):
             return is_user_module(value.__name__)
         return value is not None and is_user_module(
@@ -419,6 +419,7 @@ def code_fingerprint(fn: Callable[..., Any]) -> dict[str, str]:
     walker = _Walker(str(root) + os.sep if root else None)
     walker.visit_value(f"{module_identity(modname)}.{getattr(fn, '__qualname__', '')}", fn)
     parts = dict(sorted(walker.parts.items()))
+    save_definitions()
     _fingerprints[fn] = parts
     return parts
 

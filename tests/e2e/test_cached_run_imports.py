@@ -90,3 +90,15 @@ def test_a_run_imports_no_other_command_module(orch: Orch) -> None:
     others = {"orchestrator.cli.ops", "orchestrator.cli.registry", "orchestrator.cli.sweep",
               "orchestrator.cli.reproduce"}  # fmt: skip
     assert not names & others, sorted(names & others)
+
+
+def test_a_cached_run_reads_the_steps_source_from_the_definition_records(orch: Orch) -> None:
+    """A run keeps the definitions it read in `$ORCH_HOME/cache/definitions`; a cached run
+    of unchanged code finds every one there, so it rewrites none of them."""
+    _run_importing(orch, "classification")
+    folder = orch.home / "cache" / "definitions"
+    records = {p: p.stat().st_mtime_ns for p in folder.glob("*.json")}
+    assert records, f"no definition records in {folder}"
+    res, _ = _run_importing(orch, "classification")
+    assert res.out.count(" cached ") >= len(STEPS), res.describe()
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("*.json")} == records
