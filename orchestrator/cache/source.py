@@ -264,8 +264,8 @@ class _Definitions:
             self.folder.mkdir(parents=True, exist_ok=True)
             for digest, index in dirty.items():
                 fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")
-                with os.fdopen(fd, "w") as f:
-                    json.dump(index.record, f, separators=(",", ":"))
+                with os.fdopen(fd, "w") as f:  # a copy: another thread may add to it
+                    json.dump(index.record.copy(), f, separators=(",", ":"))
                 os.replace(tmp, self.folder / f"{digest}.json")
         except OSError:
             pass  # a cache only: a read-only home parses again next time
