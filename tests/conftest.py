@@ -10,7 +10,8 @@ from __future__ import annotations
 #   session (once per pytest-xdist worker; the script is idempotent and takes a lock)
 #   and returns the server's base URL, `postgresql+psycopg://orch:orch@127.0.0.1:PORT`;
 # * `pg_url`: a fresh, uniquely named, empty database on that server for one test, made
-#   as the orch role and force-dropped afterwards; its SQLAlchemy URL.
+#   as the orch role and force-dropped afterwards; its SQLAlchemy URL;
+# * `pg_other_url`: a second one, for a test comparing two databases.
 # A real server, never a mock: the script apt-installs and starts PostgreSQL if needed.
 # =====================================================================================
 import os
@@ -64,6 +65,15 @@ def pg_server() -> str:
 
 @pytest.fixture
 def pg_url(pg_server: str) -> Iterator[str]:
+    yield from _fresh_database(pg_server)
+
+
+@pytest.fixture
+def pg_other_url(pg_server: str) -> Iterator[str]:
+    yield from _fresh_database(pg_server)
+
+
+def _fresh_database(pg_server: str) -> Iterator[str]:
     from psycopg import sql
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")

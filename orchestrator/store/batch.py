@@ -175,7 +175,7 @@ class BatchWriter:
 
     def write_rows(self, conn: Connection, batch: Batch) -> None:
         """A batch's statements, in the caller's transaction (the portable path)."""
-        from sqlalchemy import insert
+        from sqlalchemy import insert, text
 
         from orchestrator.store import schema as t
 
@@ -187,6 +187,10 @@ class BatchWriter:
             conn.execute(insert_step, [full_row(r) for r in batch.step_inserts])
             if cached:
                 conn.exec_driver_sql(borrowed.SQLITE_BORROWED, (last,))
+            elif self.db.dialect == "postgresql":
+                doc = borrowed.pg_document(batch.step_inserts)
+                if doc is not None:
+                    conn.execute(text(borrowed.PG_BORROWED_PORTABLE), {"doc": doc})
         if batch.step_updates:
             rows = [
                 {c: r.get(c) for c in UPDATE_COLS} | {"_run": r["run_id"], "_name": r["name"]}

@@ -35,7 +35,7 @@ from orchestrator.errors import StoreError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-HEAD = "0013"
+HEAD = "0014"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -5,7 +5,9 @@ sent in libpq's pipeline mode: BEGIN, the batch's statements and COMMIT go out t
 and the server's answers come back after one Sync, so a round costs one network round
 trip however many rows it holds; the rows of one kind (step-run inserts, their updates,
 attempts, artifacts, cache entries, each tracking table's rows) are one statement, their
-values one JSON parameter the server expands (store/pgrecords.py). A cache lookup is one
+values one JSON parameter the server expands (store/pgrecords.py); a round inserting cached
+step runs adds one statement merging the metric points they borrow (store/borrowed.py).
+A cache lookup is one
 autocommit SELECT (no BEGIN or ROLLBACK around it); a lookup that misses brings the
 step's history (what `explain` compares the new key with) in the same statement.
 `prefetch` reads the newest entry of every step of a run in one statement, so a re-run's
@@ -47,6 +49,7 @@ from psycopg.types.json import Json
 
 from orchestrator.errors import StoreError
 from orchestrator.state import RunStatus, StepState
+from orchestrator.store import borrowed
 from orchestrator.store import schema as t
 from orchestrator.store.base import now
 from orchestrator.store.db import first_line
@@ -196,12 +199,13 @@ class PostgresFastPath:
     def _statements(self, batch: Any) -> list[tuple[str, tuple[Any, ...]]]:
         """The batch as one statement per kind of row (one more per repeated update)."""
         out: list[tuple[str, tuple[Any, ...]]] = [(_RELAX, ())] if self.relaxed else []
-        for records, sql, rows in (
-            (self.steps, self.sql_steps, batch.step_inserts),
-            (self.attempts, self.sql_attempts, batch.attempt_inserts),
-        ):
-            if rows:
-                out.append((sql, (records.document(rows),)))
+        if batch.step_inserts:
+            out.append((self.sql_steps, (self.steps.document(batch.step_inserts),)))
+            cached = borrowed.pg_document(batch.step_inserts)
+            if cached is not None:  # what the cached rows borrow: one statement
+                out.append((borrowed.PG_BORROWED, (cached,)))
+        if batch.attempt_inserts:
+            out.append((self.sql_attempts, (self.attempts.document(batch.attempt_inserts),)))
         for records, sql, rows in (
             (self.step_changes, self.sql_step_changes, batch.step_updates),
             (self.attempt_changes, self.sql_attempt_changes, batch.attempt_updates),

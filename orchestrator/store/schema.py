@@ -216,9 +216,9 @@ run_metric_summary = Table(
 the `run_metrics` row `last_id`) and its number of points, counting the run's own rows and
 those of the steps it took from the cache (the rows the computing run logged for them).
 Kept by database triggers (migration 0010) on every insert into `run_metrics` and every
-step run updated to `cached`, and on PostgreSQL every step run inserted as `cached`; on
-SQLite the writers of step runs merge a batch's cached rows in one statement instead
-(migration 0013, store/borrowed.py). A migration that rebuilds `run_metrics` or
+step run updated to `cached`; for step runs inserted as `cached` the writers of step runs
+merge a batch's cached rows in one statement (store/borrowed.py; since migration 0013 on
+SQLite, 0014 on PostgreSQL: a row trigger did it before). A migration that rebuilds `run_metrics` or
 `step_runs` on SQLite (batch mode copies the table) must create the triggers again."""
 
 run_params = Table(

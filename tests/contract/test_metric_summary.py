@@ -348,7 +348,7 @@ def test_migration_0010_backfills_summaries_and_round_trips(store_url: str) -> N
         store.close()
 
 
-# -- 0013: on SQLite a batch's borrowed points are merged by one statement, not a trigger --
+# -- 0013 (SQLite), 0014 (PostgreSQL): a batch's borrowed points merged by one statement --
 
 
 def _many_cached_batch() -> Batch:
@@ -366,31 +366,48 @@ def _many_cached_batch() -> Batch:
     )
 
 
-def test_a_batch_of_cached_rows_merges_what_the_row_trigger_merged(tmp_path: Path) -> None:
-    got = {}
-    for label in ("head", "0012"):
-        url = f"sqlite:///{tmp_path / label}.db"
-        store = MetadataStore(url)
+# the revision before each database's writers took over from the row trigger
+ROW_TRIGGER_AT = {"sqlite": "0012", "postgresql": "0013"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str, str]:
+    """(database, a store's URL, another store's URL): two empty stores to compare."""
+    if request.param == "sqlite":
+        urls = [f"sqlite:///{tmp_path / label}.db" for label in ("head", "before")]
+    else:
+        urls = [request.getfixturevalue(f) for f in ("pg_url", "pg_other_url")]
+    return request.param, urls[0], urls[1]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["hot", "portable"])
+def test_a_batch_of_cached_rows_merges_what_the_row_trigger_merged(
+    two_urls: tuple[str, str, str], fast: bool
+) -> None:
+    dialect, head_url, before_url = two_urls
+    store = MetadataStore(head_url)
+    try:
         fill(store)
-        if label == "head":
-            store.write(_many_cached_batch(), fast=True)
-            got[label] = summary_rows(store)
-            store.close()
-            continue
+        store.write(_many_cached_batch(), fast=fast)
+        got_head = summary_rows(store)
+    finally:
         store.close()
-        _alembic(url, "downgrade", "0012")  # the row trigger is back: insert as before 0013
-        engine = db.connect(url)
-        try:
-            rows = [full_row(r) for r in _many_cached_batch().step_inserts]
-            with engine.begin() as conn:
-                conn.execute(insert(t.step_runs), rows)
-            got[label] = summary_rows(SimpleNamespace(engine=engine))  # type: ignore[arg-type]
-        finally:
-            engine.dispose()
-    assert got["head"] == got["0012"]
-    assert got["head"][("r03", "acc")] == (0.1, 3)  # r02's two (0.1 the newest), r01's one
-    assert got["head"][("r03", "f1")] == (0.3, 1)  # r09's score
-    assert got["head"][("r04", "loss")] == (2.0, 1)  # borrowed from its own run: not again
+    store = MetadataStore(before_url)
+    fill(store)
+    store.close()
+    _alembic(before_url, "downgrade", ROW_TRIGGER_AT[dialect])  # the row trigger is back
+    engine = db.connect(before_url)
+    try:
+        rows = [full_row(r) for r in _many_cached_batch().step_inserts]
+        with engine.begin() as conn:  # inserted as before: the trigger merges each row
+            conn.execute(insert(t.step_runs), rows)
+        got_before = summary_rows(SimpleNamespace(engine=engine))  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+    assert got_head == got_before
+    assert got_head[("r03", "acc")] == (0.1, 3)  # r02's two (0.1 the newest), r01's one
+    assert got_head[("r03", "f1")] == (0.3, 1)  # r09's score
+    assert got_head[("r04", "loss")] == (2.0, 1)  # borrowed from its own run: not again
 
 
 def test_migration_0013_drops_the_row_trigger_on_sqlite_and_round_trips(tmp_path: Path) -> None:
@@ -425,3 +442,29 @@ def test_a_batchs_borrowed_points_read_only_the_rows_it_inserted(tmp_path: Path)
     finally:
         store.close()
     assert any(p.startswith("SEARCH st USING INTEGER PRIMARY KEY (rowid>?)") for p in plan), plan
+
+
+def test_migration_0014_drops_the_row_trigger_on_postgresql_and_round_trips(pg_url: str) -> None:
+    MetadataStore(pg_url).close()
+
+    def triggers() -> set[str]:
+        engine = db.connect(pg_url)
+        try:
+            with engine.connect() as conn:
+                sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+                return set(conn.exec_driver_sql(sql).scalars())
+        finally:
+            engine.dispose()
+
+    kept = {"tr_run_metrics_summary", "tr_step_runs_cached_update_summary"}
+    assert triggers() == kept
+    _alembic(pg_url, "downgrade", "0013")
+    assert triggers() == kept | {"tr_step_runs_cached_insert_summary"}
+    _alembic(pg_url, "upgrade", "head")
+    assert triggers() == kept
+    store = MetadataStore(pg_url)  # and the summary is kept from there on
+    try:
+        fill(store)
+        assert summary_rows(store) == EXPECTED
+    finally:
+        store.close()
