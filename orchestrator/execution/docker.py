@@ -29,6 +29,9 @@ found in the container at that same relative path, read-only, as on the host: th
 folder is mounted read-only and the attempt's working folder links to the file
 (`orchestrator.execution.fileinputs`); a file no container could see fails the step.
 
+A container gets the host's choice of numerical kernels (`OPENBLAS_CORETYPE` and the like,
+`orchestrator.execution.numerics`), so a step gives the bytes there it gives on the host.
+
 Per step, from `@step(hints={...})`: `image` (else the executor's default image), `env`,
 `cpus`, `memory` (e.g. "256m"), `network` (off unless True), `user` (default
 `65534:65534`, nobody), `keep_failed` (keep a failed container for inspection), `pool`.
@@ -63,6 +66,7 @@ from orchestrator.errors import ArtifactError
 from orchestrator.execution.context import Registry
 from orchestrator.execution.fileinputs import Unreachable, data_mounts, links, place
 from orchestrator.execution.local import Executor
+from orchestrator.execution.numerics import kernel_env
 from orchestrator.execution.pool import AgentGone, ContainerPool, PoolKey, Reaper, Warm
 from orchestrator.execution.staging import Staging
 from orchestrator.execution.worker import StepInvocation, StepResult
@@ -318,7 +322,8 @@ class DockerExecutor(Executor):
     def _env_and_network(self, step: Step[Any]) -> tuple[dict[str, str], bool]:
         """The attempt's environment (beyond the image's) and whether it has the network."""
         hints = step.hints
-        env = {"PYTHONUNBUFFERED": "1", **{k: str(v) for k, v in hints.get("env", {}).items()}}
+        env = {"PYTHONUNBUFFERED": "1", **kernel_env()}
+        env |= {k: str(v) for k, v in hints.get("env", {}).items()}
         network = bool(hints.get("network"))
         if hints.get("store") and self.db_url and not self.db_url.startswith("sqlite"):
             env["ORCH_DB_URL"] = self.db_url

@@ -39,6 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from orchestrator.execution.numerics import kernel_env
+
 POOL_WORK = "/orch/pool"
 POOL_CTL = "/orch/ctl"
 _READY_TIMEOUT = 60.0
@@ -288,7 +290,7 @@ class ContainerPool:
             str(control): {"bind": POOL_CTL, "mode": "rw"},
             **{m: {"bind": m, "mode": "ro"} for m in (*key.mounts, *key.data)},
         }
-        env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **kernel_env()}
         if key.mounts:
             env["PYTHONPATH"] = os.pathsep.join(key.mounts)
         cmd = ["python3", "-m", "orchestrator.execution.agent", POOL_CTL, root]

@@ -1,0 +1,32 @@
+"""The host's choice of numerical kernels, handed to the containers a step runs in.
+
+The CPU kernels OpenBLAS, MKL, BLIS and NumPy pick decide the last bits of a float
+result, so a model fitted with one kernel is other bytes than one fitted with another.
+Each library detects the CPU unless a variable names a kernel (`OPENBLAS_CORETYPE=Haswell`
+on a machine that would pick SkylakeX). A container gets the host's setting of these
+variables, so a step gives in a container the bytes it gives on the host: the cache key,
+which does not see the executor, then stands for one output, and `orch reproduce` of a
+version made in containers, which rebuilds on the host, finds it identical. A step's own
+`env` hint still wins.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+KERNEL_VARS = (
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_DEBUG_CPU_TYPE",
+    "BLIS_ARCH_TYPE",
+    "NPY_DISABLE_CPU_FEATURES",
+    "NPY_ENABLE_CPU_FEATURES",
+)
+
+
+def kernel_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The kernel-choosing variables set in `environ` (the host's), by name."""
+    return {k: environ[k] for k in KERNEL_VARS if k in environ}
