@@ -30,7 +30,8 @@ folder is mounted read-only and the attempt's working folder links to the file
 (`orchestrator.execution.fileinputs`); a file no container could see fails the step.
 
 Per step, from `@step(hints={...})`: `image` (else the executor's default image), `env`,
-`cpus`, `memory` (e.g. "256m"), `network` (off unless True), `user` (default
+`cpus` (BLAS and OpenMP then get as many threads, unless `env` says otherwise),
+`memory` (e.g. "256m"), `network` (off unless True), `user` (default
 `65534:65534`, nobody), `keep_failed` (keep a failed container for inspection), `pool`.
 Which steps of a Docker run go to a container at all (a step without an image, or one that
 talks to the embedded SQLite store, runs on the local thread pool) is decided by
@@ -63,7 +64,14 @@ from orchestrator.errors import ArtifactError
 from orchestrator.execution.context import Registry
 from orchestrator.execution.fileinputs import Unreachable, data_mounts, links, place
 from orchestrator.execution.local import Executor
-from orchestrator.execution.pool import AgentGone, ContainerPool, PoolKey, Reaper, Warm
+from orchestrator.execution.pool import (
+    AgentGone,
+    ContainerPool,
+    PoolKey,
+    Reaper,
+    Warm,
+    thread_env,
+)
 from orchestrator.execution.staging import Staging
 from orchestrator.execution.worker import StepInvocation, StepResult
 from orchestrator.model.step import Step
@@ -334,7 +342,8 @@ class DockerExecutor(Executor):
             str(scratch): {"bind": "/orch/scratch", "mode": "rw"},
         }
         env, network = self._env_and_network(step)
-        env["HOME"] = "/tmp"
+        cpus = float(hints["cpus"]) if "cpus" in hints else None
+        env = {**thread_env(cpus), **env, "HOME": "/tmp"}
         kwargs: dict[str, Any] = {
             "detach": True,
             "user": str(hints.get("user", NOBODY)),

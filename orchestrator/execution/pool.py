@@ -42,6 +42,16 @@ from typing import Any
 POOL_WORK = "/orch/pool"
 POOL_CTL = "/orch/ctl"
 _READY_TIMEOUT = 60.0
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_env(cpus: float | None) -> dict[str, str]:
+    """For a container limited to `cpus`: BLAS and OpenMP pools of as many threads (at
+    least one), not one per core of the machine fighting over the quota; a step's own
+    `env` hint still wins."""
+    if cpus is None:
+        return {}
+    return dict.fromkeys(_THREAD_VARS, str(max(1, int(cpus))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,7 +298,7 @@ class ContainerPool:
             str(control): {"bind": POOL_CTL, "mode": "rw"},
             **{m: {"bind": m, "mode": "ro"} for m in (*key.mounts, *key.data)},
         }
-        env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **thread_env(key.cpus)}
         if key.mounts:
             env["PYTHONPATH"] = os.pathsep.join(key.mounts)
         cmd = ["python3", "-m", "orchestrator.execution.agent", POOL_CTL, root]

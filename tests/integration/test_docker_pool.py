@@ -350,3 +350,46 @@ def test_a_step_closing_its_descriptors_or_exiting_without_a_result(
     assert bench.value(bench.run(flow, "later"), "after") != host  # that one was discarded
     assert bench.docker is not None and bench.docker.pool.started == 2
 
+
+THREADS = textwrap.dedent(
+    """
+    import os
+    from orchestrator import pipeline, step
+
+    NAMES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+    @step(hints={"cpus": 1})
+    def one_cpu(n: int = 1) -> list:
+        return [os.environ.get(v) for v in NAMES]
+
+    @step(hints={"cpus": 1, "env": {"OMP_NUM_THREADS": "2"}})
+    def asks_for_two(n: int = 1) -> list:
+        return [os.environ.get(v) for v in NAMES]
+
+    @step
+    def unlimited(n: int = 1) -> list:
+        return [os.environ.get(v) for v in NAMES]
+
+    @step(hints={"cpus": 1, "pool": False})
+    def one_cpu_fresh(n: int = 1) -> list:
+        return [os.environ.get(v) for v in NAMES]
+
+    @pipeline
+    def threads(n: int = 1):
+        one_cpu(n=n)
+        asks_for_two(n=n)
+        unlimited(n=n)
+        one_cpu_fresh(n=n)
+    """
+)
+
+
+def test_a_step_limited_to_one_cpu_gets_one_blas_thread(bench: Bench, tmp_path: Path) -> None:
+    path = tmp_path / "code" / "threads_flow.py"
+    path.parent.mkdir()
+    path.write_text(THREADS)
+    result = bench.run(_load_afresh(path), "threads")
+    assert bench.value(result, "one_cpu") == ["1", "1", "1"]
+    assert bench.value(result, "one_cpu_fresh") == ["1", "1", "1"]
+    assert bench.value(result, "asks_for_two") == ["2", "1", "1"]  # the step's env wins
+    assert bench.value(result, "unlimited") == [None, None, None]
