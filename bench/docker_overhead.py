@@ -12,8 +12,13 @@ the pool's prewarm (containers start as soon as the run has a step to compute) a
 without it. Needs a Docker engine and the test image:
 
     python bench/docker_overhead.py [--image TAG] [--steps N] [--sklearn-steps N]
+    python bench/docker_overhead.py --against-image OTHER [--rounds 3] ...
 
-Without `--image` it builds (or reuses) the image with `scripts/test-image.sh`.
+Without `--image` it builds (or reuses) the image with `scripts/test-image.sh`. With
+`--against-image` it measures only the warm chains, thread and pool, the pool once with
+each image (say, one built from another checkout: the container's agent is the image's),
+in turn for `--rounds` rounds so that both see the same machine load, and prints the
+median of each and the difference.
 Target: the warm pool at most 50 ms per small step above the thread executor, and a
 scikit-learn step in a warm container no slower than on the host beyond that.
 """
@@ -156,12 +161,31 @@ def prewarm_table(image: str, rounds: int) -> None:
         print(f"{'on' if on else 'off':<10} {med:10.3f} {' '.join(f'{x:.3f}' for x in runs):>30}")
 
 
+def compare(image: str, other: str, fn: Any, n: int, rounds: int, salt: int) -> None:
+    """Warm seconds per step: thread, pool with `image`, pool with `other`, in turn."""
+    runs: dict[str, list[float]] = {"thread": [], image: [], other: []}
+    for r in range(rounds):
+        order = [image, other] if r % 2 == 0 else [other, image]
+        for which in ["thread", *order]:
+            mode = "thread" if which == "thread" else "pool"
+            runs[which].append(measure(mode, which, fn, n, salt + 10 * r)[1])
+    med = {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
+    print(f"\n{fn.name} steps: chain of {n}, {rounds} rounds, warm s/step")
+    for which, figures in runs.items():
+        over = (med[which] - med["thread"]) * 1000
+        each = " ".join(f"{x:.4f}" for x in figures)
+        print(f"{which:<34} median {med[which]:.4f} (+{over:5.1f} ms over thread)  {each}")
+    print(f"pool {image} - pool {other}: {(med[image] - med[other]) * 1000:+.1f} ms per step")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--sklearn-steps", type=int, default=4)
     ap.add_argument("--prewarm-rounds", type=int, default=3)
+    ap.add_argument("--against-image", metavar="OTHER")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     image = (
         args.image
@@ -174,6 +198,11 @@ def main() -> None:
     )
     print(f"python {sys.version.split()[0]}; image {image}")
     measure("pool", image, small, 2, salt=-10)  # warm the engine connection and page cache
+    if args.against_image:
+        measure("pool", args.against_image, small, 2, salt=-20)
+        compare(image, args.against_image, small, args.steps, args.rounds, salt=1)
+        compare(image, args.against_image, fit, args.sklearn_steps, args.rounds, salt=100)
+        return
     table("small no-op steps", image, small, args.steps, salt=1)
     table("scikit-learn steps", image, fit, args.sklearn_steps, salt=100)
     prewarm_table(image, args.prewarm_rounds)

@@ -33,7 +33,8 @@ A container gets the host's choice of numerical kernels (`OPENBLAS_CORETYPE` and
 `orchestrator.execution.numerics`), so a step gives the bytes there it gives on the host.
 
 Per step, from `@step(hints={...})`: `image` (else the executor's default image), `env`,
-`cpus`, `memory` (e.g. "256m"), `network` (off unless True), `user` (default
+`cpus` (BLAS and OpenMP then get as many threads, unless `env` says otherwise),
+`memory` (e.g. "256m"), `network` (off unless True), `user` (default
 `65534:65534`, nobody), `keep_failed` (keep a failed container for inspection), `pool`.
 Which steps of a Docker run go to a container at all (a step without an image, or one that
 talks to the embedded SQLite store, runs on the local thread pool) is decided by
@@ -66,7 +67,7 @@ from orchestrator.errors import ArtifactError
 from orchestrator.execution.context import Registry
 from orchestrator.execution.fileinputs import Unreachable, data_mounts, links, place
 from orchestrator.execution.local import Executor
-from orchestrator.execution.numerics import kernel_env
+from orchestrator.execution.numerics import kernel_env, thread_env
 from orchestrator.execution.pool import AgentGone, ContainerPool, PoolKey, Reaper, Warm
 from orchestrator.execution.staging import Staging
 from orchestrator.execution.worker import StepInvocation, StepResult
@@ -339,7 +340,8 @@ class DockerExecutor(Executor):
             str(scratch): {"bind": "/orch/scratch", "mode": "rw"},
         }
         env, network = self._env_and_network(step)
-        env["HOME"] = "/tmp"
+        cpus = float(hints["cpus"]) if "cpus" in hints else None
+        env = {**thread_env(cpus), **env, "HOME": "/tmp"}
         kwargs: dict[str, Any] = {
             "detach": True,
             "user": str(hints.get("user", NOBODY)),

@@ -8,6 +8,9 @@ variables, so a step gives in a container the bytes it gives on the host: the ca
 which does not see the executor, then stands for one output, and `orch reproduce` of a
 version made in containers, which rebuilds on the host, finds it identical. A step's own
 `env` hint still wins.
+
+A container limited to `cpus` also gets BLAS and OpenMP pools of that many threads
+(`thread_env`), not one per core of the machine fighting over its quota.
 """
 
 from __future__ import annotations
@@ -25,8 +28,17 @@ KERNEL_VARS = (
     "NPY_DISABLE_CPU_FEATURES",
     "NPY_ENABLE_CPU_FEATURES",
 )
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def kernel_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The kernel-choosing variables set in `environ` (the host's), by name."""
     return {k: environ[k] for k in KERNEL_VARS if k in environ}
+
+
+def thread_env(cpus: float | None) -> dict[str, str]:
+    """For a container limited to `cpus`: BLAS and OpenMP pools of as many threads (at
+    least one); a step's own `env` hint still wins."""
+    if cpus is None:
+        return {}
+    return dict.fromkeys(_THREAD_VARS, str(max(1, int(cpus))))

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.execution.numerics import kernel_env
+from orchestrator.execution.numerics import kernel_env, thread_env
 
 POOL_WORK = "/orch/pool"
 POOL_CTL = "/orch/ctl"
@@ -291,6 +291,7 @@ class ContainerPool:
             **{m: {"bind": m, "mode": "ro"} for m in (*key.mounts, *key.data)},
         }
         env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **kernel_env()}
+        env |= thread_env(key.cpus)
         if key.mounts:
             env["PYTHONPATH"] = os.pathsep.join(key.mounts)
         cmd = ["python3", "-m", "orchestrator.execution.agent", POOL_CTL, root]

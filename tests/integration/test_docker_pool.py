@@ -261,3 +261,135 @@ def test_a_container_is_started_while_the_steps_before_the_first_container_step_
     assert len(seen) == 1, seen
     assert seen[0].startswith(bench.value(result, "in_container"))  # and the step took it
     assert bench.docker is not None and bench.docker.pool.started == 1
+
+
+EDITED = textwrap.dedent(
+    """
+    import socket
+    from orchestrator import pipeline, step
+
+    @step
+    def version(n: int = 1) -> str:
+        return "v1:" + socket.gethostname()
+
+    @pipeline
+    def edited(n: int = 1):
+        version(n=n)
+    """
+)
+
+
+def _load_afresh(path: Path) -> Any:
+    """The module at `path` as it is now (no bytecode left beside it: the container
+    compiles the file, as it does for a file the host never wrote bytecode for)."""
+    import shutil
+    import sys
+
+    shutil.rmtree(path.parent / "__pycache__", ignore_errors=True)
+    for name in [n for n, m in sys.modules.items() if getattr(m, "__file__", None) == str(path)]:
+        del sys.modules[name]
+    module = load_module_from_path(path)
+    shutil.rmtree(path.parent / "__pycache__", ignore_errors=True)
+    return module
+
+
+def test_a_step_file_edited_between_runs_runs_as_edited_in_the_same_container(
+    bench: Bench, tmp_path: Path
+) -> None:
+    path = tmp_path / "code" / "edited_flow.py"
+    path.parent.mkdir()
+    path.write_text(EDITED)
+    first = bench.value(bench.run(_load_afresh(path), "edited"), "version")
+    path.write_text(EDITED.replace('"v1:"', '"v2:"'))  # the same size
+    second = bench.value(bench.run(_load_afresh(path), "edited"), "version")
+    assert first.startswith("v1:") and second == "v2:" + first[3:]  # one warm container
+    assert bench.docker is not None and bench.docker.pool.started == 1
+
+
+ENDINGS = textwrap.dedent(
+    """
+    import os, socket
+    from orchestrator import pipeline, step
+
+    @step
+    def closes_descriptors(n: int = 1) -> str:
+        os.closerange(3, 4096)  # the agent's pipe too: it waits for the exit instead
+        return socket.gethostname()
+
+    @step
+    def exits(before: str) -> str:
+        os._exit(3)
+
+    @pipeline
+    def endings(n: int = 1):
+        exits(closes_descriptors(n=n))
+
+    @step
+    def after(n: int = 1) -> str:
+        return socket.gethostname()
+
+    @pipeline
+    def later(n: int = 1):
+        after(n=n)
+    """
+)
+
+
+def test_a_step_closing_its_descriptors_or_exiting_without_a_result(
+    bench: Bench, tmp_path: Path
+) -> None:
+    path = tmp_path / "code" / "endings_flow.py"
+    path.parent.mkdir()
+    path.write_text(ENDINGS)
+    flow = _load_afresh(path)
+    result = bench.run(flow, "endings")
+    host = bench.value(result, "closes_descriptors")
+    report = result.step("exits")
+    assert report is not None and report.state == "failed"
+    assert "exited with code 3" in (report.error or ""), report.error
+    assert bench.value(bench.run(flow, "later"), "after") != host  # that one was discarded
+    assert bench.docker is not None and bench.docker.pool.started == 2
+
+
+THREADS = textwrap.dedent(
+    """
+    import os
+    from orchestrator import pipeline, step
+
+    NAMES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+    @step(hints={"cpus": 1})
+    def one_cpu(n: int = 1) -> list:
+        return [os.environ.get(v) for v in NAMES]
+
+    @step(hints={"cpus": 1, "env": {"OMP_NUM_THREADS": "2"}})
+    def asks_for_two(n: int = 1) -> list:
+        return [os.environ.get(v) for v in NAMES]
+
+    @step
+    def unlimited(n: int = 1) -> list:
+        return [os.environ.get(v) for v in NAMES]
+
+    @step(hints={"cpus": 1, "pool": False})
+    def one_cpu_fresh(n: int = 1) -> list:
+        return [os.environ.get(v) for v in NAMES]
+
+    @pipeline
+    def threads(n: int = 1):
+        one_cpu(n=n)
+        asks_for_two(n=n)
+        unlimited(n=n)
+        one_cpu_fresh(n=n)
+    """
+)
+
+
+def test_a_step_limited_to_one_cpu_gets_one_blas_thread(bench: Bench, tmp_path: Path) -> None:
+    path = tmp_path / "code" / "threads_flow.py"
+    path.parent.mkdir()
+    path.write_text(THREADS)
+    result = bench.run(_load_afresh(path), "threads")
+    assert bench.value(result, "one_cpu") == ["1", "1", "1"]
+    assert bench.value(result, "one_cpu_fresh") == ["1", "1", "1"]
+    assert bench.value(result, "asks_for_two") == ["2", "1", "1"]  # the step's env wins
+    assert bench.value(result, "unlimited") == [None, None, None]
