@@ -22,7 +22,7 @@ from typing import Any
 
 from orchestrator.errors import StoreError
 from orchestrator.state import RunStatus, StepState
-from orchestrator.store import borrowed
+from orchestrator.store import borrowed, checkpoint
 from orchestrator.store.base import now
 from orchestrator.store.columns import (
     ATTEMPT_UPDATE_COLS,
@@ -141,6 +141,18 @@ class SqliteFastPath:
         self.sql_entry = _insert_sql("cache_entries", self.entry_cols, ignore=True)
         self.run_cols = TABLE_COLS["runs"]
         self.sql_run = _insert_sql("runs", self.run_cols, ignore=False)
+        self._checkpoints: checkpoint.Checkpointer | None = None
+        self._commits = 0
+
+    def _committed(self) -> None:
+        """After each commit: from the `checkpoint.AFTER`th on, the log's checkpoints run
+        off this thread (store/checkpoint.py); a short run starts no thread for them."""
+        if self._checkpoints is not None:
+            self._checkpoints.committed()
+            return
+        self._commits += 1
+        if self._commits == checkpoint.AFTER:
+            self._checkpoints = checkpoint.checkpointer_for(self.conn)
 
     def write(self, batch: Any) -> None:
         cur = self.conn.cursor()
@@ -169,6 +181,7 @@ class SqliteFastPath:
             raise
         finally:
             cur.close()
+        self._committed()
 
     def create_run(self, pipeline: dict[str, Any], run: dict[str, Any]) -> None:
         """Upsert the pipeline's row and insert the run's (store/runs.py `new_rows`), in
@@ -196,6 +209,7 @@ class SqliteFastPath:
             raise
         finally:
             cur.close()
+        self._committed()
 
     def finish_run(self, run_id: str, status: str, error: str | None) -> None:
         """The run's end; unless it succeeded, its running steps become interrupted."""
@@ -223,6 +237,7 @@ class SqliteFastPath:
             raise
         finally:
             cur.close()
+        self._committed()
 
     def _attempts(self, cur: sqlite3.Cursor, batch: Any) -> None:
         if batch.attempt_inserts:
@@ -339,4 +354,6 @@ class SqliteFastPath:
         return [{"name": n, "state": s, "log": log} for n, s, log in rows]
 
     def close(self) -> None:
+        checkpoint.restore(self.conn, self._checkpoints)
+        self._checkpoints = None
         self._proxy.close()
