@@ -21,7 +21,9 @@ input hash is an output hash of the step run that made it). `reproduce` rebuilds
 4. each lineage step's output hashes are compared with the original ones; the first
    step whose output differs is named with why: `code` (its code fingerprint differs),
    `package` (a package version in its fingerprint, or of the run, differs), `params`,
-   `data` (an input's content hash differs), or `nondeterminism` (all of those equal).
+   `data` (an input's content hash differs), `environment` (all of those equal, but the
+   original ran in Docker containers or on Dask workers and the rebuild here) or
+   `nondeterminism` (all of those equal, and it ran here too).
 
 Invariants: the original store is only read; the temporary store and folder are
 removed afterwards, whatever happens; a version without a recorded run or snapshot is
@@ -72,7 +74,7 @@ class StepCheck:
     step: str
     original: list[str]
     rebuilt: list[str]
-    reason: str | None = None  # code | package | params | data | nondeterminism
+    reason: str | None = None  # code | package | params | data | environment | nondeterminism
     detail: str = ""
 
     @property
@@ -294,8 +296,11 @@ def why(
     new: dict[str, Any],
     codes: tuple[dict[str, str] | None, dict[str, str] | None],
     packages: list[str],
+    elsewhere: str = "",
 ) -> tuple[str, str]:
-    """(reason, detail) of a step whose rebuilt output differs from the original."""
+    """(reason, detail) of a step whose rebuilt output differs from the original.
+    `elsewhere`: how the original's place of execution differs from the rebuild's (it
+    ran in containers, the rebuild here), the likelier cause when nothing else differs."""
     if codes[0] is not None and codes[1] is not None:
         (old_code, old_pkgs), (new_code, new_pkgs) = _split(codes[0]), _split(codes[1])
         if changed := _changed(old_code, new_code):
@@ -309,6 +314,10 @@ def why(
         return "data", "input changed (other content hash): " + ", ".join(changed)
     if packages:
         return "package", "the run's package versions differ: " + "; ".join(packages)
+    if elsewhere:
+        return "environment", (
+            f"same code, parameters, inputs and packages, yet another output: {elsewhere}"
+        )
     return "nondeterminism", (
         "same code, parameters, inputs and packages, yet another output: "
         "the step does not give the same bytes twice"
@@ -316,9 +325,16 @@ def why(
 
 
 def compare(
-    p: Plan, original: StoreRegistry, rebuilt: StoreRegistry, run_id: str, packages: list[str]
+    p: Plan,
+    original: StoreRegistry,
+    rebuilt: StoreRegistry,
+    run_id: str,
+    packages: list[str],
+    image: str | None = None,
 ) -> list[StepCheck]:
-    """Each lineage step's outputs, original against rebuilt run `run_id`, and why."""
+    """Each lineage step's outputs, original against rebuilt run `run_id` (in `image`,
+    or here), and why."""
+    elsewhere = _elsewhere(p.run["executor"], image)
     new_rows = {r["name"]: r for r in rebuilt.store.step_runs(run_id)}
     checks = []
     for old in p.steps:
@@ -326,10 +342,22 @@ def compare(
         check = StepCheck(old["name"], _hashes(old), _hashes(new))
         if not check.identical:
             codes = (_code(original, old), _code(rebuilt, new))
-            reason, detail = why(old, new, codes, packages)
+            reason, detail = why(old, new, codes, packages, elsewhere)
             check = dataclasses.replace(check, reason=reason, detail=detail)
         checks.append(check)
     return checks
+
+
+def _elsewhere(executor: str, image: str | None) -> str:
+    """What differs between where the original ran and where the rebuild did."""
+    if executor in _EXECUTORS or (executor == "docker" and image is not None):
+        return ""
+    where = "in Docker containers" if executor == "docker" else f"on the {executor} executor"
+    hint = "; pass --image to rebuild in a container" if executor == "docker" else ""
+    return (
+        f"the original ran {where} and the rebuild on this machine, where a library may "
+        f"choose other CPU kernels or read other settings{hint}"
+    )
 
 
 def _code(registry: StoreRegistry, row: dict[str, Any]) -> dict[str, str] | None:
@@ -391,7 +419,7 @@ def reproduce(
     with tempfile.TemporaryDirectory(prefix="orch-reproduce-") as tmp:
         rebuilt, run_id = rebuild(p, Path(tmp), run_in)
         try:
-            checks = compare(p, registry, rebuilt.registry(), run_id, packages)
+            checks = compare(p, registry, rebuilt.registry(), run_id, packages, run_in)
             return Outcome(p, checks, packages, run_in, pins)
         finally:
             rebuilt.close()

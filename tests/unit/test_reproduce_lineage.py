@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.reproduce import lineage, why
+from orchestrator.reproduce import _elsewhere, lineage, why
 
 
 def _row(name: str, outputs: list[str], **inputs: str) -> dict[str, Any]:
@@ -67,3 +67,21 @@ def test_a_step_passing_its_input_through_keeps_its_producer_in_the_lineage() ->
         _row("fit", ["h-model"], df="h-raw"),
     ]
     assert [r["name"] for r in lineage(run, "h-model")] == ["ingest", "validate", "fit"]
+
+
+def test_a_difference_after_containers_is_put_down_to_the_environment() -> None:
+    """A version made in Docker containers (or on Dask workers) and rebuilt here, with
+    nothing else different, is not called nondeterministic: the place differs."""
+    row = RUN[3]
+    docker = _elsewhere("docker", None)
+    reason, detail = why(row, row, (CODE, CODE), [], docker)
+    assert reason == "environment"
+    assert "the original ran in Docker containers" in detail and "--image" in detail
+    assert _elsewhere("dask", None).startswith("the original ran on the dask executor")
+    assert why(row, row, (CODE, CODE), [], _elsewhere("dask", None))[0] == "environment"
+    for same in (_elsewhere("thread", None), _elsewhere("process", None)):
+        assert same == "" and why(row, row, (CODE, CODE), [], same)[0] == "nondeterminism"
+    rebuilt_in_an_image = _elsewhere("docker", "orchestrator-pinned:abc")
+    assert why(row, row, (CODE, CODE), [], rebuilt_in_an_image)[0] == "nondeterminism"
+    changed = why(row, row | {"params": {"seed": 1}}, (CODE, CODE), [], docker)
+    assert changed[0] == "params"  # a real difference is still named first
