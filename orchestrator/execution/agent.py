@@ -69,7 +69,7 @@ _BASE_ENV = dict(os.environ)
 _LIBRARY = tuple(
     {sysconfig.get_paths()[k] + os.sep for k in ("stdlib", "platstdlib", "purelib", "platlib")}
 )
-_NEVER_LEARNED = frozenset({"this", "antigravity", "__hello__", "__phello__", "__main__"})
+_NEVER_LEARNED = frozenset({"this", "antigravity", "__hello__", "__phello__"})
 _CODE: dict[str, tuple[bytes, types.CodeType]] = {}  # path -> its bytes, their code
 _CODE_FILES, _CODE_BYTES = 256, 1 << 20  # at most so many files kept, each at most so big
 _GONE = (ProcessLookupError, ChildProcessError)

@@ -290,6 +290,7 @@ class ContainerPool:
             str(control): {"bind": POOL_CTL, "mode": "rw"},
             **{m: {"bind": m, "mode": "ro"} for m in (*key.mounts, *key.data)},
         }
+        # the kernels at the container's start: the agent's preloaded libraries keep them
         env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **kernel_env()}
         env |= thread_env(key.cpus)
         if key.mounts:

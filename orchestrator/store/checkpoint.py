@@ -32,7 +32,6 @@ class Checkpointer:
     def __init__(self, path: str, every: float = 0.2) -> None:
         self.path, self.every = path, every
         self.commits = 0  # bumped by the writer after each commit (`committed`)
-        self.checkpoints = 0  # the PASSIVE checkpoints run so far
         self._seen = 0
         self._parked = False
         self._wake = threading.Event()
@@ -71,7 +70,6 @@ class Checkpointer:
                 self._seen = self.commits
                 with contextlib.suppress(sqlite3.Error):  # busy: another one checkpoints
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
                 self._stop.wait(self.every)
         finally:
             conn.close()

@@ -5,11 +5,11 @@ sent in libpq's pipeline mode: BEGIN, the batch's statements and COMMIT go out t
 and the server's answers come back after one Sync, so a round costs one network round
 trip however many rows it holds; the rows of one kind (step-run inserts, their updates,
 attempts, artifacts, cache entries, each tracking table's rows) are one statement, their
-values one JSON parameter the server expands (store/pgrecords.py); a round inserting cached
-step runs adds one statement merging the metric points they borrow (store/borrowed.py).
-A cache lookup is one
-autocommit SELECT (no BEGIN or ROLLBACK around it); a lookup that misses brings the
-step's history (what `explain` compares the new key with) in the same statement.
+values one JSON parameter the server expands (store/pgrecords.py); a round inserting
+cached step runs adds one statement merging the metric points they borrow
+(store/borrowed.py). A cache lookup is one autocommit SELECT (no BEGIN or ROLLBACK around
+it); a lookup that misses brings the step's history (what `explain` compares the new key
+with) in the same statement.
 `prefetch` reads the newest entry of every step of a run in one statement, so a re-run's
 hits cost no read each, and a step with no entry at all then misses with no read for
 `ABSENT_FOR` seconds after it (an entry another run commits in that window is not seen,

@@ -218,8 +218,9 @@ those of the steps it took from the cache (the rows the computing run logged for
 Kept by database triggers (migration 0010) on every insert into `run_metrics` and every
 step run updated to `cached`; for step runs inserted as `cached` the writers of step runs
 merge a batch's cached rows in one statement (store/borrowed.py; since migration 0013 on
-SQLite, 0014 on PostgreSQL: a row trigger did it before). A migration that rebuilds `run_metrics` or
-`step_runs` on SQLite (batch mode copies the table) must create the triggers again."""
+SQLite, 0014 on PostgreSQL: a row trigger did it before). A migration that rebuilds
+`run_metrics` or `step_runs` on SQLite (batch mode copies the table) must create the
+triggers again."""
 
 run_params = Table(
     "run_params",

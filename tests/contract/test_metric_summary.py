@@ -410,18 +410,22 @@ def test_a_batch_of_cached_rows_merges_what_the_row_trigger_merged(
     assert got_head[("r04", "loss")] == (2.0, 1)  # borrowed from its own run: not again
 
 
+def _names(url: str, sql: str) -> set[str]:
+    """The names a one-column query lists (the database's triggers)."""
+    engine = db.connect(url)
+    try:
+        with engine.connect() as conn:
+            return set(conn.exec_driver_sql(sql).scalars())
+    finally:
+        engine.dispose()
+
+
 def test_migration_0013_drops_the_row_trigger_on_sqlite_and_round_trips(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'orchestrator.db'}"
     MetadataStore(url).close()
 
     def triggers() -> set[str]:
-        engine = db.connect(url)
-        try:
-            with engine.connect() as conn:
-                sql = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-                return set(conn.exec_driver_sql(sql).scalars())
-        finally:
-            engine.dispose()
+        return _names(url, "SELECT name FROM sqlite_master WHERE type = 'trigger'")
 
     assert "tr_step_runs_cached_insert_summary" not in triggers()
     assert "tr_step_runs_cached_update_summary" in triggers()
@@ -448,13 +452,7 @@ def test_migration_0014_drops_the_row_trigger_on_postgresql_and_round_trips(pg_u
     MetadataStore(pg_url).close()
 
     def triggers() -> set[str]:
-        engine = db.connect(pg_url)
-        try:
-            with engine.connect() as conn:
-                sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
-                return set(conn.exec_driver_sql(sql).scalars())
-        finally:
-            engine.dispose()
+        return _names(pg_url, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
 
     kept = {"tr_run_metrics_summary", "tr_step_runs_cached_update_summary"}
     assert triggers() == kept
