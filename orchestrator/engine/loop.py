@@ -58,6 +58,7 @@ from orchestrator.engine.cancel import CancelWatch
 from orchestrator.engine.heap import frozen_heap
 from orchestrator.engine.inflight import Attempt, InFlight, Retry
 from orchestrator.engine.mapping import Mapper
+from orchestrator.engine.overseer import Overseer, may_run_here
 from orchestrator.engine.preflight import Hit, preflight
 from orchestrator.engine.recorder import Recorder
 from orchestrator.engine.report import RunResult, StepReport
@@ -183,6 +184,7 @@ class _Run:
         )
         self.flight = InFlight()
         self.cancel = CancelWatch(engine.store, run_id)
+        self.overseer = Overseer(self.record, self.cancel)
         self.executor = executor
         self._placement: Placement | None = None
         self.to_submit: collections.deque[Retry] = collections.deque()
@@ -214,7 +216,7 @@ class _Run:
                     break
                 self.resolve_ready(hits)
                 self.submit()
-                if self.flight:
+                if self.flight and not self.cancel.seen:  # seen: by the minder, see stop
                     self.wait()
             self.record.flush()
             status = self.stop() if self.cancel.seen else self.state.status()
@@ -223,6 +225,7 @@ class _Run:
             self.record.flush()
             raise
         finally:
+            self.overseer.close()
             self.e.store.finish_run(self.run_id, status)
             self.flight.cancel()
             took = round(time.perf_counter() - t0, 4)
@@ -371,15 +374,28 @@ class _Run:
                 self.maps.started(name, store=not ex.in_process)
             starting.append((retry, ex))
         waiting.extendleft(reversed(keep))  # in their order, before the rest
-        self.commit_inputs([retry[0] for retry, _ in starting])
+        here = self.alone(starting)
+        if here:  # its batch commits first: the minder's visit then holds one row
+            self.record.flush()
+        else:
+            self.commit_inputs([retry[0] for retry, _ in starting])
         for retry, ex in starting:
             inv = self.prepare(*retry)
             name, parts, attempt = retry
             step = self.state.node(name).step
-            fut = ex.submit(inv, step, self.memo if ex.in_process else None)
             t = time.perf_counter()
+            memo = self.memo if ex.in_process else None
+            fut = self.overseer.run(ex, inv, step, memo) if here else ex.submit(inv, step, memo)
             deadline = t + step.timeout if step.timeout else None
             self.flight.add(fut, Attempt(name, attempt, parts, t, deadline, ex, step.timeout))
+
+    def alone(self, starting: list[tuple[Retry, Executor]]) -> bool:
+        """Whether the one step starting may run in this thread (`engine.overseer`):
+        nothing else runs, writes, waits for a retry, is ready or waits to start."""
+        if len(starting) != 1 or self.flight or self.to_submit or self.state.queue:
+            return False
+        (name, _, _), ex = starting[0]
+        return may_run_here(ex, self.state.node(name).step)
 
     def commit_inputs(self, names: list[str]) -> None:
         """Commit the batch before `names` start when one of their parents finished in

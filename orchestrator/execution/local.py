@@ -6,8 +6,10 @@ executor only chooses where the work happens:
 
 * `sequential`: in the calling thread, one at a time (for debugging; timeouts cannot
   interrupt a step here);
-* `thread`: one daemon thread per attempt (default; steps share memory, so outputs pass
+* `thread`: a pool of daemon threads (default; steps share memory, so outputs pass
   without a reload; a timeout stops pure Python code, and abandons a step blocked in C);
+  a lone step may run in the engine's own thread instead (`run_here`, see
+  `engine.overseer`);
 * `process`: one forked process per step attempt (for CPU-bound steps; a timeout kills it,
   and it dies with its runner, even one killed with SIGKILL).
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import contextvars
 import ctypes
 import multiprocessing as mp
 import os
@@ -240,6 +243,7 @@ class ThreadExecutor(WritingExecutor):
         self._threads = 0  # threads that will take jobs (retired ones not counted)
         self._running: dict[int, threading.Thread] = {}  # id(future) -> its thread
         self._retired: set[threading.Thread] = set()
+        self._here: dict[int, list[Any]] = {}  # id(future) -> [caller's thread, kill aimed]
 
     def submit(
         self, inv: StepInvocation, step: Step[Any], memo: dict[str, Any] | None
@@ -279,18 +283,53 @@ class ThreadExecutor(WritingExecutor):
             with self._lock:
                 self._retired.discard(me)
 
-    def kill(self, future: Future[StepResult]) -> bool:
-        """Raise `StepTimedOut` in the step's thread; True if the step then ended."""
+    def run_here(
+        self,
+        fut: Future[StepResult],
+        inv: StepInvocation,
+        step: Step[Any],
+        memo: dict[str, Any] | None,
+    ) -> None:
+        """Run the step in the calling thread (the engine's, when the step is alone and
+        nothing else runs; see `engine.overseer`) and complete `fut` as `submit` would,
+        without the two thread wake-ups a pool thread costs. `kill(fut)` from another
+        thread stops it as it stops a pool thread's step. The step runs in a copy of the
+        caller's context, so whatever context variables it sets stay its own."""
+        computed(fut)
+        fut.set_running_or_notify_cancel()
+        me = threading.get_ident()
         with self._lock:
+            self._here[id(fut)] = [me, False]  # the thread, whether a kill was aimed at it
+        try:
+            try:
+                result = contextvars.copy_context().run(self.run_deferred, inv, step, memo)
+            finally:
+                with self._lock:
+                    if self._here.pop(id(fut))[1]:  # aimed, maybe not raised yet: never
+                        _raise_in(me, None)  # let it land in the caller's code
+        except StepTimedOut:  # it landed between the step's return and the line above
+            with self._lock:
+                self._here.pop(id(fut), None)
+            result = StepResult(False, [], f"step '{inv.step}': stopped", None, "", 0.0)
+        self.complete(fut, inv, result, memo)
+
+    def kill(self, future: Future[StepResult]) -> bool:
+        """Raise `StepTimedOut` in the step's thread; True if the step then ended (a step
+        running `here` is only told: its thread is the caller's, never waited for)."""
+        with self._lock:
+            here = self._here.get(id(future))
+            if here is not None:
+                if not here[1]:  # one exception per step: a second could land after it
+                    here[1] = True
+                    _raise_in(here[0], StepTimedOut)
+                return False
             thread = self._running.pop(id(future), None)
             if thread is None:
                 return future.cancel() or future.done()  # not started yet, or just ended
             self._retired.add(thread)
             self._threads -= 1
             if thread.ident is not None:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(thread.ident), ctypes.py_object(StepTimedOut)
-                )
+                _raise_in(thread.ident, StepTimedOut)
         thread.join(_STOP_WAIT)
         return not thread.is_alive()
 
@@ -301,6 +340,13 @@ class ThreadExecutor(WritingExecutor):
             n, self._threads, self._idle = self._threads, 0, 0
         for _ in range(n):
             self._queue.put(None)
+
+
+def _raise_in(ident: int, exc: type[BaseException] | None) -> None:
+    """Have thread `ident` raise `exc` at its next bytecode (None: forget one pending)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), ctypes.py_object(exc) if exc is not None else None
+    )
 
 
 _Job = tuple[Future[StepResult], Callable[[], StepResult | None], str]
