@@ -11,12 +11,10 @@ import pytest
 from orchestrator import InvalidPipeline, pipeline, step, when
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.engine.conditions import ConditionFailed, by_condition, verdict
-from orchestrator.engine.loop import Engine, RunResult
+from orchestrator.engine.loop import RunResult
 from orchestrator.engine.state import RunState
-from orchestrator.execution.local import make_executor
 from orchestrator.model.conditions import Condition
 from orchestrator.state import RunStatus, StepState
-from orchestrator.store.metadata import MetadataStore
 
 
 @step
@@ -55,16 +53,6 @@ def gated(r2: float = 0.5):
 def predicated(r2: float = 0.5, bar: float = 0.3):
     m = score(r2=r2)
     ship.when(when(m, lambda v: v["r2"] > bar, label="r2 > bar"))(m)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'orchestrator.db'}")
-    artifacts = ArtifactStore(tmp_path / "artifacts")
-    eng = Engine(store, artifacts, lambda name: make_executor(name, artifacts))
-    yield eng
-    eng.close()
-    store.close()
 
 
 def states(result: RunResult) -> dict[str, str]:

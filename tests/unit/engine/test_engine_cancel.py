@@ -6,15 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
-
-import pytest
 
 from orchestrator import pipeline, step
-from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.engine.loop import Engine, RunResult
-from orchestrator.execution.local import make_executor
-from orchestrator.store.metadata import MetadataStore
 
 
 @step(retries=3, retry_backoff=60)
@@ -30,16 +24,6 @@ def after(x: int) -> int:
 @pipeline
 def patient():
     after(always_fails())
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'orchestrator.db'}")
-    artifacts = ArtifactStore(tmp_path / "artifacts")
-    eng = Engine(store, artifacts, lambda name: make_executor(name, artifacts))
-    yield eng
-    eng.close()
-    store.close()
 
 
 def test_a_step_waiting_for_its_retry_is_dropped_and_the_run_cancelled(engine: Engine) -> None:

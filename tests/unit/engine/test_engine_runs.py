@@ -4,29 +4,15 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from shapes import diamond
 
 from orchestrator import pipeline, step
-from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.engine.loop import Engine, RunResult
 from orchestrator.engine.selection import Selection
 from orchestrator.errors import NeverComputed, StepFailed, StepTimeout
-from orchestrator.execution.local import make_executor
 from orchestrator.model.graph import Graph
-from orchestrator.store.metadata import MetadataStore
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'orchestrator.db'}")
-    artifacts = ArtifactStore(tmp_path / "artifacts")
-    eng = Engine(store, artifacts, lambda name: make_executor(name, artifacts))
-    yield eng
-    eng.close()
-    store.close()
 
 
 def go(engine: Engine, graph: Graph, **kw: object) -> RunResult:

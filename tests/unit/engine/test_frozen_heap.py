@@ -7,17 +7,13 @@ from __future__ import annotations
 import gc
 import threading
 import weakref
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrator import pipeline, step
-from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.engine.heap import frozen_heap
 from orchestrator.engine.loop import Engine
-from orchestrator.execution.local import make_executor
-from orchestrator.store.metadata import MetadataStore
 
 SEEN: dict[str, Any] = {}
 
@@ -41,16 +37,6 @@ def probe() -> int:
 @pipeline
 def probed() -> None:
     probe()
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Any:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'orchestrator.db'}")
-    artifacts = ArtifactStore(tmp_path / "artifacts")
-    engine = Engine(store, artifacts, lambda name: make_executor(name, artifacts))
-    yield engine
-    engine.close()
-    store.close()
 
 
 @pytest.mark.parametrize("executor", ["thread", "sequential"])

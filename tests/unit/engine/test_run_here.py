@@ -13,14 +13,11 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
-import pytest
-
 from orchestrator import pipeline, step
 from orchestrator.artifacts.store import ArtifactStore
 from orchestrator.engine.loop import Engine, RunResult
-from orchestrator.execution.local import ThreadExecutor, make_executor
+from orchestrator.execution.local import ThreadExecutor
 from orchestrator.execution.worker import StepInvocation, StepResult
-from orchestrator.store.metadata import MetadataStore
 
 SEEN: dict[str, int] = {}  # step -> the ident of the thread it ran in
 
@@ -61,16 +58,6 @@ def bounded(x: int) -> int:
 def diamond():
     x = first()
     bounded(join(left(x), right(x)))
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'orchestrator.db'}")
-    artifacts = ArtifactStore(tmp_path / "artifacts")
-    eng = Engine(store, artifacts, lambda name: make_executor(name, artifacts))
-    yield eng
-    eng.close()
-    store.close()
 
 
 def test_lone_steps_run_in_the_engines_thread_and_the_others_on_pool_threads(
