@@ -18,11 +18,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import time
 from typing import Any
 
 from orchestrator.errors import StoreError
 from orchestrator.state import RunStatus, StepState
-from orchestrator.store import borrowed, checkpoint
+from orchestrator.store import absent, borrowed, checkpoint
+from orchestrator.store.absent import AbsentSteps
 from orchestrator.store.base import now
 from orchestrator.store.columns import (
     ATTEMPT_UPDATE_COLS,
@@ -142,6 +144,7 @@ class SqliteFastPath:
         self.run_cols = TABLE_COLS["runs"]
         self.sql_run = _insert_sql("runs", self.run_cols, ignore=False)
         self._checkpoints: checkpoint.Checkpointer | None = None
+        self.absent = AbsentSteps()
         self._commits = 0
 
     def _committed(self) -> None:
@@ -173,6 +176,7 @@ class SqliteFastPath:
                 cur.executemany(self.sql_art, _rows(self.art_cols, batch.artifacts.values()))
             if batch.cache_entries:
                 cur.executemany(self.sql_entry, _rows(self.entry_cols, batch.cache_entries))
+                self.absent.written(batch.cache_entries)
             for name, rows in batch.rows.items():
                 self._plain(cur, name, rows)
             cur.execute("COMMIT")
@@ -280,7 +284,10 @@ class SqliteFastPath:
     def probe(
         self, key: str, pipeline: str, step: str, limit: int
     ) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
-        """`(entry, None)` when `key` has an entry, else `(None, the step's history)`."""
+        """`(entry, None)` when `key` has an entry, else `(None, the step's history)`; no
+        read for a step the last prefetch found without entries (store/absent.py)."""
+        if self.absent.known(pipeline, step, self._renew):
+            return None, []
         entry = self.cache_get(key)
         return (entry, None) if entry else (None, self.history(pipeline, step, limit))
 
@@ -300,8 +307,10 @@ class SqliteFastPath:
     def histories(
         self, pipeline: str, steps: list[str], limit: int
     ) -> dict[str, list[dict[str, Any]]]:
-        """`history` of each of `steps` that has entries (one read per `CHUNK`)."""
+        """`history` of each of `steps` that has entries (one read per `CHUNK`; none for
+        the steps the last prefetch found without entries)."""
         out: dict[str, list[dict[str, Any]]] = {}
+        steps = [s for s in steps if not self.absent.known(pipeline, s, self._renew)]
         for i in range(0, len(steps), CHUNK):
             chunk = steps[i : i + CHUNK]
             sql = (
@@ -328,17 +337,25 @@ class SqliteFastPath:
         """The newest cache entry of each of `steps`, by key (one read per `CHUNK`): a
         re-run's hits, found without a read each. (SQLite takes a bare column of a
         `max()` group from the row holding the maximum.) `eager` changes nothing here: every
-        store on this path reads ahead."""
-        out = {}
+        store on this path reads ahead. The steps with none miss with no read for a while
+        (store/absent.py)."""
+        read_at = time.monotonic()
+        out, found = {}, []
         for i in range(0, len(steps), CHUNK):
             chunk = steps[i : i + CHUNK]
             sql = (
-                "SELECT cache_key, outputs, run_id, max(created_at) FROM cache_entries "
+                "SELECT cache_key, outputs, run_id, step, max(created_at) FROM cache_entries "
                 f"WHERE pipeline = ? AND step IN ({', '.join('?' * len(chunk))}) GROUP BY step"
             )
-            for k, o, r, _ in self.conn.execute(sql, (pipeline, *chunk)):
+            for k, o, r, s, _ in self.conn.execute(sql, (pipeline, *chunk)):
                 out[k] = {"cache_key": k, "outputs": StoredJson(o), "run_id": r}
+                found.append(s)
+        self.absent.note(pipeline, steps, found, read_at, absent.WINDOW)
         return out
+
+    def _renew(self, pipeline: str, steps: list[str]) -> None:
+        """Read again which of `steps` still have no entry (the last answer is too old)."""
+        self.prefetch(pipeline, steps)
 
     def cancel_requested(self, run_id: str) -> bool:
         row = self.conn.execute(

@@ -3,7 +3,8 @@
 A scheduling round's batch (step-run inserts and updates, artifacts, cache entries) is
 sent in libpq's pipeline mode: BEGIN, the batch's statements and COMMIT go out together
 and the server's answers come back after one Sync, so a round costs one network round
-trip however many rows it holds; the rows of one kind (step-run inserts, their updates,
+trip however many rows it holds (and a round whose parts may run together, a chain's,
+is one statement: `_together`); the rows of one kind (step-run inserts, their updates,
 attempts, artifacts, cache entries, each tracking table's rows) are one statement, their
 values one JSON parameter the server expands (store/pgrecords.py); a round inserting
 cached step runs adds one statement merging the metric points they borrow
@@ -51,6 +52,7 @@ from orchestrator.errors import StoreError
 from orchestrator.state import RunStatus, StepState
 from orchestrator.store import borrowed
 from orchestrator.store import schema as t
+from orchestrator.store.absent import WINDOW, AbsentSteps
 from orchestrator.store.base import now
 from orchestrator.store.db import first_line
 from orchestrator.store.pgrecords import Records
@@ -80,11 +82,12 @@ _INTERRUPT_STEPS = "UPDATE step_runs SET state = %s, ended_at = %s WHERE run_id 
 _INTERRUPT_ATTEMPTS = (
     "UPDATE attempts SET state = %s, ended_at = %s WHERE run_id = %s AND state = %s"
 )
+_RELAX_HERE = " SELECT set_config('synchronous_commit', 'off', true)"  # this transaction only
 _HISTORY = ("cache_key", "code", "params", "inputs", "run_id")
 _RELAX = "SET LOCAL synchronous_commit = off"
 # where the session's synchronous_commit comes from: "default" when nobody chose one
 _FLUSH_SOURCE = "SELECT source FROM pg_settings WHERE name = 'synchronous_commit'"
-ABSENT_FOR = 1.0  # seconds a prefetch's "this step has no entry" answers lookups
+ABSENT_FOR = WINDOW  # seconds a prefetch's "this step has no entry" answers lookups
 
 # the entry of a key; else (NOT EXISTS) the step's newest entries: one statement either way
 PROBE_SQL = (
@@ -138,6 +141,27 @@ def _insert_sql(table: Any, cols: tuple[str, ...], ignore: bool) -> str:
     return f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks}){tail}"
 
 
+def _together(
+    statements: list[tuple[str, tuple[Any, ...]]], batch: Any
+) -> tuple[str, tuple[Any, ...]] | None:
+    """The batch's statements as one (each a data-modifying `WITH` part, then a final
+    SELECT that `_send_one` completes), or None when they must run one after another: a
+    round of cached steps (the metric points they borrow are merged by a statement that
+    must follow theirs) or one changing a row twice (one statement changes a row once).
+    The parts of one statement see one snapshot, so none may depend on another's rows:
+    a step run inserted and changed in one batch is one insert (engine/recorder.py)."""
+    if borrowed.any_cached(batch.step_inserts):
+        return None
+    body = [(sql, params) for sql, params in statements if sql != _RELAX]
+    if not body:
+        return None
+    tables = [sql.split(" ", 2)[1] for sql, _ in body if sql.startswith("UPDATE")]
+    if len(tables) != len(set(tables)):  # a row changed twice: successive statements
+        return None
+    parts = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(body))
+    return f"WITH {parts}", tuple(p for _, ps in body for p in ps)
+
+
 def supported(engine: Any) -> bool:
     """Whether `engine` is PostgreSQL through psycopg 3 with libpq's pipeline mode (import
     this module only for a psycopg engine: it imports psycopg)."""
@@ -159,8 +183,7 @@ class PostgresFastPath:
         self._proxy: Any = None
         self.relaxed = False  # rounds commit without waiting for the WAL flush
         self.conn: psycopg.Connection[Any] = self._open()
-        self._absent: set[tuple[str, str]] = set()  # (pipeline, step) with no entry
-        self._absent_until = 0.0  # time.monotonic() up to which `_absent` answers
+        self.absent = AbsentSteps()
         self.step_cols, self.update_cols = step_cols, update_cols
         attempt_cols = tuple(c.name for c in t.attempts.columns if c.name != "id")
         attempt_update_cols = ("state", "ended_at", "duration", "error", "traceback", "log")
@@ -228,13 +251,32 @@ class PostgresFastPath:
         return self.plain[name]
 
     def write(self, batch: Any) -> None:
-        """The batch in one transaction and one round trip."""
+        """The batch in one transaction and one round trip: one statement when its parts
+        may run together (`_together`), else a pipelined transaction."""
         statements = self._statements(batch)
-        self._absent.difference_update((e["pipeline"], e["step"]) for e in batch.cache_entries)
+        self.absent.written(batch.cache_entries)
         try:
-            self._send(statements)
+            together = _together(statements, batch)
+            if together is not None:
+                self._send_one(together)
+            else:
+                self._send(statements)
         except psycopg.Error as exc:
             raise StoreError(f"cannot record step states: {first_line(exc)}") from None
+
+    def _send_one(self, statement: tuple[str, tuple[Any, ...]]) -> None:
+        """One statement, its own transaction (autocommit): all or nothing, committed
+        when it returns; relaxed as `_RELAX` relaxes a pipelined round."""
+        sql, params = statement
+        sql += _RELAX_HERE if self.relaxed else " SELECT 1"
+        with self.lock:
+            conn = self._live()
+            try:
+                with conn.pipeline():  # so its first prepare goes with it: one round trip
+                    conn.execute(sql, params)
+            except BaseException:
+                self._abandon()
+                raise
 
     def create_run(self, pipeline: Row, run: Row) -> None:
         """Upsert the pipeline's row and insert the run's (store/runs.py `new_rows`)."""
@@ -305,7 +347,7 @@ class PostgresFastPath:
     ) -> tuple[Row | None, list[Row] | None]:
         """`(entry, None)` when `key` has an entry, else `(None, the step's history)`; no
         read for a step the last prefetch found without entries, within `ABSENT_FOR`."""
-        if self._known_absent(pipeline, step):
+        if self.absent.known(pipeline, step, self._note_absent):
             return None, []
         args = {"key": key, "pipeline": pipeline, "step": step, "limit": limit}
         rows = self._read(PROBE_SQL, args)
@@ -326,7 +368,7 @@ class PostgresFastPath:
     def histories(self, pipeline: str, steps: list[str], limit: int) -> dict[str, list[Row]]:
         """`history` of each of `steps` with entries: one read (none for the steps the
         last prefetch found without entries, within `ABSENT_FOR`)."""
-        steps = [s for s in steps if not self._known_absent(pipeline, s)]
+        steps = [s for s in steps if not self.absent.known(pipeline, s, self._note_absent)]
         if not steps:
             return {}
         out: dict[str, list[Row]] = {}
@@ -334,22 +376,11 @@ class PostgresFastPath:
             out.setdefault(step, []).append(dict(zip(_HISTORY, picked, strict=True)))
         return out
 
-    def _known_absent(self, pipeline: str, step: str) -> bool:
-        """Whether `step` still has no entry: by the last read of the steps without one if it
-        is recent enough, else by a new one (one read, for all of them at once)."""
-        if (pipeline, step) not in self._absent:
-            return False
-        if time.monotonic() > self._absent_until:
-            steps = sorted(s for p, s in self._absent if p == pipeline)
-            self._note_absent(pipeline, steps)
-        return (pipeline, step) in self._absent
-
     def _note_absent(self, pipeline: str, steps: list[str]) -> list[tuple[Any, ...]]:
         """The newest entry of each of `steps`; those with none are noted absent."""
         read_at = time.monotonic()  # the window counts from before the server's snapshot
         rows = self._read(NEWEST_SQL, {"pipeline": pipeline, "steps": steps})
-        self._absent = {(pipeline, s) for s in steps} - {(pipeline, s) for *_, s in rows}
-        self._absent_until = read_at + ABSENT_FOR
+        self.absent.note(pipeline, steps, (s for *_, s in rows), read_at, ABSENT_FOR)
         return rows
 
     def prefetch(self, pipeline: str, steps: list[str], eager: bool = False) -> dict[str, Row]:

@@ -607,6 +607,35 @@ def test_cache_prefetch_is_each_steps_newest_entry(store: MetadataStore) -> None
     assert store.cache_prefetch("other-pipeline", ["train"], eager=True) == {}
 
 
+def test_a_step_the_prefetch_found_without_entries_misses_unread_for_a_while(
+    store: MetadataStore, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within the window after a prefetch, a step it found with no entry misses with no
+    read (another store's new entry is not seen yet); an entry written through this
+    store is seen at once; past the window, a lookup reads again."""
+    from orchestrator.store import absent, pgpath
+
+    monkeypatch.setattr(absent, "WINDOW", 60.0)
+    monkeypatch.setattr(pgpath, "ABSENT_FOR", 60.0)
+    new_run(store)
+    other = MetadataStore(store_url)
+    try:
+        assert store.cache_prefetch("demo", ["a", "b", "c"]) == {}
+        other.write(Batch(cache_entries=[entry("ka", [out("ha")], "a", T0)]), fast=True)
+        assert store.cache_probe("ka", "demo", "a", fast=True) == (None, [])  # unread
+        store.write(Batch(cache_entries=[entry("kb", [out("hb")], "b", T0)]), fast=True)
+        hit = {"cache_key": "kb", "outputs": [out("hb")], "run_id": RUN}
+        assert store.cache_probe("kb", "demo", "b", fast=True) == (hit, None)  # its own
+        monkeypatch.setattr(absent, "WINDOW", 0.0)
+        monkeypatch.setattr(pgpath, "ABSENT_FOR", 0.0)
+        assert store.cache_prefetch("demo", ["a", "c"]) != {}  # a fresh answer, at once old
+        other.write(Batch(cache_entries=[entry("kc", [out("hc")], "c", T0)]), fast=True)
+        found = {"cache_key": "kc", "outputs": [out("hc")], "run_id": RUN}
+        assert store.cache_probe("kc", "demo", "c", fast=True) == (found, None)  # read again
+    finally:
+        other.close()
+
+
 @pytest.mark.parametrize("fast", [False, True], ids=["portable", "fast"])
 def test_duplicate_artifacts_and_cache_entries_are_ignored(
     store: MetadataStore, fast: bool

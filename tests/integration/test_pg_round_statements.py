@@ -173,6 +173,64 @@ def stamp_text(store: MetadataStore, stamp: Any) -> str:
         return str(conn.execute(text("SELECT (:s)::timestamptz::text"), {"s": stamp}).scalar_one())
 
 
+def plain_ends(run_id: str, stamp: Any) -> Batch:
+    """A chain's round: a step ends (its row and attempt changed once, its artifact and
+    cache entry, what it tracked) and the next one starts."""
+    batch = ends(run_id, stamp)
+    batch.step_updates = batch.step_updates[1:]  # each row changed once
+    nxt = {"run_id": run_id, "name": "c", "kind": "custom", "state": "running",
+           "attempts": 1, "started_at": stamp, "cache_key": f"kc-{run_id}",
+           "reason": {"summary": ODD}, "params": PARAMS,
+           "inputs": {"x": f"h-{run_id}"}}  # fmt: skip
+    batch.step_inserts = [nxt]
+    batch.attempt_inserts = [{"run_id": run_id, "step": "c", "attempt": 1,
+                              "state": "running", "started_at": stamp}]  # fmt: skip
+    return batch
+
+
+def test_a_chains_round_is_one_statement_with_the_portable_rows(
+    pg: tuple[MetadataStore, RoundTrips],
+) -> None:
+    """No cached rows and no row changed twice: every part of the round is one statement
+    (its own transaction), and the rows are those the portable path writes."""
+    store, trips = pg
+    stamp = now()
+    for run_id in ("fastfastfast", "portableport"):
+        store.create_run(run_id, "demo", "pipe.py:demo", {}, "thread")
+        store.write(Batch(step_inserts=starts(run_id, stamp).step_inserts[:1],
+                          attempt_inserts=starts(run_id, stamp).attempt_inserts))  # fmt: skip
+    trips.commands()
+    before = trips.count()
+    store.write(plain_ends("fastfastfast", stamp), fast=True)
+    assert trips.commands() == ["SELECT 1"]  # one statement, all parts in it
+    assert trips.count() - before == 1
+    store.write(plain_ends("portableport", stamp))
+    fast_rows, portable_rows = (
+        rows_as_text(store, "fastfastfast"),
+        rows_as_text(store, "portableport"),
+    )
+    assert fast_rows == portable_rows
+    assert [r[1] for r in fast_rows["step_runs"]] == ["succeeded", "running"]  # a, c
+    assert len(fast_rows["run_metrics"]) == 4 and len(fast_rows["cache_entries"]) == 1
+
+
+def test_a_round_in_one_statement_is_all_or_nothing(
+    pg: tuple[MetadataStore, RoundTrips],
+) -> None:
+    store, trips = pg
+    store.create_run("halfhalfhalf", "demo", "pipe.py:demo", {}, "thread")
+    batch = plain_ends("halfhalfhalf", now())
+    batch.attempt_inserts[0]["run_id"] = "nosuchrun000"  # its foreign key fails
+    trips.commands()
+    with pytest.raises(StoreError, match="cannot record step states"):
+        store.write(batch, fast=True)
+    assert trips.commands() == []  # the one statement failed: nothing completed
+    kept = rows_as_text(store, "halfhalfhalf")
+    assert kept["step_runs"] == [] and kept["cache_entries"] == [] and kept["run_metrics"] == []
+    store.write(plain_ends("halfhalfhalf", now()), fast=True)  # the connection is usable
+    assert [r[1] for r in rows_as_text(store, "halfhalfhalf")["step_runs"]] == ["running"]
+
+
 def test_a_cached_rerun_writes_its_steps_in_one_statement(
     pg: tuple[MetadataStore, RoundTrips], tmp_path: Path
 ) -> None:
