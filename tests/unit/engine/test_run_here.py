@@ -10,8 +10,10 @@ import contextvars
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
+from typing import TypeVar
 
 from orchestrator import pipeline, step
 from orchestrator.artifacts.store import ArtifactStore
@@ -19,6 +21,7 @@ from orchestrator.engine.loop import Engine, RunResult
 from orchestrator.execution.local import ThreadExecutor
 from orchestrator.execution.worker import StepInvocation, StepResult
 
+T = TypeVar("T")
 SEEN: dict[str, int] = {}  # step -> the ident of the thread it ran in
 
 
@@ -60,13 +63,26 @@ def diamond():
     bounded(join(left(x), right(x)))
 
 
+def in_a_new_thread(fn: Callable[[], T]) -> tuple[T, int]:
+    """`fn()` in a thread of its own, as a caller would run the engine: no event loop
+    runs there (one an earlier test left in this thread would keep steps off it)."""
+    got: list[T] = []
+    caller = threading.Thread(target=lambda: got.append(fn()))
+    caller.start()
+    caller.join(timeout=60)
+    assert got, "the run never ended"
+    assert caller.ident is not None
+    return got[0], caller.ident
+
+
 def test_lone_steps_run_in_the_engines_thread_and_the_others_on_pool_threads(
     engine: Engine,
 ) -> None:
     SEEN.clear()
-    result = engine.run(diamond.build(), target="bounded", executor="thread")
+    result, me = in_a_new_thread(
+        lambda: engine.run(diamond.build(), target="bounded", executor="thread")
+    )
     assert result.status == "succeeded"
-    me = threading.get_ident()
     assert SEEN["first"] == me and SEEN["join"] == me  # each alone when it started
     assert me not in (SEEN["left"], SEEN["right"])  # two ready at once
     assert SEEN["left"] != SEEN["right"]
@@ -92,10 +108,15 @@ def setter():
 
 def test_a_context_variable_the_step_sets_stays_its_own(engine: Engine) -> None:
     SEEN.clear()
-    result = engine.run(setter.build(), target="sets_a_context_variable", executor="thread")
+
+    def call() -> tuple[RunResult, str]:
+        result = engine.run(setter.build(), target="sets_a_context_variable", executor="thread")
+        return result, VAR.get()
+
+    (result, after), me = in_a_new_thread(call)
     assert result.status == "succeeded"
-    assert SEEN["setter"] == threading.get_ident()
-    assert VAR.get() == "unset"
+    assert SEEN["setter"] == me
+    assert after == "unset"
 
 
 @step
@@ -123,9 +144,9 @@ def test_a_step_calling_asyncio_run_works_when_the_engine_runs_inside_a_loop(
     async def cell() -> RunResult:
         return engine.run(aio.build(), target="uses_asyncio", executor="thread")
 
-    result = asyncio.run(cell())
+    result, me = in_a_new_thread(lambda: asyncio.run(cell()))
     assert result.status == "succeeded", [s.error for s in result.steps]
-    assert SEEN["aio"] != threading.get_ident()
+    assert SEEN["aio"] != me
 
 
 @step
