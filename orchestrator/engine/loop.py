@@ -27,7 +27,9 @@ run may still succeed (`conditions.py`). A failed attempt with retries left wait
 attempts are killed and the run is recorded `cancelled`.
 
 A step is recorded finished only after its artifacts are written, and starts only after
-the steps whose outputs it reads are committed; so a crash (even SIGKILL) loses no
+the steps whose outputs it reads are committed (on PostgreSQL: sent ahead of its own
+record, which commits only after them, store/pgsent.py; a step handed to another
+process waits until they are committed, `settle`); so a crash (even SIGKILL) loses no
 step a later one depended on, and at most the last `COMMIT_WINDOW` of other changes:
 running the pipeline again finds the finished steps in the cache, and `resume` reuses
 them even for steps with `cache=False`. A step that runs longer than `COMMIT_WINDOW`
@@ -379,6 +381,8 @@ class _Run:
             self.record.flush()
         else:
             self.commit_inputs([retry[0] for retry, _ in starting])
+        if any(not ex.in_process for _, ex in starting):
+            self.e.store.settle()  # a step in another process reads what was sent, committed
         for retry, ex in starting:
             inv = self.prepare(*retry)
             name, parts, attempt = retry

@@ -39,6 +39,10 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\\x00") if value else value
 
 
+CACHED_SHARE = 25
+"""Cache hits one batch holds where batches are sent and not waited for (PostgreSQL's)."""
+
+
 class Recorder:
     """`names[step]` are the step's output names: each recorded output carries its name,
     so `orch show`, the UI and the Python API read them without loading the pipeline."""
@@ -161,6 +165,8 @@ class Recorder:
                 "outputs": self._named(rep.name, outputs),
             }
         )
+        if len(self.batch.step_inserts) >= CACHED_SHARE and self.store.writes_unwaited():
+            self.flush()  # the server stores these while the next hits are resolved
 
     def succeeded(
         self, rep: StepReport, parts: KeyParts, attempt: int, result: StepResult

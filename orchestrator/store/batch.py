@@ -151,6 +151,12 @@ class BatchWriter:
                 return pgpath.PostgresFastPath(self.db.engine, STEP_COLS, UPDATE_COLS)
         return HeldConnection(self)
 
+    def settle(self) -> None:
+        """Wait for the batches the hot path sent and did not wait for (PostgreSQL's)."""
+        settle = getattr(self._hot, "settle", None)
+        if settle is not None:
+            settle()
+
     def close(self) -> None:
         if self._hot is not None:
             self._hot.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,9 +104,21 @@ def connect(url: str, readonly: bool = False) -> Engine:
             engine = create_engine(url, pool_pre_ping=True, connect_args=options)
         else:
             engine = create_engine(url, pool_pre_ping=True)
+        if not url.startswith("sqlite"):
+            from sqlalchemy import event
+
+            event.listen(engine, "checkout", _settle_sent)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise StoreError(f"cannot open metadata store {_mask(url)}: {exc}") from None
     return engine
+
+
+def _settle_sent(*_: Any) -> None:
+    """Before a connection is used, the rounds this process's PostgreSQL hot paths sent
+    are confirmed (store/pgsent.py), so what it reads includes them (read your writes)."""
+    pgpath = sys.modules.get("orchestrator.store.pgpath")
+    if pgpath is not None:
+        pgpath.settle_all()
 
 
 def _readonly_opener(url: str, args: dict[str, Any]) -> Any:

@@ -15,10 +15,12 @@ reads by store/browse.py. The methods below keep the store's historical names an
 signatures, each a one-line delegation, so callers need not know the repositories.
 
 The engine writes through `write(batch)`: one transaction per scheduling round, holding
-every state change of that round, so a finished step is durable before any step that
+every state change of that round, so a finished step is recorded before any step that
 depends on it starts. On PostgreSQL the engine's writes (batches, a run's creation and
-end) and cache reads go through the pipelined hot path (store/pgpath.py), one round trip
-each. Reads return plain dicts. Any SQLAlchemy URL works.
+end) and cache reads go through the pipelined hot path (store/pgpath.py): a relaxed
+round is sent and not waited for (store/pgsent.py: it commits after every round before
+it, and none after a failed one does; `settle` waits), everything else is one round trip
+(carrying the rounds sent before it). Reads return plain dicts. Any SQLAlchemy URL works.
 
 Read-only stores: `MetadataStore(url, readonly=None)` (the default) opens a SQLite file
 that cannot be written here (a read-only mount, say) read-only, and any other store as
@@ -167,6 +169,16 @@ class MetadataStore:
     def write(self, batch: Batch, fast: bool = False) -> None:
         """Record a batch in one transaction (`fast`: through the hot path, if any)."""
         self.writer.write(batch, fast)
+
+    def writes_unwaited(self) -> bool:
+        """Whether `write(fast=True)` returns once a batch is sent, before its commit (so
+        more, smaller batches cost the engine no more waiting)."""
+        return bool(getattr(self.writer.hot(), "relaxed", False))
+
+    def settle(self) -> None:
+        """Wait until every batch written is committed (on PostgreSQL `write` may return
+        once a batch is sent: store/pgsent.py); a batch that failed raises `StoreError`."""
+        self.writer.settle()
 
     def write_rows(self, conn: Connection, batch: Batch) -> None:
         self.writer.write_rows(conn, batch)

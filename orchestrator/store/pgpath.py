@@ -1,10 +1,13 @@
-"""The engine's hot path on PostgreSQL (psycopg 3): one round trip per scheduling round.
+"""The engine's hot path on PostgreSQL (psycopg 3): a scheduling round costs no wait.
 
 A scheduling round's batch (step-run inserts and updates, artifacts, cache entries) is
-sent in libpq's pipeline mode: BEGIN, the batch's statements and COMMIT go out together
-and the server's answers come back after one Sync, so a round costs one network round
-trip however many rows it holds (and a round whose parts may run together, a chain's,
-is one statement: `_together`); the rows of one kind (step-run inserts, their updates,
+sent in libpq's pipeline mode: BEGIN, the batch's statements and COMMIT go out together.
+A relaxed round (below) is not waited for: `write` returns once it is sent, and its
+answers are read by the next call that waits (store/pgsent.py says why the record's
+order holds); a read, a run's end or `settle` carries the rounds sent before it and
+costs one round trip in all. Any other round waits for its answers after one Sync: one
+round trip however many rows it holds (and a round whose parts may run together, a
+chain's, is one statement: `_together`). The rows of one kind (step-run inserts, their updates,
 attempts, artifacts, cache entries, each tracking table's rows) are one statement, their
 values one JSON parameter the server expands (store/pgrecords.py); a round inserting
 cached step runs adds one statement merging the metric points they borrow
@@ -16,25 +19,34 @@ hits cost no read each, and a step with no entry at all then misses with no read
 `ABSENT_FOR` seconds after it (an entry another run commits in that window is not seen,
 as if committed just after the lookup; entries this path writes are never missed); past
 the window, one read renews the answer for every such step at once. So a first run
-costs one round trip per round.
+costs three round trips (the run's creation, the prefetch, its end) however many rounds.
 
-Flushing. A round's transaction commits without waiting for the server's WAL flush
-(`SET LOCAL synchronous_commit = off`) unless the server, database, role or URL chose a
-`synchronous_commit` of its own (then it is kept); a run's creation and its end always
-wait, and the end's flush makes every earlier round of the run durable with it. A
-committed round survives the death of the run's process at any instant (the project's
-durability rule); only a crash of the database server itself in the fraction of a second
-before its WAL writer flushes may lose the last rounds, never a later round without the
-earlier ones (the WAL is one sequence), and never a round of a run recorded finished.
+Flushing. A round's transaction (and a run's creation) commits without waiting for the
+server's WAL flush (`SET LOCAL synchronous_commit = off`: "relaxed") unless the server,
+database, role or URL chose a `synchronous_commit` of its own (then it is kept, and
+every round is waited for); a run's end always waits for the flush, which makes every
+earlier round of the run durable with it. A round sent survives the death of the run's
+process at any instant (the project's durability rule); only a crash of the database
+server itself in the fraction of a second before its WAL writer flushes may lose the
+last rounds, never a later round without the earlier ones (the WAL is one sequence),
+and never a round of a run recorded finished.
+
+Read your writes. A read through this path carries the rounds it sent; before any other
+connection of the process is used (a pool checkout, store/db.py; another store's hot
+path) every round the process sent is confirmed (`settle_all`), so what a step reads of
+the store includes its inputs' records; the engine settles before it hands a step to
+another process.
 
 Invariants: a batch is all or nothing (a failed statement aborts the transaction, the
-COMMIT is skipped and the transaction rolled back), and a batch is committed before
-`write` returns. Values are encoded as the portable SQLAlchemy path encodes them (JSON
-columns hold JSON, `None` included, as `null`; times are aware UTC), so both paths read
-each other's rows. A connection found broken is replaced before the next statement.
-Calls are serialised (a lock), so threads sharing a store never interleave a batch.
-A run's creation and its end are one round trip each too (`create_run`, `finish_run`:
-the rows and rules of store/runs.py).
+COMMIT is skipped and the transaction rolled back); a round sent after a failed one
+commits nothing, and the failure is raised by the next `write`, `settle` or run's end
+(which then records the run failed). Values are encoded as the portable SQLAlchemy path
+encodes them (JSON columns hold JSON, `None` included, as `null`; times are aware UTC),
+so both paths read each other's rows. A connection found broken is replaced before the
+next statement (rounds it had sent unconfirmed are a failure). Calls are serialised (a
+reentrant lock), so threads sharing a store never interleave a batch. A run's creation
+and its end are one round trip each too (`create_run`, `finish_run`: the rows and rules
+of store/runs.py).
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import weakref
 from typing import Any
 
 import psycopg
@@ -56,6 +69,7 @@ from orchestrator.store.absent import WINDOW, AbsentSteps
 from orchestrator.store.base import now
 from orchestrator.store.db import first_line
 from orchestrator.store.pgrecords import Records
+from orchestrator.store.pgsent import SentRounds
 
 Row = dict[str, Any]
 
@@ -87,6 +101,8 @@ _HISTORY = ("cache_key", "code", "params", "inputs", "run_id")
 _RELAX = "SET LOCAL synchronous_commit = off"
 # where the session's synchronous_commit comes from: "default" when nobody chose one
 _FLUSH_SOURCE = "SELECT source FROM pg_settings WHERE name = 'synchronous_commit'"
+_OPENING = threading.local()  # `now`: this thread opens a hot path's connection
+_UNSETTLED: weakref.WeakSet[PostgresFastPath] = weakref.WeakSet()  # rounds sent, unanswered
 ABSENT_FOR = WINDOW  # seconds a prefetch's "this step has no entry" answers lookups
 
 # the entry of a key; else (NOT EXISTS) the step's newest entries: one statement either way
@@ -179,8 +195,9 @@ class PostgresFastPath:
         self, engine: Any, step_cols: tuple[str, ...], update_cols: tuple[str, ...]
     ) -> None:
         self.engine = engine
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # reentrant: an opening's checkout settles (db.py)
         self._proxy: Any = None
+        self.failed: str | None = None  # a round sent that failed, raised by the next call
         self.relaxed = False  # rounds commit without waiting for the WAL flush
         self.conn: psycopg.Connection[Any] = self._open()
         self.absent = AbsentSteps()
@@ -204,20 +221,38 @@ class PostgresFastPath:
 
     def _open(self) -> psycopg.Connection[Any]:
         """A pooled connection (the engine's connect hooks applied), in autocommit mode."""
-        self._proxy = self.engine.raw_connection()
+        _OPENING.now = True
+        try:
+            self._proxy = self.engine.raw_connection()
+        finally:
+            _OPENING.now = False
         conn: psycopg.Connection[Any] = self._proxy.driver_connection
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.rollback()
         conn.autocommit = True
         row = conn.execute(_FLUSH_SOURCE).fetchone()
         self.relaxed = row is not None and row[0] == "default"
+        self.sent = SentRounds(conn)
         return conn
 
     def _live(self) -> psycopg.Connection[Any]:
+        """The connection, out of pipeline mode unless `write` sends: a broken one is
+        replaced (rounds it had sent and not confirmed make the next call fail)."""
         if self.conn.broken or self.conn.closed:
+            if self.sent.active and self.failed is None:
+                self.failed = "the connection broke before the rounds sent were confirmed"
+            self.sent.active = False
+            _UNSETTLED.discard(self)
             self._proxy.invalidate()
             self.conn = self._open()
         return self.conn
+
+    def _ready(self) -> psycopg.Connection[Any]:
+        """The live connection out of pipeline mode, for psycopg's own statements."""
+        conn = self._live()
+        if self.sent.active:
+            self._confirm()
+        return conn
 
     def _statements(self, batch: Any) -> list[tuple[str, tuple[Any, ...]]]:
         """The batch as one statement per kind of row (one more per repeated update)."""
@@ -251,18 +286,74 @@ class PostgresFastPath:
         return self.plain[name]
 
     def write(self, batch: Any) -> None:
-        """The batch in one transaction and one round trip: one statement when its parts
-        may run together (`_together`), else a pipelined transaction."""
+        """The batch in one transaction. Relaxed, it is sent and not waited for (store/
+        pgsent.py: a failure is raised by the next write, which sends nothing more);
+        else one round trip: one statement when its parts may run together
+        (`_together`), else a pipelined transaction."""
         statements = self._statements(batch)
         self.absent.written(batch.cache_entries)
         try:
-            together = _together(statements, batch)
-            if together is not None:
-                self._send_one(together)
-            else:
-                self._send(statements)
+            with self.lock:
+                self._live()
+                if self.sent.active:
+                    self.sent.read()
+                if self.sent.error is not None:
+                    self._confirm()
+                if self.failed is not None:
+                    self._raise_failed()
+                together = _together(statements, batch)
+                if self.relaxed:
+                    if together is not None:  # its last part relaxes the commit
+                        statements = [(together[0] + _RELAX_HERE, together[1])]
+                    self._send_unwaited(statements)
+                elif together is not None:
+                    self._send_one(together)
+                else:
+                    self._send(statements)
         except psycopg.Error as exc:
             raise StoreError(f"cannot record step states: {first_line(exc)}") from None
+
+    def _send_unwaited(self, statements: list[tuple[str, Any]]) -> None:
+        try:
+            self.sent.send(statements)
+        except BaseException:
+            self._confirm()
+            raise
+        _UNSETTLED.add(self)
+
+    def settle(self) -> None:
+        """Wait until every round sent is answered (one round trip); a failed one raises
+        `StoreError`."""
+        with self.lock:
+            self._confirm()
+            self._raise_failed()
+
+    def _confirm(self, read: tuple[str, Any] | None = None) -> list[tuple[Any, ...]] | None:
+        """Wait for the answers to the rounds sent, with `read` in the same round trip:
+        its rows, or None (not read). A failed round is rolled back and kept in `failed`
+        for the engine's next call (a read from elsewhere in the process confirms too,
+        and must not take it); so is a connection lost with rounds unconfirmed."""
+        with self.lock:
+            _UNSETTLED.discard(self)
+            if not self.sent.active:
+                return None
+            try:
+                rows = self.sent.confirm(read)
+            except psycopg.Error as exc:
+                self.sent.active = False  # the connection broke: replaced before its next use
+                self.failed = self.failed or f"rounds sent were lost: {first_line(exc)}"
+                return None
+            error, self.sent.error = self.sent.error, None
+            if error is not None or self.sent.read_error is not None:
+                self._abandon()
+            if error is not None and self.failed is None:
+                self.failed = error
+            return rows
+
+    def _raise_failed(self) -> None:
+        error, self.failed = self.failed, None
+        if error is not None:
+            raise StoreError(f"cannot record step states: {error}")
 
     def _send_one(self, statement: tuple[str, tuple[Any, ...]]) -> None:
         """One statement, its own transaction (autocommit): all or nothing, committed
@@ -270,7 +361,7 @@ class PostgresFastPath:
         sql, params = statement
         sql += _RELAX_HERE if self.relaxed else " SELECT 1"
         with self.lock:
-            conn = self._live()
+            conn = self._ready()
             try:
                 with conn.pipeline():  # so its first prepare goes with it: one round trip
                     conn.execute(sql, params)
@@ -281,7 +372,8 @@ class PostgresFastPath:
     def create_run(self, pipeline: Row, run: Row) -> None:
         """Upsert the pipeline's row and insert the run's (store/runs.py `new_rows`)."""
         pipe = _rows(("name", "ref", "updated_at"), [pipeline])[0]
-        statements = [(_UPSERT_PIPELINE, pipe)]
+        statements = [(_RELAX, ())] if self.relaxed else []  # the run's end flushes it
+        statements.append((_UPSERT_PIPELINE, pipe))
         statements.append((_insert_sql(t.runs, _RUN_COLS, False), _rows(_RUN_COLS, [run])[0]))
         try:
             self._send(statements)
@@ -291,22 +383,42 @@ class PostgresFastPath:
             raise StoreError(f"cannot record run {run['id']}: {first_line(exc)}") from None
 
     def finish_run(self, run_id: str, status: str, error: str | None) -> None:
-        """The run's end; unless it succeeded, its running steps become interrupted."""
+        """The run's end; unless it succeeded, its running steps become interrupted. With
+        the rounds sent before it, it is one round trip; its commit waits for the flush.
+        A round sent that failed makes the run's end failed, and raises."""
+        statements = self._end(run_id, status, error)
+        try:
+            with self.lock:
+                self._live()
+                if self.sent.active and self.failed is None and self.sent.error is None:
+                    self.sent.send(statements)
+                    self._confirm()
+                    if self.failed is None:
+                        return
+                self._confirm()
+                failed, self.failed = self.failed, None
+                if failed is not None:  # the run did not record all it did
+                    status, error = RunStatus.FAILED, f"cannot record step states: {failed}"
+                self._send(self._end(run_id, status, error))
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot record the end of run {run_id}: {first_line(exc)}") from None
+        if failed is not None:
+            raise StoreError(error)
+
+    @staticmethod
+    def _end(run_id: str, status: str, error: str | None) -> list[tuple[str, tuple[Any, ...]]]:
         stamp = now()
         statements = [(_FINISH_RUN, (status, stamp, error, run_id))]
         if status != RunStatus.SUCCEEDED:
             args = (StepState.INTERRUPTED, stamp, run_id, StepState.RUNNING)
             statements.append((_INTERRUPT_STEPS, args))
             statements.append((_INTERRUPT_ATTEMPTS, args))
-        try:
-            self._send(statements)
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot record the end of run {run_id}: {first_line(exc)}") from None
+        return statements
 
     def _send(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """`statements` in one transaction and one round trip; all or nothing."""
         with self.lock:
-            conn = self._live()
+            conn = self._ready()
             try:
                 with conn.pipeline(), conn.cursor() as cur:
                     cur.execute("BEGIN")
@@ -326,9 +438,16 @@ class PostgresFastPath:
             pass  # a broken connection: replaced before the next statement
 
     def _read(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        """The rows of a SELECT: with the rounds sent, if any, in one round trip (after
+        those other hot paths of this process sent: read your writes)."""
+        settle_all(but=self)
         with self.lock:
             try:
-                return self._live().execute(sql, params).fetchall()
+                if self._live() and self.sent.active:
+                    rows = self._confirm((sql, params))
+                    if rows is not None:
+                        return rows
+                return self._ready().execute(sql, params).fetchall()
             except psycopg.Error as exc:
                 self._abandon()
                 raise StoreError(f"cannot read the cache index: {first_line(exc)}") from None
@@ -390,9 +509,23 @@ class PostgresFastPath:
         return {k: {"cache_key": k, "outputs": o, "run_id": r} for k, o, r, _ in rows}
 
     def close(self) -> None:
+        with self.lock:
+            self._confirm()
         try:
             if not (self.conn.broken or self.conn.closed):
                 self.conn.autocommit = False  # the pool's connections are transactional
         except psycopg.Error:
             self._proxy.invalidate()
         self._proxy.close()
+
+
+def settle_all(but: PostgresFastPath | None = None) -> None:
+    """Confirm every hot path's rounds sent in this process (before a read through
+    another connection, so that it sees them: store/db.py); a failure is kept for the
+    engine that sent them. Not while this thread opens a hot path's connection (it holds
+    that path's lock, and reads nothing that needs them)."""
+    if getattr(_OPENING, "now", False):
+        return
+    for path in list(_UNSETTLED):
+        if path is not but:
+            path._confirm()

@@ -3,7 +3,11 @@ one for the metric points of cached rows) and one round trip per round, counted 
 libpq's protocol trace (the server's tag of each completed statement); the rows written
 are the portable path's, value for value (NULLs, JSON, big integers, floats that are not
 finite, non-ASCII text, quotes); a key changed twice in one round is changed in order; a
-value that is not JSON is one clear error.
+value that is not JSON is one clear error. Each test runs with rounds sent and not
+waited for (the default: store/pgsent.py; their answers read by `settle`) and with a
+`synchronous_commit` chosen in the URL (each round waited for, as one statement when it
+may be); with rounds sent, no round after a failed one commits, and a read through
+another connection of the process sees every round sent.
 
 Each test gets a fresh database (`pg_url`, tests/conftest.py).
 """
@@ -33,9 +37,10 @@ PARAMS = {"big": 2**62 + 1, "f": 0.1, "tiny": 1e-300, "s": ODD, "none": None,
           "list": [1, "two", None, False], "nested": {"ключ": {"deep": [1.5]}}}  # fmt: skip
 
 
-@pytest.fixture
-def pg(pg_url: str) -> Iterator[tuple[MetadataStore, RoundTrips]]:
-    store = MetadataStore(pg_url)
+@pytest.fixture(params=["sent", "waited"])
+def pg(pg_url: str, request: pytest.FixtureRequest) -> Iterator[tuple[MetadataStore, RoundTrips]]:
+    chosen = "" if request.param == "sent" else "?options=-csynchronous_commit%3Don"
+    store = MetadataStore(pg_url + chosen)
     trips = RoundTrips(store.engine)
     store.create_run(SOURCE, "demo", "pipe.py:demo", {}, "thread")
     points = [metric(SOURCE, "m", v, step="a-cached") for v in (0.25, 0.5)]
@@ -138,15 +143,17 @@ def test_a_round_is_one_statement_per_kind_of_row_and_writes_the_portable_rows(
     relax = ["SET"] if fast.relaxed else []
     before = trips.count()
     store.write(starts("fastfastfast", stamp), fast=True)
+    store.settle()
     # the steps, the one metric their cached row borrows (merged per round), the attempts
     assert trips.commands() == ["BEGIN", *relax, "INSERT 0 3", "INSERT 0 1", "INSERT 0 1",
                                 "COMMIT"]  # fmt: skip
     store.write(ends("fastfastfast", stamp), fast=True)
+    store.settle()
     # a step changed twice in the round: two UPDATEs, in order; the rest one statement each
     assert trips.commands() == ["BEGIN", *relax, "UPDATE 1", "UPDATE 1", "UPDATE 1",
                                 "INSERT 0 1", "INSERT 0 1", "INSERT 0 4", "INSERT 0 2",
                                 "INSERT 0 1", "COMMIT"]  # fmt: skip
-    assert trips.count() - before == 2  # one round trip per round
+    assert trips.count() - before == 2  # one round trip per round (its write's or settle's)
     store.write(starts("portableport", stamp))
     store.write(ends("portableport", stamp))
 
@@ -202,7 +209,10 @@ def test_a_chains_round_is_one_statement_with_the_portable_rows(
     trips.commands()
     before = trips.count()
     store.write(plain_ends("fastfastfast", stamp), fast=True)
-    assert trips.commands() == ["SELECT 1"]  # one statement, all parts in it
+    store.settle()
+    # one statement, all parts in it (sent: in a transaction of its own, not waited for)
+    sent = store.writes_unwaited()
+    assert trips.commands() == (["BEGIN", "SELECT 1", "COMMIT"] if sent else ["SELECT 1"])
     assert trips.count() - before == 1
     store.write(plain_ends("portableport", stamp))
     fast_rows, portable_rows = (
@@ -222,9 +232,11 @@ def test_a_round_in_one_statement_is_all_or_nothing(
     batch = plain_ends("halfhalfhalf", now())
     batch.attempt_inserts[0]["run_id"] = "nosuchrun000"  # its foreign key fails
     trips.commands()
-    with pytest.raises(StoreError, match="cannot record step states"):
+    with pytest.raises(StoreError, match="cannot record step states: insert or update on"):
         store.write(batch, fast=True)
-    assert trips.commands() == []  # the one statement failed: nothing completed
+        store.settle()
+    # the one statement failed: nothing completed (sent: its BEGIN, then rolled back)
+    assert trips.commands() == (["BEGIN", "ROLLBACK"] if store.writes_unwaited() else [])
     kept = rows_as_text(store, "halfhalfhalf")
     assert kept["step_runs"] == [] and kept["cache_entries"] == [] and kept["run_metrics"] == []
     store.write(plain_ends("halfhalfhalf", now()), fast=True)  # the connection is usable
@@ -259,3 +271,67 @@ def test_a_value_that_is_not_json_is_one_error_naming_the_column(
     with pytest.raises(StoreError, match=r"^cannot record step_runs\.params: .*JSON values only"):
         store.write(batch, fast=True)
     assert store.step_runs("badbadbadbad") == []
+
+
+@pytest.fixture
+def sent(pg_url: str) -> Iterator[MetadataStore]:
+    store = MetadataStore(pg_url)  # rounds sent, not waited for
+    yield store
+    store.close()
+
+
+def test_no_round_sent_after_a_failed_one_commits(sent: MetadataStore) -> None:
+    """Rounds sent one after another without waiting: when one fails, the server skips
+    the rounds sent after it, so no step is recorded without the rounds before it; the
+    failure is raised once, and the rounds sent after that commit."""
+    store = sent
+    store.create_run("ordered00000", "demo", "pipe.py:demo", {}, "thread")
+    bad = plain_ends("ordered00000", now())
+    bad.attempt_inserts[0]["run_id"] = "nosuchrun000"  # its foreign key fails
+    good = Batch(step_inserts=[{"run_id": "ordered00000", "name": "later", "kind": "custom",
+                                "state": "succeeded", "attempts": 1}])  # fmt: skip
+    sent = store.fast().sent
+    sent.send(store.fast()._statements(bad))  # as write sends them, with no read between
+    sent.send(store.fast()._statements(good))
+    with pytest.raises(StoreError, match="cannot record step states: insert or update on"):
+        store.settle()
+    assert store.step_runs("ordered00000") == []  # nor "later"
+    with pytest.raises(StoreError, match="cannot record step states"):
+        store.write(bad, fast=True)  # the answer may arrive before the next write or after
+        store.write(good, fast=True)
+        store.settle()
+    assert store.step_runs("ordered00000") == []
+    store.write(good, fast=True)
+    store.settle()
+    assert [r["name"] for r in store.step_runs("ordered00000")] == ["later"]
+
+
+def test_a_read_elsewhere_in_the_process_sees_the_rounds_sent(
+    sent: MetadataStore, pg_url: str
+) -> None:
+    """A read through another connection (this store's SQLAlchemy pool, another store's
+    hot path) waits for the rounds this process sent: read your writes. Each round here
+    takes the server a while (a sleep first), so a read that did not wait would miss it."""
+    store, fast = sent, sent.fast()
+    assert store.writes_unwaited()
+    store.create_run("readmine0000", "demo", "pipe.py:demo", {}, "thread")
+    other = MetadataStore(pg_url)
+    try:
+        other.create_run("readother000", "demo", "pipe.py:demo", {}, "thread")
+        for k, read in enumerate(("portable", "other hot path")):
+            row = {"run_id": "readmine0000", "name": f"s{k}", "kind": "custom",
+                   "state": "succeeded", "attempts": 1}  # fmt: skip
+            entry = {"cache_key": f"k{k}", "pipeline": "demo", "step": f"s{k}",
+                     "outputs": [], "code": {}, "params": {}, "inputs": {},
+                     "run_id": "readmine0000", "created_at": now()}  # fmt: skip
+            slow = [("SELECT pg_sleep(0.3)", ())]
+            with fast.lock:  # as `write` sends a round
+                fast._send_unwaited(
+                    slow + fast._statements(Batch(step_inserts=[row], cache_entries=[entry]))
+                )
+            if read == "portable":
+                assert [r["name"] for r in store.step_runs("readmine0000")] == ["s0"]
+            else:
+                assert other.cache_get(f"k{k}", fast=True) is not None
+    finally:
+        other.close()
