@@ -15,8 +15,12 @@ Why the order of the record still holds:
   and no Sync is sent between rounds, so no later round commits after a failed one (the
   first failure is kept, `error`; the caller rolls the failed transaction back);
 * bytes a process has written to a socket are delivered after it dies, so a round sent
-  survives the death of the run's process as a committed round does. A crash of the
-  server itself may lose what it had not flushed, as a relaxed commit may.
+  survives the death of the run's process as a committed round does. (Over a network, a
+  process dying within one network round trip of sending may lose what was still in
+  flight, as the kernel resets a connection closed with answers unread: as if it had
+  died before sending it, the last rounds are lost and never one without the later
+  ones. On loopback the bytes are in the server's queue when the write returns.) A
+  crash of the server itself may lose what it had not flushed, as a relaxed commit may.
 
 So a step is recorded finished only after every round before it, its inputs' included.
 
