@@ -156,6 +156,7 @@ class Engine:
             executor,
             resumed_from,
             trigger,
+            fresh=run_id is None,
         )
         return run.execute(hits)
 

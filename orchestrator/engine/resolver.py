@@ -49,6 +49,8 @@ def entry_refs(entry: Entry) -> list[ArtifactRef]:
     if refs is None:
         refs = entry["refs"] = [ArtifactRef.from_json(o) for o in entry["outputs"]]
     return refs
+
+
 Reason = dict[str, Any]
 
 

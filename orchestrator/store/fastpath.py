@@ -187,9 +187,11 @@ class SqliteFastPath:
             cur.close()
         self._committed()
 
-    def create_run(self, pipeline: dict[str, Any], run: dict[str, Any]) -> None:
+    def create_run(
+        self, pipeline: dict[str, Any], run: dict[str, Any], fresh: bool = False
+    ) -> None:
         """Upsert the pipeline's row and insert the run's (store/runs.py `new_rows`), in
-        one transaction."""
+        one transaction (`fresh` changes nothing here: a commit is not waited for)."""
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:

@@ -186,14 +186,17 @@ class MetadataStore:
     def create_run(
         self, run_id: str, pipeline: str, target: str, params: dict[str, Any], executor: str,
         resumed_from: str | None = None, trigger: dict[str, Any] | None = None,
+        fresh: bool = False,
     ) -> None:  # fmt: skip
-        """Record the pipeline (name -> how to load it) and a new running run, in one go."""
+        """Record the pipeline (name -> how to load it) and a new running run, in one go.
+        `fresh`: the id was just drawn at random, so no other run has it (on PostgreSQL
+        the creation is then sent and not waited for: store/pgpath.py)."""
         args = (run_id, pipeline, target, params, executor, resumed_from, trigger)
         rows = run_rows(self.db.host, *args)
         self.db.refuse_writes()
         hot = self._runs_path()
         if hot is not None:
-            hot.create_run(*rows)
+            hot.create_run(*rows, fresh=fresh)
             return
         from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 

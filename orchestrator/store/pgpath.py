@@ -19,7 +19,8 @@ hits cost no read each, and a step with no entry at all then misses with no read
 `ABSENT_FOR` seconds after it (an entry another run commits in that window is not seen,
 as if committed just after the lookup; entries this path writes are never missed); past
 the window, one read renews the answer for every such step at once. So a first run
-costs three round trips (the run's creation, the prefetch, its end) however many rounds.
+costs two round trips (the prefetch, carrying the run's creation when its id is fresh,
+and its end) however many rounds it has.
 
 Flushing. A round's transaction (and a run's creation) commits without waiting for the
 server's WAL flush (`SET LOCAL synchronous_commit = off`: "relaxed") unless the server,
@@ -198,6 +199,7 @@ class PostgresFastPath:
         self.lock = threading.RLock()  # reentrant: an opening's checkout settles (db.py)
         self._proxy: Any = None
         self.failed: str | None = None  # a round sent that failed, raised by the next call
+        self.failed_creation = False  # that round created the run: its end is not recorded
         self.relaxed = False  # rounds commit without waiting for the WAL flush
         self.conn: psycopg.Connection[Any] = self._open()
         self.absent = AbsentSteps()
@@ -240,7 +242,10 @@ class PostgresFastPath:
         replaced (rounds it had sent and not confirmed make the next call fail)."""
         if self.conn.broken or self.conn.closed:
             if self.sent.active and self.failed is None:
-                self.failed = "the connection broke before the rounds sent were confirmed"
+                self.failed = (
+                    "cannot record step states: the connection broke before the rounds "
+                    "sent were confirmed"
+                )
             self.sent.active = False
             _UNSETTLED.discard(self)
             self._proxy.invalidate()
@@ -313,9 +318,9 @@ class PostgresFastPath:
         except psycopg.Error as exc:
             raise StoreError(f"cannot record step states: {first_line(exc)}") from None
 
-    def _send_unwaited(self, statements: list[tuple[str, Any]]) -> None:
+    def _send_unwaited(self, statements: list[tuple[str, Any]], label: str = "round") -> None:
         try:
-            self.sent.send(statements)
+            self.sent.send(statements, label)
         except BaseException:
             self._confirm()
             raise
@@ -341,19 +346,31 @@ class PostgresFastPath:
                 rows = self.sent.confirm(read)
             except psycopg.Error as exc:
                 self.sent.active = False  # the connection broke: replaced before its next use
-                self.failed = self.failed or f"rounds sent were lost: {first_line(exc)}"
+                lost = f"cannot record step states: rounds sent were lost: {first_line(exc)}"
+                self.failed = self.failed or lost
                 return None
             error, self.sent.error = self.sent.error, None
             if error is not None or self.sent.read_error is not None:
                 self._abandon()
             if error is not None and self.failed is None:
-                self.failed = error
+                self.failed = self._failure(error)
             return rows
+
+    def _failure(self, error: str) -> str:
+        """The text of a failed round sent (`SentRounds.failed_in` names it)."""
+        label, state = self.sent.failed_in, self.sent.sqlstate
+        if not label.startswith("run "):
+            return f"cannot record step states: {error}"
+        self.failed_creation = True
+        run_id = label.removeprefix("run ")
+        if state == psycopg.errors.UniqueViolation.sqlstate:
+            return f"run {run_id} already exists; it cannot start twice"
+        return f"cannot record run {run_id}: {error}"
 
     def _raise_failed(self) -> None:
         error, self.failed = self.failed, None
         if error is not None:
-            raise StoreError(f"cannot record step states: {error}")
+            raise StoreError(error)
 
     def _send_one(self, statement: tuple[str, tuple[Any, ...]]) -> None:
         """One statement, its own transaction (autocommit): all or nothing, committed
@@ -369,13 +386,22 @@ class PostgresFastPath:
                 self._abandon()
                 raise
 
-    def create_run(self, pipeline: Row, run: Row) -> None:
-        """Upsert the pipeline's row and insert the run's (store/runs.py `new_rows`)."""
+    def create_run(self, pipeline: Row, run: Row, fresh: bool = False) -> None:
+        """Upsert the pipeline's row and insert the run's (store/runs.py `new_rows`). A
+        `fresh` run (its id just drawn at random: no other run has it) is sent and not
+        waited for when relaxed; should it fail all the same, nothing the run does is
+        recorded, and its end raises (and records nothing: the id may be another's)."""
         pipe = _rows(("name", "ref", "updated_at"), [pipeline])[0]
         statements = [(_RELAX, ())] if self.relaxed else []  # the run's end flushes it
         statements.append((_UPSERT_PIPELINE, pipe))
         statements.append((_insert_sql(t.runs, _RUN_COLS, False), _rows(_RUN_COLS, [run])[0]))
+        self.failed_creation = False  # kept until the next run: no end may be written
         try:
+            if fresh and self.relaxed:
+                with self.lock:
+                    self._live()
+                    self._send_unwaited(statements, label=f"run {run['id']}")
+                return
             self._send(statements)
         except psycopg.errors.UniqueViolation:
             raise StoreError(f"run {run['id']} already exists; it cannot start twice") from None
@@ -397,8 +423,12 @@ class PostgresFastPath:
                         return
                 self._confirm()
                 failed, self.failed = self.failed, None
+                if self.failed_creation:  # the run was not recorded: nor is its end
+                    if failed is not None:
+                        raise StoreError(failed)
+                    return
                 if failed is not None:  # the run did not record all it did
-                    status, error = RunStatus.FAILED, f"cannot record step states: {failed}"
+                    status, error = RunStatus.FAILED, failed
                 self._send(self._end(run_id, status, error))
         except psycopg.Error as exc:
             raise StoreError(f"cannot record the end of run {run_id}: {first_line(exc)}") from None
@@ -443,7 +473,8 @@ class PostgresFastPath:
         settle_all(but=self)
         with self.lock:
             try:
-                if self._live() and self.sent.active:
+                self._live()
+                if self.sent.active:
                     rows = self._confirm((sql, params))
                     if rows is not None:
                         return rows

@@ -85,6 +85,8 @@ class SentRounds:
         self.kinds: collections.deque[str] = collections.deque()  # unanswered statements
         self.syncs = 0  # Syncs not answered yet
         self.error: str | None = None  # the first failure of a round
+        self.failed_in = ""  # that round's label (`send`)
+        self.sqlstate: str | None = None  # and its SQLSTATE
         self.read_error: str | None = None  # the failure of the read `confirm` carried
         self.rows: list[tuple[Any, ...]] | None = None
         self._answered = False  # the current statement's result arrived, its end not yet
@@ -92,15 +94,16 @@ class SentRounds:
         self._tag = uuid.uuid4().hex[:8]
         self._counter = itertools.count()
 
-    def send(self, statements: Iterable[tuple[str, Any]]) -> None:
-        """BEGIN, `statements` and COMMIT, written to the socket; nothing is waited for."""
+    def send(self, statements: Iterable[tuple[str, Any]], label: str = _ROUND) -> None:
+        """BEGIN, `statements` and COMMIT, written to the socket; nothing is waited for.
+        `label` names the round in `failed_in` if it fails."""
         if not self.active:
             self.pg.enter_pipeline_mode()
             self.active = True
-        self._query("BEGIN", (), _ROUND)
+        self._query("BEGIN", (), label)
         for sql, params in statements:
-            self._query(sql, params, _ROUND)
-        self._query("COMMIT", (), _ROUND)
+            self._query(sql, params, label)
+        self._query("COMMIT", (), label)
         self.pg.send_flush_request()
         self._flush()
         self.read()
@@ -151,7 +154,9 @@ class SentRounds:
             elif r.status == _ERROR:
                 self.read_error = _message(r)
         elif r.status == _ERROR and self.error is None:
-            self.error = _message(r)
+            self.error, self.failed_in = _message(r), kind
+            state = r.error_field(pq.DiagnosticField.SQLSTATE)
+            self.sqlstate = state.decode() if state else None
 
     def confirm(self, read: tuple[str, Any] | None = None) -> list[tuple[Any, ...]] | None:
         """Send `read` (a SELECT) if given, then a Sync; wait for every answer and leave

@@ -2,7 +2,8 @@
 protocol trace (orchestrator.store.pgtrace): none for a scheduling round (it is sent and
 not waited for, store/pgsent.py), none for the lookups of a first run's steps (the
 prefetch found them without entries), one per lookup once that answer is too old, one
-for a run's creation and one for its end (with the rounds before it); a re-run's hits
+for a run's end (with the rounds before it), none for the creation of a run whose id
+is fresh (sent with the rounds; a clash records nothing); a re-run's hits
 read at once; rounds commit without waiting for the WAL flush unless a setting chose
 otherwise (then each is one round trip); a failed batch leaves nothing, nor does any
 round sent after it; the rows it writes are the portable path's, byte for byte; a
@@ -115,8 +116,9 @@ def test_rounds_cost_no_round_trip_and_a_rerun_reads_its_hits_at_once(
     assert set(writes) == {0} and 6 <= len(writes) <= 13, writes
     assert probes == [0] * 6  # each step a miss the prefetch already knew of
     assert pg.of("prefetch") == [1] and pg.of("finish_run") == [1]
-    # it opens the hot path too: the flush setting's read (and a checkout's ping)
-    assert pg.of("create_run") in ([2], [3])
+    # the creation is sent, not waited for (its id is fresh); it opens the hot path: the
+    # flush setting's read (and a checkout's ping)
+    assert pg.of("create_run") in ([1], [2])
     misses = [s.reason["summary"] for s in first.steps if s.reason]
     assert misses == ["no cache entry for this step yet"] * 6
 
@@ -129,10 +131,10 @@ def test_rounds_cost_no_round_trip_and_a_rerun_reads_its_hits_at_once(
         assert {s.state for s in again.steps} == {StepState.CACHED}
         assert pg.of("probe") == [] and pg.of("prefetch") == [1] and pg.of("write") == [0]
         totals[n] = pg.trips.count() - before
-    assert totals == {6: 3, 12: 3}  # create_run, prefetch, finish_run (with the write)
+    assert totals == {6: 2, 12: 2}  # the prefetch (with the creation), the end (with the write)
 
 
-def test_a_first_run_costs_three_round_trips_however_many_rounds(
+def test_a_first_run_costs_two_round_trips_however_many_rounds(
     pg: CountingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the prefetch's answer holds for the whole run, however slowly a loaded machine runs
@@ -147,8 +149,8 @@ def test_a_first_run_costs_three_round_trips_however_many_rounds(
         assert {s.state for s in result.steps} == {StepState.SUCCEEDED}
         rounds = len(pg.of("write"))
         assert n <= rounds <= 2 * n + 1  # see above: a step may outlast the window
-        # the run's creation, its one read and its end (with every round)
-        assert pg.trips.count() - before == 3
+        # its one read (with the run's creation) and its end (with every round)
+        assert pg.trips.count() - before == 2
 
 
 def test_a_lookup_reads_again_once_the_prefetch_is_too_old(
@@ -319,6 +321,50 @@ def test_a_dropped_connection_is_one_error_then_replaced(pg: CountingStore, pg_u
     assert pg.cache_probe("k", "demo", "a", fast=True) == (None, [])
     pg.write(Batch(step_inserts=[step_row("a")]), fast=True)
     assert pg.fast().conn.info.backend_pid != pid
+    assert [r["name"] for r in pg.step_runs(RUN)] == ["a"]
+
+
+def test_a_round_sent_on_a_dropped_connection_is_one_error_then_replaced(
+    pg: CountingStore, pg_url: str
+) -> None:
+    """A round sent (not waited for) on a connection the server dropped is lost: the
+    write or the next wait says so once, and the next round goes on a new connection."""
+    pg.create_run(RUN, "demo", "pipe.py:demo", {}, "thread")
+    pg.write(Batch(step_inserts=[step_row("a")]), fast=True)
+    pg.settle()
+    pid = pg.fast().conn.info.backend_pid
+    conninfo = make_url(pg_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(StoreError, match=r"^cannot record step states: "):
+        pg.write(Batch(step_inserts=[step_row("b")]), fast=True)
+        pg.settle()
+    pg.write(Batch(step_inserts=[step_row("c")]), fast=True)
+    pg.settle()
+    assert pg.fast().conn.info.backend_pid != pid
+    assert [r["name"] for r in pg.step_runs(RUN)] == ["a", "c"]
+
+
+def test_a_fresh_run_is_created_unwaited_and_a_clash_records_nothing(pg: CountingStore) -> None:
+    """A run whose id was just drawn is created without a round trip; were the id taken
+    all the same, nothing the run did is recorded, nor its end, and the other run keeps
+    its rows."""
+    pg.create_run(RUN, "demo", "pipe.py:demo", {}, "thread")
+    pg.write(Batch(step_inserts=[step_row("a")]), fast=True)
+    pg.settle()
+    before = pg.trips.count()
+    pg.create_run("r0000000000b", "demo", "pipe.py:demo", {}, "thread", fresh=True)
+    assert pg.trips.count() == before  # sent, not waited for
+    pg.finish_run("r0000000000b", "succeeded")
+    assert pg.get_run("r0000000000b")["status"] == "succeeded"
+
+    pg.create_run(RUN, "demo", "pipe.py:demo", {}, "thread", fresh=True)  # as if drawn again
+    with pytest.raises(StoreError, match=f"^run {RUN} already exists; it cannot start twice$"):
+        pg.write(Batch(step_inserts=[step_row("b")]), fast=True)  # raises, or the end does
+        pg.finish_run(RUN, "succeeded")
+    pg.finish_run(RUN, "failed")  # the engine records the end after the failure: not here
+    pg.finish_run(RUN, "failed")
+    assert pg.get_run(RUN)["status"] == "running"
     assert [r["name"] for r in pg.step_runs(RUN)] == ["a"]
 
 
