@@ -352,8 +352,8 @@ class PostgresFastPath:
             error, self.sent.error = self.sent.error, None
             if error is not None or self.sent.read_error is not None:
                 self._abandon()
-            if error is not None and self.failed is None:
-                self.failed = self._failure(error)
+            if error is not None:
+                self.failed = self.failed or self._failure(error)
             return rows
 
     def _failure(self, error: str) -> str:
