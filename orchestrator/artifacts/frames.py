@@ -145,9 +145,37 @@ def _series_from_table(table: Any) -> Any:
     return s.rename(None) if s.name == _SERIES else s
 
 
+def ipc_table(serializer: str, value: Any) -> Any | None:
+    """The Arrow table `serializer` writes as Arrow IPC for `value`, after the same
+    round-trip check its dump makes (raising the same error); None for a serializer that
+    does not write one. Writing the table (`write_table`) gives the dump's bytes."""
+    if serializer == "arrow":
+        check_frame(value, _df_table, _through_ipc, "Arrow IPC")
+        return _df_table(value)
+    if serializer == "arrow_series":
+        frame, to_table = _series_frame(value)
+        check_frame(frame, to_table, _through_ipc, "Arrow IPC")
+        return to_table(frame)
+    if serializer == "arrow_table":
+        return value  # an Arrow table is Arrow IPC's own value: nothing to check
+    return None
+
+
+def copy_on_write() -> bool:
+    """Whether pandas copies shared data before changing it in place (always from 3.0)."""
+    import pandas as pd
+
+    if int(pd.__version__.split(".", 1)[0]) >= 3:
+        return True
+    return pd.options.mode.copy_on_write is True
+
+
+def write_table(table: Any, fp: IO[bytes]) -> None:
+    _write_ipc(table, fp)
+
+
 def arrow_dump(value: Any, fp: IO[bytes]) -> None:
-    check_frame(value, _df_table, _through_ipc, "Arrow IPC")
-    _write_ipc(_df_table(value), fp)
+    _write_ipc(ipc_table("arrow", value), fp)
 
 
 def arrow_load(data: bytes | memoryview, _type: str) -> Any:
@@ -155,9 +183,7 @@ def arrow_load(data: bytes | memoryview, _type: str) -> Any:
 
 
 def arrow_series_dump(value: Any, fp: IO[bytes]) -> None:
-    frame, to_table = _series_frame(value)
-    check_frame(frame, to_table, _through_ipc, "Arrow IPC")
-    _write_ipc(to_table(frame), fp)
+    _write_ipc(ipc_table("arrow_series", value), fp)
 
 
 def arrow_series_load(data: bytes | memoryview, _type: str) -> Any:
@@ -165,7 +191,7 @@ def arrow_series_load(data: bytes | memoryview, _type: str) -> Any:
 
 
 def table_dump(value: Any, fp: IO[bytes]) -> None:
-    _write_ipc(value, fp)  # an Arrow table is Arrow IPC's own value: nothing to check
+    _write_ipc(value, fp)
 
 
 def table_load(data: bytes | memoryview, _type: str) -> Any:

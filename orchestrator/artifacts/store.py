@@ -394,6 +394,23 @@ def _small_file(path: str, size: int) -> bytes:
     return data
 
 
+class _Discard:
+    """A sink that drops what is written to it (hashing bytes that are not kept)."""
+
+    def write(self, b: Any) -> int:
+        return len(memoryview(b).cast("B"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prepared:
+    """A value hashed ahead of its write (`ArtifactStore.prepare`): its reference and the
+    Arrow table whose IPC bytes it names."""
+
+    ref: ArtifactRef
+    table: Any
+    keep: Any = None  # what the table's buffers belong to (a frame's shallow copy)
+
+
 class _HashingFile(io.RawIOBase):
     """A write-only file that hashes each chunk on its way to disk: one pass, no copy."""
 
@@ -469,19 +486,84 @@ class ArtifactStore:
             if small.data is None:
                 self.write(ref, data)
             return small
+        return self._store_file(
+            _type_path(value),
+            lambda sink: self._dump(name, value, sink),
+            lambda sink: ArtifactRef(sink.hexdigest(), name, _type_path(value), sink.size),
+        )
+
+    def prepare(self, value: Any, serializer: str | None = None) -> Prepared | None:
+        """`value`'s reference before anything is written, when its serializer writes an
+        Arrow table (a frame, a Series, a table): the table is made and checked once and
+        its bytes hashed without being kept (no copy of the data), so the value's hash is
+        known while `put_prepared` writes it; None for any other value.
+
+        A frame's table is made from a shallow copy, kept with it until written: under
+        pandas' copy-on-write, a change made in place to `value` meanwhile (by a step
+        that reads it) copies the data first, so the bytes written are those hashed.
+        Without copy-on-write (pandas 2 with it off) no frame is prepared."""
+        name = choose_serializer(value, serializer)
+        keep = value
+        if name in ("arrow", "arrow_series"):
+            if not frames.copy_on_write():
+                return None  # a change made in place could reach the bytes being written
+            keep = value.copy(deep=False)
+        try:
+            table = frames.ipc_table(name, keep)
+            if table is None:
+                return None
+            sink = _HashingFile(_Discard())
+            frames.write_table(table, sink)
+        except ArtifactError:
+            raise
+        except Exception as exc:
+            raise ArtifactError(
+                f"cannot serialize {_type_path(value)} with {name}: {exc}"
+            ) from None
+        ref = ArtifactRef(sink.hexdigest(), name, _type_path(value), sink.size)
+        return Prepared(ref, table, keep)
+
+    def put_prepared(self, prepared: Prepared) -> ArtifactRef:
+        """Store a value `prepare` hashed: its table written straight into a temporary
+        file, hashed again on the way and renamed into place only if the bytes are the
+        ones its hash names (readers may already know the value by that hash)."""
+        ref = prepared.ref
+
+        def written(sink: _HashingFile) -> ArtifactRef:
+            if sink.hexdigest() != ref.hash:
+                raise ArtifactError(
+                    f"a {ref.type} artifact came out different from the bytes hashed before "
+                    f"its write ({ref.hash[:12]}); it was not stored"
+                )
+            return ref
+
+        return self._store_file(
+            ref.type,
+            lambda sink: self._dump(ref.serializer, prepared.table, sink, frames.write_table),
+            written,
+        )
+
+    def _store_file(
+        self,
+        type_path: str,
+        dump: Callable[[_HashingFile], None],
+        ref_of: Callable[[_HashingFile], ArtifactRef],
+    ) -> ArtifactRef:
+        """`dump` into a new temporary file through a hashing sink, then rename it to the
+        content address of `ref_of(sink)`; no temporary file is left behind."""
         tmp = None
         try:
             fd, tmp = self._temp()
             with open(fd, "wb") as f:
                 sink = _HashingFile(f)
-                self._dump(name, value, sink)
-            ref = ArtifactRef(sink.hexdigest(), name, _type_path(value), sink.size)
+                dump(sink)
+            ref = ref_of(sink)
             self._commit(tmp, ref)
             tmp = None
         except OSError as exc:
             why = exc.strerror or str(exc)
             raise ArtifactError(
-                f"cannot write a {_type_path(value)} artifact under {self.location}: {why}"
+                f"cannot write a {type_path} artifact under {self.location}: {why}"
             ) from None
         finally:
             if tmp is not None:
@@ -529,9 +611,9 @@ class ArtifactStore:
             if tmp is not None:
                 _unlink(tmp)
 
-    def _dump(self, name: str, value: Any, sink: _HashingFile) -> None:
+    def _dump(self, name: str, value: Any, sink: _HashingFile, dump: Dumper | None = None) -> None:
         try:
-            SERIALIZERS[name][1](value, sink)
+            (dump or SERIALIZERS[name][1])(value, sink)
         except (ArtifactError, OSError):
             raise
         except Exception as exc:

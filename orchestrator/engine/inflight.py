@@ -6,6 +6,8 @@ State kept:
 * `busy[executor]`: how many attempts run on it (an executor takes `workers` at most),
   less those in `writing` (computed, only their outputs' background write left: their
   slot is free for another step, see `execution.local.WritingExecutor`);
+* `early`: attempts computed whose outputs were hashed ahead of their write (`Early`),
+  not yet taken by the engine, which may start their children on the values;
 * `timers`: a heap of `(due, seq, name, parts, attempt)` for retries after a backoff.
 
 `wait` blocks until the first completion, end of a computation, deadline, due retry or
@@ -25,7 +27,7 @@ import itertools
 import time
 
 from orchestrator.cache.keys import KeyParts
-from orchestrator.execution.local import Executor
+from orchestrator.execution.local import Early, Executor
 from orchestrator.execution.worker import StepResult
 
 Retry = tuple[str, KeyParts, int]
@@ -49,6 +51,7 @@ class InFlight:
         self.busy: dict[Executor, int] = {}
         self.timers: list[tuple[float, int, str, KeyParts, int]] = []
         self.writing: set[cf.Future[StepResult]] = set()
+        self.early: list[tuple[Attempt, Early]] = []  # computed, outputs hashed ahead
         self._seq = itertools.count()
 
     def __bool__(self) -> bool:
@@ -57,7 +60,7 @@ class InFlight:
     def has_room(self, ex: Executor) -> bool:
         return self.busy.get(ex, 0) < ex.workers
 
-    def _computing(self) -> list[cf.Future[None]]:
+    def _computing(self) -> list[cf.Future[Early | None]]:
         """The end-of-computation signals still to see (background-writing executors)."""
         out = []
         for fut in self.running:
@@ -66,11 +69,20 @@ class InFlight:
                 out.append(signal)
         return out
 
-    def _note_computed(self, done: set[cf.Future[None]]) -> None:
+    def _note_computed(self, done: set[cf.Future[Early | None]]) -> None:
         for fut, attempt in self.running.items():
-            if fut not in self.writing and getattr(fut, "orch_computed", None) in done:
+            signal = getattr(fut, "orch_computed", None)
+            if fut not in self.writing and signal in done:
                 self.writing.add(fut)
                 self.busy[attempt.executor] -= 1  # its slot is free; the write goes on
+                early = signal.result()
+                if early is not None:
+                    self.early.append((attempt, early))
+
+    def take_early(self) -> list[tuple[Attempt, Early]]:
+        """The attempts seen computed with their outputs hashed ahead, since last asked."""
+        out, self.early = self.early, []
+        return out
 
     def reserve(self, ex: Executor) -> None:
         self.busy[ex] = self.busy.get(ex, 0) + 1

@@ -29,9 +29,14 @@ attempts are killed and the run is recorded `cancelled`.
 A step is recorded finished only after its artifacts are written, and starts only after
 the steps whose outputs it reads are committed (on PostgreSQL: sent ahead of its own
 record, which commits only after them, store/pgsent.py; a step handed to another
-process waits until they are committed, `settle`); so a crash (even SIGKILL) loses no
-step a later one depended on, and at most the last `COMMIT_WINDOW` of other changes:
-running the pipeline again finds the finished steps in the cache, and `resume` reuses
+process waits until they are committed, `settle`). One exception: a step whose outputs
+were hashed ahead of their write (frames, tables: `Early`) releases its in-process
+children at once (`release_early`); they run on the values while the write goes on,
+and one that ends first is `parked` until the parent is recorded, then recorded in the
+same batch or a later one; if the write fails, those that started are skipped
+(`doomed`). So a crash (even SIGKILL) loses no step a later one depended on, and at
+most the last `COMMIT_WINDOW` of other changes: running the pipeline again finds the
+finished steps in the cache, and `resume` reuses
 them even for steps with `cache=False`. A step that runs longer than `COMMIT_WINDOW`
 shows as running. Values of in-process steps stay in `memo` (by artifact hash) until
 every child has finished (`hold`, `let_go`: a value held twice, as an output and as an
@@ -47,6 +52,7 @@ step is cache-only too, the miss is found before the run is recorded and raised 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -69,7 +75,7 @@ from orchestrator.engine.routing import Placement, placement_of, route
 from orchestrator.engine.selection import Plan, Selection, never_computed, plan
 from orchestrator.engine.state import RunState
 from orchestrator.errors import OrchestratorError
-from orchestrator.execution.local import Executor
+from orchestrator.execution.local import Early, Executor
 from orchestrator.execution.worker import StepInvocation, StepResult
 from orchestrator.model.graph import Graph
 from orchestrator.model.step import Node
@@ -161,6 +167,16 @@ class Engine:
         return run.execute(hits)
 
 
+@dataclasses.dataclass
+class Parked:
+    """A step's end (or cache hit) whose record waits for a parent's (`release_early`)."""
+
+    name: str
+    attempt: Attempt | None = None
+    result: StepResult | None = None
+    record: Callable[[], None] | None = None  # a cache hit's record
+
+
 class _Run:
     """One run of one graph: the loop over the parts (see the module docstring)."""
 
@@ -198,6 +214,10 @@ class _Run:
         self.held: collections.Counter[str] = collections.Counter()  # memo hash -> holders
         self.maps = Mapper(self)
         self._routes: dict[int, Executor] = {}
+        # released ahead of their write (`release_early`): not recorded finished yet
+        self.unrecorded: set[str] = set()
+        self.parked: list[Parked] = []  # ended or hit while an input is unrecorded
+        self.doomed: dict[str, str] = {}  # started on an input whose write failed -> it
         self.prewarmed: set[str] = set()  # steps whose executors were told (`prewarm`)
 
     @property
@@ -238,7 +258,8 @@ class _Run:
 
     def stop(self) -> RunStatus:
         """Cancelled: kill what runs; `finish_run` records those step runs interrupted."""
-        for name in self.flight.kill_all():
+        parked, self.parked = [p.name for p in self.parked], []  # never recorded
+        for name in self.flight.kill_all() + parked:
             self.state.reports[name].state = StepState.INTERRUPTED
             self.emit(name, StepState.INTERRUPTED, cause="cancelled")
         self.info("run cancelled")
@@ -249,6 +270,8 @@ class _Run:
         state = self.state
         while state.queue:
             name = state.queue.pop()
+            if state.waiting.get(name) == -1:  # skipped after it was released early
+                continue
             if name in hits:
                 self.finish_cached(name, *hits.pop(name))
                 continue
@@ -363,6 +386,8 @@ class _Run:
                 break
             retry = waiting.popleft()
             name = retry[0]
+            if self.state.waiting.get(name) == -1:  # skipped after it was released early
+                continue
             child = name in self.state.parent_map
             ex = self.route(self.state.node(name))
             if not self.flight.has_room(ex):
@@ -446,12 +471,23 @@ class _Run:
                 ended = self.flight.wait(self.cancel.poll)
         else:
             ended = self.flight.wait(self.cancel.poll)
+        for attempt, early in self.flight.take_early():
+            self.release_early(attempt, early)
         for attempt, result in ended:
             self.handle(attempt, result)
         self.to_submit.extend(self.flight.due())
 
     def handle(self, attempt: Attempt, result: StepResult) -> None:
         name = attempt.name
+        if name in self.doomed:
+            self.finish_doomed(attempt, result)
+            return
+        if result.ok and self.awaits_record(name):
+            self.parked.append(Parked(name, attempt, result))  # handled once they are
+            return
+        if not result.ok and name in self.unrecorded:
+            self.fail_released(attempt, result)
+            return
         step = self.state.node(name).step
         if name in self.state.parent_map:
             self.maps.started(name, -1)
@@ -510,9 +546,17 @@ class _Run:
         rep = self.state.report(
             name, StepState.CACHED, cache_key=parts.key, reason=reason, outputs=refs
         )
-        self.record.cached(rep, parts, entry["outputs"])
-        self.emit(name, StepState.CACHED, cache_key=parts.key)
-        self.release(name, refs)
+
+        def record() -> None:
+            self.record.cached(rep, parts, entry["outputs"])
+            self.emit(name, StepState.CACHED, cache_key=parts.key)
+
+        if self.awaits_record(name):  # a hit on a value still being written: recorded after
+            self.unrecorded.add(name)
+            self.parked.append(Parked(name, record=record))
+        else:
+            record()
+        self.release(name, refs)  # its outputs are stored: its children need not wait
 
     def finish_succeeded(self, attempt: Attempt, result: StepResult) -> None:
         self.finish_ok(attempt.name, attempt.parts, attempt.attempt, result)
@@ -522,11 +566,99 @@ class _Run:
         rep.state, rep.duration, rep.outputs = StepState.SUCCEEDED, result.duration, result.outputs
         rep.error = None
         self.resolver.remember(self.record.succeeded(rep, parts, attempt, result))
+        if name in self.unrecorded:  # its children had its values already
+            self.unrecorded.discard(name)
+            self.emit(name, StepState.SUCCEEDED, duration=result.duration)
+            self.unpark()
+            return
         if result.values is not None:
             for ref, value in zip(result.outputs, result.values, strict=True):
                 self.hold(ref.hash, value)
         self.emit(name, StepState.SUCCEEDED, duration=result.duration)
         self.release(name, result.outputs)
+
+    # -- children started ahead of their inputs' write -------------------------------------
+    def release_early(self, attempt: Attempt, early: Early) -> None:
+        """A step computed, its outputs hashed ahead of their write: its children may start
+        on the values now, if each runs in this process (`may_release_early`). The step is
+        recorded finished when its write ends, and a child that ends before then is
+        recorded after it (`parked`), so no step is recorded finished on an input that is
+        not: a crash loses both or neither."""
+        name = attempt.name
+        if name in self.doomed or not self.may_release_early(name):
+            return
+        for ref, value in zip(early.refs, early.values, strict=True):
+            self.hold(ref.hash, value)
+        self.unrecorded.add(name)
+        self.release(name, early.refs)
+
+    def may_release_early(self, name: str) -> bool:
+        """Not a mapped step or one of its children, no retries or timeout (its result is
+        final once computed), and every child a plain step of an in-process executor
+        (it reads the values from memory, never the file being written)."""
+        state = self.state
+        if name in state.parent_map:
+            return False
+        node = state.node(name)
+        if node.mapped or node.step.retries or node.step.timeout is not None:
+            return False
+        for child in state.children[name]:
+            c = self.g.nodes[child]
+            if c.mapped or c.condition is not None or not self.route(c).in_process:
+                return False
+        return True
+
+    def awaits_record(self, name: str) -> bool:
+        """Whether a parent of `name` is released but not recorded finished yet."""
+        if not self.unrecorded:
+            return False
+        state = self.state
+        return any(p in self.unrecorded for p in state.parents[state.parent_map.get(name, name)])
+
+    def unpark(self) -> None:
+        """Handle the parked ends whose inputs are all recorded now, in the order they came."""
+        while True:
+            ready = [p for p in self.parked if not self.awaits_record(p.name)]
+            if not ready:
+                return
+            self.parked = [p for p in self.parked if self.awaits_record(p.name)]
+            for p in ready:
+                if p.attempt is not None and p.result is not None:
+                    self.handle(p.attempt, p.result)
+                elif p.record is not None:
+                    self.unrecorded.discard(p.name)
+                    p.record()
+
+    def fail_released(self, attempt: Attempt, result: StepResult) -> None:
+        """A released step's write failed: it fails, and each descendant that started on
+        its values is skipped when it ends (at once if it has), as the rest are at once.
+        None of them is recorded finished."""
+        name = attempt.name
+        self.unrecorded.discard(name)
+        for d in self.g.descendants(name):
+            rep = self.state.reports.get(d)
+            if rep is not None and rep.state == StepState.RUNNING:
+                self.doomed[d] = name
+        took = time.perf_counter() - attempt.started
+        error = result.error or "its outputs could not be stored"
+        self.finish_failed(
+            name, attempt.parts, error, result=result, attempts=attempt.attempt, duration=took
+        )
+        ended = [p for p in self.parked if p.name in self.doomed]
+        self.parked = [p for p in self.parked if p.name not in self.doomed]
+        for p in ended:
+            if p.attempt is not None and p.result is not None:
+                self.finish_doomed(p.attempt, p.result)
+        self.unpark()  # cache hits on its values: their outputs were stored before
+
+    def finish_doomed(self, attempt: Attempt, result: StepResult) -> None:
+        name = attempt.name
+        cause = self.doomed.pop(name)
+        self.unrecorded.discard(name)
+        rep = self.state.skip(name, cause)
+        rep.attempts, rep.duration = attempt.attempt, time.perf_counter() - attempt.started
+        self.record.abandoned(rep, attempt.parts, attempt.attempt, cause)
+        self.emit(name, StepState.SKIPPED, cause=cause)
 
     def finish_failed(
         self,

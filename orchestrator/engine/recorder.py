@@ -336,6 +336,27 @@ class Recorder:
             log=log,
         )
 
+    def abandoned(self, rep: StepReport, parts: KeyParts, attempt: int, cause: str) -> None:
+        """A step that started on the values of `cause`, whose write then failed: skipped
+        as if it had never started, its attempt with it (`rep` is its skipped report)."""
+        error = f"skipped: upstream step '{cause}' failed"
+        row = {
+            "run_id": self.run_id,
+            "name": rep.name,
+            "state": StepState.SKIPPED,
+            "attempts": attempt,
+            "ended_at": now(),
+            "duration": rep.duration,
+            "cache_key": parts.key,
+            "reason": rep.reason,
+            "outputs": None,
+            "error": error,
+            "log": None,
+            "inputs": parts.inputs,
+        }
+        self._update_step(row)
+        self._attempt_ended(rep.name, attempt, StepState.SKIPPED, rep.duration, error=error)
+
     def skipped(self, rep: StepReport, cause: str) -> None:
         self.batch.step_inserts.append(
             {

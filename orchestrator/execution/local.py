@@ -29,6 +29,7 @@ import abc
 import contextlib
 import contextvars
 import ctypes
+import dataclasses
 import multiprocessing as mp
 import os
 import queue
@@ -40,7 +41,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from orchestrator.artifacts.store import ArtifactStore
+from orchestrator.artifacts.store import ArtifactRef, ArtifactStore, Prepared
 from orchestrator.artifacts.writer import BackgroundWriter, run_guarded
 from orchestrator.errors import ExecutorError
 from orchestrator.execution.context import Registry
@@ -50,6 +51,7 @@ from orchestrator.execution.worker import (
     execute,
     pack_error,
     store_outputs,
+    write_failed,
 )
 from orchestrator.model.step import Step
 
@@ -133,13 +135,19 @@ class WritingExecutor(Executor):
             _settle(fut, result)
             return
         t0 = time.perf_counter()
-        if all(_small(v) for v in result.values or ()):  # cheaper here than handed off
+        values = result.values or []
+        if all(_small(v) for v in values):  # cheaper here than handed off
             final = store_outputs(result, inv, self.artifacts, t0)
             _settle(fut, final if memo is not None else final.without_values())
             return
+        try:
+            prepared = prepare_outputs(values, inv.serializer, self.artifacts)
+        except Exception as exc:  # noqa: BLE001 - fails the step as a failed write would
+            _settle(fut, write_failed(result, exc, t0))
+            return
 
         def write() -> None:
-            final = store_outputs(result, inv, self.artifacts, t0)
+            final = store_outputs(result, inv, self.artifacts, t0, prepared)
             _settle(fut, final if memo is not None else final.without_values())
 
         def failed(exc: BaseException) -> None:
@@ -147,7 +155,11 @@ class WritingExecutor(Executor):
             _settle(fut, StepResult(False, [], f"step '{inv.step}': {message}", tb, "", 0.0))
 
         self.writer.hand_off(run_guarded(write, failed))  # blocks while the queue is full
-        computed(fut).set_result(None)
+        early = None
+        if prepared is not None and memo is not None:
+            refs = [p if isinstance(p, ArtifactRef) else p.ref for p in prepared]
+            early = Early(refs, values)
+        computed(fut).set_result(early)
 
     def shutdown(self) -> None:
         self.writer.close()
@@ -164,11 +176,38 @@ def _small(value: Any) -> bool:
     return kind in _SCALARS or (kind is str and len(value) <= SMALL_TEXT)
 
 
-def computed(fut: Future[StepResult]) -> Future[None]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Early:
+    """A step's outputs known before their write ends: the refs they will be stored
+    under (hashed ahead, `ArtifactStore.prepare`) and the values themselves."""
+
+    refs: list[ArtifactRef]
+    values: list[Any]
+
+
+def prepare_outputs(
+    values: list[Any], serializer: str | None, store: ArtifactStore
+) -> list[Prepared | ArtifactRef] | None:
+    """Each output hashed ahead of its write (a small one stored at once), when all can
+    be: then the step's children may start on the values while the write goes on. None
+    when one cannot (pickled, say): its write alone makes its hash."""
+    out: list[Prepared | ArtifactRef] = []
+    for v in values:
+        if _small(v):
+            continue
+        p = store.prepare(v, serializer)
+        if p is None:
+            return None
+        out.append(p)
+    it = iter(out)
+    return [store.put(v, serializer) if _small(v) else next(it) for v in values]
+
+
+def computed(fut: Future[StepResult]) -> Future[Early | None]:
     """The future set when `fut`'s step has computed its outputs and only their write
     is left (never set for a step that fails, or on an executor that does not write in
-    the background)."""
-    got: Future[None] | None = getattr(fut, "orch_computed", None)
+    the background); its result is the `Early` outputs, when they were hashed ahead."""
+    got: Future[Early | None] | None = getattr(fut, "orch_computed", None)
     if got is None:
         got = Future()
         fut.orch_computed = got  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.artifacts.store import ArtifactRef, ArtifactStore
+from orchestrator.artifacts.store import ArtifactRef, ArtifactStore, Prepared
 from orchestrator.cache.hashing import canonical
 from orchestrator.errors import ArtifactError, ExecutorError, OrchestratorError, ParamError
 from orchestrator.execution.context import Registry, RunContext, activate, deactivate
@@ -320,20 +320,34 @@ def _tracked(tracker: Tracker | None) -> dict[str, Any] | None:
 
 
 def store_outputs(
-    result: StepResult, inv: StepInvocation, store: ArtifactStore, t0: float
+    result: StepResult,
+    inv: StepInvocation,
+    store: ArtifactStore,
+    t0: float,
+    prepared: list[Prepared | ArtifactRef] | None = None,
 ) -> StepResult:
     """A deferred success (`execute(..., defer=True)`) with its values stored: each output
     written, hashed and in place; a failed write fails the step as it would have inline.
-    `t0` is when the write was handed off: its wait counts in the step's duration."""
+    `prepared` are the outputs already hashed (`ArtifactStore.prepare`) or stored (a
+    ref), one per value. `t0` is when the write was handed off: its wait counts in the
+    step's duration."""
     values = result.values or []
     try:
-        refs = [store.put(v, inv.serializer) for v in values]
+        if prepared is None:
+            refs = [store.put(v, inv.serializer) for v in values]
+        else:
+            refs = [p if isinstance(p, ArtifactRef) else store.put_prepared(p) for p in prepared]
     except Exception as exc:  # noqa: BLE001 - the boundary returns failures as data
-        message, tb = pack_error(exc)
-        took = result.duration + time.perf_counter() - t0
-        return StepResult(False, [], message, tb, result.log, took, tracked=result.tracked)
+        return write_failed(result, exc, t0)
     took = result.duration + time.perf_counter() - t0
     return dataclasses.replace(result, outputs=refs, duration=took)
+
+
+def write_failed(result: StepResult, exc: BaseException, t0: float) -> StepResult:
+    """The failure of a deferred success whose outputs could not be stored."""
+    message, tb = pack_error(exc)
+    took = result.duration + time.perf_counter() - t0
+    return StepResult(False, [], message, tb, result.log, took, tracked=result.tracked)
 
 
 def execute(
