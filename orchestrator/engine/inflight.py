@@ -135,6 +135,14 @@ class InFlight:
             out.append((attempt, StepResult(False, [], error, None, "", t - attempt.started)))
         return out
 
+    def drop_retries(self, names: set[str]) -> list[Retry]:
+        """Take the waiting retries of `names` off the timers (they will not run)."""
+        out = [(name, parts, n) for _, _, name, parts, n in self.timers if name in names]
+        if out:
+            self.timers = [t for t in self.timers if t[2] not in names]
+            heapq.heapify(self.timers)
+        return out
+
     def due(self) -> list[Retry]:
         """Retries whose backoff has passed, taken off the timers."""
         out = []

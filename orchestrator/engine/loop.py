@@ -33,8 +33,9 @@ process waits until they are committed, `settle`). One exception: a step whose o
 were hashed ahead of their write (frames, tables: `Early`) releases its in-process
 children at once (`release_early`); they run on the values while the write goes on,
 and one that ends first is `parked` until the parent is recorded, then recorded in the
-same batch or a later one; if the write fails, those that started are skipped
-(`doomed`). So a crash (even SIGKILL) loses no step a later one depended on, and at
+same batch or a later one (a cache hit on the value is parked with its release); if the
+write fails, every step below it is skipped, those that started when their attempt
+ends (`doomed`). So a crash (even SIGKILL) loses no step a later one depended on, and at
 most the last `COMMIT_WINDOW` of other changes: running the pipeline again finds the
 finished steps in the cache, and `resume` reuses
 them even for steps with `cache=False`. A step that runs longer than `COMMIT_WINDOW`
@@ -550,13 +551,12 @@ class _Run:
         def record() -> None:
             self.record.cached(rep, parts, entry["outputs"])
             self.emit(name, StepState.CACHED, cache_key=parts.key)
+            self.release(name, refs)
 
-        if self.awaits_record(name):  # a hit on a value still being written: recorded after
-            self.unrecorded.add(name)
-            self.parked.append(Parked(name, record=record))
+        if self.awaits_record(name):  # a hit on a value still being written: it and its
+            self.parked.append(Parked(name, record=record))  # children wait for the record
         else:
             record()
-        self.release(name, refs)  # its outputs are stored: its children need not wait
 
     def finish_succeeded(self, attempt: Attempt, result: StepResult) -> None:
         self.finish_ok(attempt.name, attempt.parts, attempt.attempt, result)
@@ -626,16 +626,17 @@ class _Run:
                 if p.attempt is not None and p.result is not None:
                     self.handle(p.attempt, p.result)
                 elif p.record is not None:
-                    self.unrecorded.discard(p.name)
                     p.record()
 
     def fail_released(self, attempt: Attempt, result: StepResult) -> None:
-        """A released step's write failed: it fails, and each descendant that started on
-        its values is skipped when it ends (at once if it has), as the rest are at once.
-        None of them is recorded finished."""
+        """A released step's write failed: it fails, and no descendant is recorded
+        finished. Those that started on its values are skipped when their attempt ends (at
+        once if it has, or if it waits for a retry), a hit parked behind it at once, and
+        the rest as a failure's descendants are."""
         name = attempt.name
         self.unrecorded.discard(name)
-        for d in self.g.descendants(name):
+        below = set(self.g.descendants(name))
+        for d in below:
             rep = self.state.reports.get(d)
             if rep is not None and rep.state == StepState.RUNNING:
                 self.doomed[d] = name
@@ -644,20 +645,35 @@ class _Run:
         self.finish_failed(
             name, attempt.parts, error, result=result, attempts=attempt.attempt, duration=took
         )
-        ended = [p for p in self.parked if p.name in self.doomed]
-        self.parked = [p for p in self.parked if p.name not in self.doomed]
-        for p in ended:
+        parked = [p for p in self.parked if p.name in below]
+        self.parked = [p for p in self.parked if p.name not in below]
+        for p in parked:
             if p.attempt is not None and p.result is not None:
                 self.finish_doomed(p.attempt, p.result)
-        self.unpark()  # cache hits on its values: their outputs were stored before
+            else:  # a cache hit, never recorded: skipped as if it had not been looked up
+                self.record.skipped(self.state.skip(p.name, name), name)
+                self.emit(p.name, StepState.SKIPPED, cause=name)
+        waiting = self.flight.drop_retries(set(self.doomed))
+        waiting += [r for r in self.to_submit if r[0] in self.doomed]
+        for retry in waiting:
+            if retry in self.to_submit:
+                self.to_submit.remove(retry)
+            self.abandon(*retry, ended=True)
 
     def finish_doomed(self, attempt: Attempt, result: StepResult) -> None:
-        name = attempt.name
+        took = time.perf_counter() - attempt.started
+        self.abandon(attempt.name, attempt.parts, attempt.attempt + 1, took)
+
+    def abandon(
+        self, name: str, parts: KeyParts, next_attempt: int, took: float = 0.0, ended: bool = False
+    ) -> None:
+        """Skip doomed `name`, whose last attempt was `next_attempt - 1`: its row says so,
+        and so does that attempt, unless it had `ended` (failed, a retry waiting)."""
         cause = self.doomed.pop(name)
         self.unrecorded.discard(name)
         rep = self.state.skip(name, cause)
-        rep.attempts, rep.duration = attempt.attempt, time.perf_counter() - attempt.started
-        self.record.abandoned(rep, attempt.parts, attempt.attempt, cause)
+        rep.attempts, rep.duration = next_attempt - 1, took
+        self.record.abandoned(rep, parts, next_attempt - 1, cause, end_attempt=not ended)
         self.emit(name, StepState.SKIPPED, cause=cause)
 
     def finish_failed(

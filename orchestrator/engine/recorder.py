@@ -336,9 +336,12 @@ class Recorder:
             log=log,
         )
 
-    def abandoned(self, rep: StepReport, parts: KeyParts, attempt: int, cause: str) -> None:
+    def abandoned(
+        self, rep: StepReport, parts: KeyParts, attempt: int, cause: str, end_attempt: bool = True
+    ) -> None:
         """A step that started on the values of `cause`, whose write then failed: skipped
-        as if it had never started, its attempt with it (`rep` is its skipped report)."""
+        as if it had never started, its attempt with it unless that attempt had already
+        ended (a failure waiting for its retry); `rep` is its skipped report."""
         error = f"skipped: upstream step '{cause}' failed"
         row = {
             "run_id": self.run_id,
@@ -355,7 +358,8 @@ class Recorder:
             "inputs": parts.inputs,
         }
         self._update_step(row)
-        self._attempt_ended(rep.name, attempt, StepState.SKIPPED, rep.duration, error=error)
+        if end_attempt:
+            self._attempt_ended(rep.name, attempt, StepState.SKIPPED, rep.duration, error=error)
 
     def skipped(self, rep: StepReport, cause: str) -> None:
         self.batch.step_inserts.append(

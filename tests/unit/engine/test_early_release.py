@@ -1,8 +1,10 @@
 """Children started on their parent's values while its write goes on (`release_early`):
 a child runs during its parent's write, yet no step is ever recorded finished before
 the steps whose outputs it read; a write that fails after its children started fails
-its step and leaves them skipped, recorded as such; a step with retries keeps its
-children waiting for its write. Each write is held open by a wrapper around the real
+its step and leaves every step below it skipped, recorded as such (cache hits on its
+value and a child waiting for its retry too); a hit on a value still being written holds
+back what is below it (a map over its list); a step with retries keeps its children
+waiting for its write. Each write is held open by a wrapper around the real
 `ArtifactStore.put_prepared` until the test has looked at the store from outside."""
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import errno
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -86,6 +89,62 @@ def changes_its_input(frame: pd.DataFrame) -> float:
 @pipeline
 def in_place():
     changes_its_input(mixed())
+
+
+@step(cache=False)
+def mid(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(z=frame["x"] * 2)
+
+
+@step
+def mean_z(frame: pd.DataFrame) -> float:
+    return float(frame["z"].mean())
+
+
+@step
+def plus_one(v: float) -> float:
+    return v + 1
+
+
+@pipeline
+def hits_below_a_fresh_middle():
+    plus_one(mean_z(mid(fresh())))
+
+
+@step
+def negatives(frame: pd.DataFrame) -> list[int]:
+    return [int(v) for v in frame["x"] if v < 0]  # none: the map below has no elements
+
+
+@step(cache=False)
+def alert(x: int) -> int:
+    return x
+
+
+@step
+def count(xs: list[int]) -> int:
+    return len(xs)
+
+
+@pipeline
+def alerts():
+    count(alert.map(x=negatives(fresh())))
+
+
+RETRIED_CALLS: list[float] = []
+
+
+@step(retries=1, retry_backoff=0.5)
+def flaky(frame: pd.DataFrame) -> float:
+    RETRIED_CALLS.append(time.perf_counter())
+    if len(RETRIED_CALLS) == 1:
+        raise RuntimeError("the first attempt fails")
+    return float(frame["x"].sum())
+
+
+@pipeline
+def flaky_child():
+    flaky(fresh())
 
 
 @step(retries=1)
@@ -284,6 +343,100 @@ def test_a_child_that_changes_its_input_in_place_does_not_change_what_is_stored(
     expected = float(np.arange(20_000).sum() * 3)
     artifacts = ArtifactStore(tmp_path / "artifacts")
     assert artifacts.get(steps["changes_its_input"].outputs[0]) == expected
+
+
+def _fail_fresh_write(
+    monkeypatch: pytest.MonkeyPatch, after: float, until: Callable[[], bool] | None = None
+) -> list[float]:
+    """The first prepared write (fresh's) fails with ENOSPC after `after` seconds (or once
+    `until()` holds, 10 s at most); the others are written. Returns when it failed."""
+    real = ArtifactStore.put_prepared
+    failed: list[float] = []
+
+    def held(self: ArtifactStore, prepared: Prepared) -> ArtifactRef:
+        if not failed:
+            threading.Event().wait(after)
+            for _ in range(200):
+                if until is None or until():
+                    break
+                threading.Event().wait(0.05)
+            failed.append(time.perf_counter())
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, prepared)
+
+    monkeypatch.setattr(ArtifactStore, "put_prepared", held)
+    return failed
+
+
+def _rows_after(db: Path, first: str) -> dict[str, str]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT name, state FROM step_runs WHERE run_id != ?", (first,))
+        return dict(rows.fetchall())
+
+
+@pytest.mark.parametrize(
+    ("graph", "target", "below"),
+    [
+        (uncached, "uncached", ["mean", "total"]),
+        (hits_below_a_fresh_middle, "hits_below_a_fresh_middle", ["mid", "mean_z", "plus_one"]),
+    ],
+)
+def test_a_failed_write_skips_every_step_below_it_hits_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, graph: Any, target: str, below: list[str]
+) -> None:
+    db = tmp_path / "orchestrator.db"
+    first = _run(tmp_path, graph.build(), target).run_id  # the steps below: cache entries
+    _fail_fresh_write(monkeypatch, 0.4)
+    result = _run(tmp_path, graph.build(), target)
+
+    states = {s.name: str(s.state) for s in result.steps}
+    assert states == {"fresh": "failed"} | {n: "skipped" for n in below}
+    assert _rows_after(db, first) == states  # each one recorded, none finished
+
+
+def test_a_hit_on_a_value_being_written_holds_back_the_map_below_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "orchestrator.db"
+    first = _run(tmp_path, alerts.build(), "alerts").run_id  # negatives: a cache entry
+    seen: list[dict[str, str]] = []
+
+    def hold(prepared: Prepared) -> None:
+        for _ in range(6):
+            threading.Event().wait(0.05)
+            seen.append(_rows_after(db, first))
+
+    _hold_writes(monkeypatch, hold)
+    result = _run(tmp_path, alerts.build(), "alerts")
+
+    assert str(result.status) == "succeeded", [s.error for s in result.steps]
+    for states in seen:  # nothing below fresh was recorded while its write was held
+        assert set(states) <= {"fresh"} and states.get("fresh") != "succeeded", states
+    assert _rows_after(db, first)["count"] == "cached"
+
+
+def test_a_child_waiting_for_its_retry_when_its_input_fails_does_not_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    RETRIED_CALLS.clear()
+    db = tmp_path / "orchestrator.db"
+
+    def first_attempt_failed() -> bool:  # as the engine recorded it (its retry waits)
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT state FROM attempts WHERE step = 'flaky'").fetchall()
+        return rows == [("failed",)]
+
+    failed = _fail_fresh_write(monkeypatch, 0.0, first_attempt_failed)
+    result = _run(tmp_path, flaky_child.build(), "flaky_child")
+
+    assert [(s.name, str(s.state)) for s in result.steps] == [
+        ("fresh", "failed"),
+        ("flaky", "skipped"),
+    ]
+    assert len(RETRIED_CALLS) == 1 and RETRIED_CALLS[0] < failed[0]  # no second attempt
+    with sqlite3.connect(db) as conn:
+        attempts = conn.execute("SELECT step, attempt, state FROM attempts").fetchall()
+    assert sorted(attempts) == [("flaky", 1, "failed"), ("fresh", 1, "failed")]
 
 
 def test_a_step_with_retries_keeps_its_children_waiting_for_its_write(
