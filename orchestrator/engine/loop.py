@@ -271,6 +271,8 @@ class _Run:
         state = self.state
         while state.queue:
             name = state.queue.pop()
+            if state.waiting.get(name) == -1:  # skipped after it was released early
+                continue
             if name in hits:
                 self.finish_cached(name, *hits.pop(name))
                 continue
@@ -385,6 +387,8 @@ class _Run:
                 break
             retry = waiting.popleft()
             name = retry[0]
+            if self.state.waiting.get(name) == -1:  # skipped after it was released early
+                continue
             child = name in self.state.parent_map
             ex = self.route(self.state.node(name))
             if not self.flight.has_room(ex):
@@ -651,10 +655,9 @@ class _Run:
                 self.emit(p.name, StepState.SKIPPED, cause=name)
         waiting = self.flight.drop_retries(set(self.doomed))
         waiting += [r for r in self.to_submit if r[0] in self.doomed]
-        # released ahead, some were queued or waited to start: none of them will
-        self.state.queue[:] = [n for n in self.state.queue if n not in below]
-        self.to_submit = collections.deque(r for r in self.to_submit if r[0] not in below)
         for retry in waiting:
+            if retry in self.to_submit:
+                self.to_submit.remove(retry)
             self.abandon(*retry, ended=True)
 
     def finish_doomed(self, attempt: Attempt, result: StepResult) -> None:
